@@ -1,0 +1,367 @@
+//! A lock-free circuit breaker for any tower service.
+//!
+//! A breaker watches the outcomes of the calls it lets through. While **closed**, it records
+//! them in a sliding window (the last N calls, or the calls of the last N seconds); once the
+//! window holds [`minimum_calls`](Builder::minimum_calls), a failure rate or slow-call rate at or
+//! above its threshold **opens** it. An open breaker rejects calls at once, with
+//! [`CircuitOpen`], without touching the service (not even its `poll_ready`). When the wait in
+//! the open state is over, the next call attempt moves it to **half-open**, where exactly
+//! [`permitted_calls_in_half_open`](Builder::permitted_calls_in_half_open) probe calls go
+//! through; when all their outcomes are in, their own window closes the breaker again or opens
+//! it for another wait.
+//!
+//! Which results count as failures is the classifier's business (see
+//! [`classify`](crate::classify)): by default for HTTP, `5xx` and every error are failures and
+//! `4xx` is ignored, since a rejected card says nothing about the payment gateway's health.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use breakwater::{CircuitBreaker, CircuitOpen, CircuitState};
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let breaker = CircuitBreaker::builder("pg-payment")
+//!     .count_window(10)
+//!     .minimum_calls(10)
+//!     .failure_rate_threshold(50.0)
+//!     .wait_duration_in_open(Duration::from_secs(30))
+//!     .build()?;
+//!
+//! // A payment gateway that answers 500 to everything.
+//! let mut client = ServiceBuilder::new()
+//!     .layer(breaker.layer())
+//!     .service(service_fn(|_: http::Request<()>| async {
+//!         Ok::<_, std::io::Error>(http::Response::builder().status(500).body(()).unwrap())
+//!     }));
+//!
+//! for _ in 0..10 {
+//!     let response = client.ready().await?.call(http::Request::new(())).await?;
+//!     assert_eq!(response.status(), 500);
+//! }
+//! assert_eq!(breaker.state(), CircuitState::Open);
+//!
+//! let error = client.ready().await?.call(http::Request::new(())).await.unwrap_err();
+//! assert!(error.is::<CircuitOpen>());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Sharing, lifetime and cost
+//!
+//! A [`CircuitBreaker`] is a handle: cloning it, or making layers from it, shares the one
+//! breaker. The breaker's state is allocated once, when it is built, and lives until the process
+//! ends; that is what lets every call reach it through a plain reference, with no reference
+//! count to update, no lock and no allocation. A breaker is a few hundred bytes plus eight bytes
+//! per call of a count window (sixteen per second of a time window): build one per downstream
+//! at start-up (or through a registry), not one per request.
+//!
+//! On the closed path a call costs one atomic load when admitted and one compare-and-swap when
+//! recorded. The clock is read only where a setting needs it: slow-call detection and time
+//! windows time each call; a count window without slow-call detection reads no clock while
+//! closed.
+//!
+//! # Differences from resilience4j
+//!
+//! The semantics follow resilience4j's `CircuitBreaker` except where noted:
+//!
+//! - Slow-call detection is off unless configured (see [`Builder`]).
+//! - A half-open breaker decides once *all* its permitted probes are recorded.
+//! - An outcome that arrives after the state it was admitted in has ended (a slow call admitted
+//!   while closed that finishes after the breaker opened) is discarded: each admission carries
+//!   the breaker's epoch, bumped on every transition.
+//! - `not_permitted_calls` counts rejections since the breaker last opened (or was forced
+//!   open), through half-open and until the next opening or [`reset`](CircuitBreaker::reset).
+//! - Any state can be entered by hand with [`transition_to`](CircuitBreaker::transition_to); a
+//!   transition to the current state does nothing.
+//! - The wait in the open state has millisecond resolution, and ends when the clock reaches it.
+
+mod config;
+mod core;
+mod error;
+mod events;
+pub mod future;
+mod layer;
+mod manual;
+mod metrics;
+mod service;
+mod state;
+mod window;
+
+use std::fmt;
+
+pub use self::config::{Builder, ConfigError, ExponentialBackoff};
+pub use self::error::CircuitOpen;
+pub use self::events::{Event, EventKind, SubscriptionId, TransitionCause};
+pub use self::layer::CircuitBreakerLayer;
+pub use self::metrics::MetricsSnapshot;
+pub use self::service::CircuitBreakerService;
+pub use self::state::CircuitState;
+
+use self::config::Config;
+use self::core::{Admission, Core};
+use crate::classify::Outcome;
+use crate::clock::Clock;
+
+/// A circuit breaker: a cheap handle, and every clone of it (and every layer made from it)
+/// controls the same breaker.
+///
+/// Build one with [`CircuitBreaker::builder`]; wrap services with [`layer`](Self::layer) (HTTP)
+/// or [`layer_with`](Self::layer_with) (any classifier); or drive it by hand with
+/// [`try_acquire`](Self::try_acquire). See the [module docs](self) for the state machine.
+///
+/// Two handles are equal when they control the same breaker.
+///
+/// # Example
+///
+/// ```
+/// use breakwater::{CircuitBreaker, CircuitState, classify::Outcome};
+///
+/// let breaker = CircuitBreaker::builder("search").count_window(2).minimum_calls(2).build()?;
+/// let same = breaker.clone();
+/// breaker.try_acquire()?.record(Outcome::Failure);
+/// breaker.try_acquire()?.record(Outcome::Failure);
+/// assert_eq!(same.state(), CircuitState::Open);
+/// assert_eq!(same, breaker);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct CircuitBreaker {
+    core: &'static Core,
+}
+
+impl CircuitBreaker {
+    /// Starts building a breaker named `name` (used in errors, logs and events).
+    pub fn builder(name: impl Into<String>) -> Builder {
+        Builder::new(name.into())
+    }
+
+    pub(crate) fn from_config(name: String, config: Config, clock: Option<Box<dyn Clock>>) -> Self {
+        // Never freed: see "Sharing, lifetime and cost" in the module docs.
+        let core: &'static Core = Box::leak(Box::new(Core::new(name, config, clock)));
+        Self { core }
+    }
+
+    pub(crate) fn core(&self) -> &'static Core {
+        self.core
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &'static str {
+        self.core.name()
+    }
+
+    /// The current state. An open breaker whose wait is over still reports
+    /// [`Open`](CircuitState::Open) until a call attempt moves it to half-open (or its timer
+    /// does, with [`automatic_transition_from_open_to_half_open`](Builder::automatic_transition_from_open_to_half_open)).
+    pub fn state(&self) -> CircuitState {
+        self.core.state()
+    }
+
+    /// The state and the window's numbers, at this moment.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.core.snapshot()
+    }
+
+    /// Asks to make one call, for code that does not go through a tower service.
+    ///
+    /// Record the call's outcome on the returned permit; dropping the permit without recording
+    /// counts as a cancelled call (nothing recorded; a half-open permit is given back). The
+    /// call is timed from here when the breaker needs durations.
+    ///
+    /// # Errors
+    ///
+    /// [`CircuitOpen`] when the breaker rejects the call; the rejection is counted.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::{CircuitBreaker, classify::Outcome};
+    ///
+    /// let breaker = CircuitBreaker::builder("db").build()?;
+    /// let permit = breaker.try_acquire()?;
+    /// let rows: Result<u32, std::io::Error> = Ok(3); // the call
+    /// permit.record(if rows.is_ok() { Outcome::Success } else { Outcome::Failure });
+    /// assert_eq!(breaker.metrics().successful_calls, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_acquire(&self) -> Result<CallPermit, CircuitOpen> {
+        match self.core.try_acquire() {
+            Ok(admission) => {
+                let mut permit = CallPermit::new(self.core, admission);
+                permit.start_timing();
+                Ok(permit)
+            }
+            Err(rejection) => {
+                self.core.rejected(&rejection);
+                Err(CircuitOpen::new(
+                    self.name(),
+                    rejection.state,
+                    rejection.retry_after,
+                ))
+            }
+        }
+    }
+
+    /// Moves the breaker to `state` by hand, from any state. Moving to the current state does
+    /// nothing and emits no event. Open waits as configured; half-open starts with no probe
+    /// taken; closed, disabled, forced open and metrics-only start with an empty window.
+    pub fn transition_to(&self, state: CircuitState) {
+        self.core.transition_to(state);
+    }
+
+    /// Rejects every call until another transition: [`ForcedOpen`](CircuitState::ForcedOpen).
+    pub fn force_open(&self) {
+        self.transition_to(CircuitState::ForcedOpen);
+    }
+
+    /// Lets every call through and records nothing: [`Disabled`](CircuitState::Disabled).
+    pub fn disable(&self) {
+        self.transition_to(CircuitState::Disabled);
+    }
+
+    /// Lets every call through and records it, but never opens:
+    /// [`MetricsOnly`](CircuitState::MetricsOnly).
+    pub fn metrics_only(&self) {
+        self.transition_to(CircuitState::MetricsOnly);
+    }
+
+    /// Closes the breaker and clears everything: the window, the backoff's count of
+    /// consecutive openings, the count of rejected calls. Emits a reset event (and a transition
+    /// event unless it was closed already). Calls still in flight are discarded when they end.
+    pub fn reset(&self) {
+        self.core.reset();
+    }
+
+    /// Calls `callback` on every event: transitions, resets, rejections and recorded outcomes.
+    /// While such a subscriber exists, every call is timed (its duration is in the event).
+    pub fn on_event(&self, callback: impl Fn(&Event) + Send + Sync + 'static) -> SubscriptionId {
+        self.core
+            .events
+            .subscribe(true, std::sync::Arc::new(callback))
+    }
+
+    /// Calls `callback` on state transitions and resets only; costs nothing per call.
+    pub fn on_state_transition(
+        &self,
+        callback: impl Fn(&Event) + Send + Sync + 'static,
+    ) -> SubscriptionId {
+        self.core
+            .events
+            .subscribe(false, std::sync::Arc::new(callback))
+    }
+
+    /// Removes a callback; `false` if it was not registered.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.core.events.unsubscribe(id)
+    }
+
+    /// Every event, as a [`tokio::sync::broadcast`] receiver that buffers up to 1024 events: a
+    /// receiver that falls further behind gets [`RecvError::Lagged`] and skips ahead. Per-call
+    /// events cost their delivery until every receiver is dropped.
+    ///
+    /// [`RecvError::Lagged`]: tokio::sync::broadcast::error::RecvError::Lagged
+    pub fn event_stream(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.core.events.stream()
+    }
+
+    /// A layer that classifies `http::Response`s with
+    /// [`HttpClassifier`](crate::classify::http::HttpClassifier)'s defaults: `5xx` and errors
+    /// fail, `4xx` is ignored.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn layer(&self) -> CircuitBreakerLayer<crate::classify::http::HttpClassifier> {
+        CircuitBreakerLayer::new(self, crate::classify::http::HttpClassifier::new())
+    }
+
+    /// A layer that classifies results with `classifier`: a closure
+    /// `Fn(Result<&Response, &Error>) -> Outcome` or a [`Classify`](crate::classify::Classify)
+    /// implementation.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::{CircuitBreaker, classify::Outcome};
+    ///
+    /// let breaker = CircuitBreaker::builder("db").build()?;
+    /// let layer = breaker.layer_with(|result: Result<&Vec<u8>, &std::io::Error>| match result {
+    ///     Ok(_) => Outcome::Success,
+    ///     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::Ignored,
+    ///     Err(_) => Outcome::Failure,
+    /// });
+    /// # let _ = layer;
+    /// # Ok::<(), breakwater::ConfigError>(())
+    /// ```
+    pub fn layer_with<C>(&self, classifier: C) -> CircuitBreakerLayer<C> {
+        CircuitBreakerLayer::new(self, classifier)
+    }
+}
+
+impl PartialEq for CircuitBreaker {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.core, other.core)
+    }
+}
+
+impl Eq for CircuitBreaker {}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.name())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// Permission to make one call; from [`CircuitBreaker::try_acquire`].
+///
+/// Record the outcome with [`record`](Self::record). Dropping the permit instead counts as a
+/// cancelled call: nothing is recorded, and a half-open probe permit is given back.
+#[must_use = "a permit records nothing unless `record` is called"]
+pub struct CallPermit {
+    core: &'static Core,
+    admission: Option<Admission>,
+    start: Option<u64>,
+}
+
+impl CallPermit {
+    pub(crate) fn new(core: &'static Core, admission: Admission) -> Self {
+        Self {
+            core,
+            admission: Some(admission),
+            start: None,
+        }
+    }
+
+    /// The call starts now: time it if the breaker needs durations.
+    pub(crate) fn start_timing(&mut self) {
+        self.start = self.core.times_calls().then(|| self.core.now());
+    }
+
+    /// Records the call's outcome.
+    pub fn record(mut self, outcome: Outcome) {
+        if let Some(admission) = self.admission.take() {
+            self.core.record(admission, outcome, self.start);
+        }
+    }
+}
+
+impl Drop for CallPermit {
+    fn drop(&mut self) {
+        if let Some(Admission::Probe(epoch)) = self.admission.take() {
+            self.core.give_back(epoch);
+        }
+    }
+}
+
+impl fmt::Debug for CallPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallPermit")
+            .field("breaker", &self.core.name())
+            .field("admission", &self.admission)
+            .finish()
+    }
+}

@@ -1,0 +1,235 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::futures::Notified;
+use tokio::time::Sleep;
+use tower_service::Service;
+
+use super::core::Rejection;
+use super::future::ResponseFuture;
+use super::{CallPermit, CircuitBreaker, CircuitOpen};
+use crate::BoxError;
+use crate::classify::Classify;
+
+/// A service behind a circuit breaker; made by [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
+///
+/// Admission is decided in `poll_ready`, as `tower::limit::ConcurrencyLimit` decides: the
+/// service holds the decision (a permit, or a rejection) until `call` uses it. A clone does not
+/// copy it; dropping the service, or the response future, gives a half-open permit back.
+///
+/// By default an open breaker fails fast: `poll_ready` is ready at once, without polling the
+/// inner service, and `call` returns a future that resolves to a [`CircuitOpen`] error (boxed)
+/// without calling it. With [`backpressure`](super::CircuitBreakerLayer::backpressure),
+/// `poll_ready` waits instead.
+///
+/// The error type is [`BoxError`]: the inner service's errors, converted, or [`CircuitOpen`].
+///
+/// # Example
+///
+/// ```
+/// use breakwater::{CircuitBreaker, classify::FailOnError};
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// let breaker = CircuitBreaker::builder("echo").build()?;
+/// let mut echo = breaker
+///     .layer_with(FailOnError)
+///     .layer(service_fn(|s: String| async move { Ok::<_, std::io::Error>(s) }));
+///
+/// let reply = echo.ready().await?.call("hello".to_string()).await?;
+/// assert_eq!(reply, "hello");
+/// assert_eq!(breaker.metrics().successful_calls, 1);
+/// # Ok(())
+/// # }
+/// ```
+pub struct CircuitBreakerService<S, C> {
+    inner: S,
+    breaker: CircuitBreaker,
+    classifier: C,
+    backpressure: bool,
+    decision: Option<Decision>,
+    waiter: Option<Box<Waiter>>,
+}
+
+enum Decision {
+    Admitted(CallPermit),
+    Rejected(Rejection),
+}
+
+/// What a service in backpressure mode waits on: the breaker's notifications, and the time at
+/// which the rejection may end by itself.
+#[derive(Default)]
+struct Waiter {
+    notified: Option<Pin<Box<Notified<'static>>>>,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S, C> CircuitBreakerService<S, C> {
+    /// Wraps `inner` with `breaker`, classifying results with `classifier`.
+    pub fn new(inner: S, breaker: &CircuitBreaker, classifier: C, backpressure: bool) -> Self {
+        Self {
+            inner,
+            breaker: breaker.clone(),
+            classifier,
+            backpressure,
+            decision: None,
+            waiter: None,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service; a held admission is dropped (a half-open permit is given back).
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// The breaker.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    fn decide(&self) -> Decision {
+        let core = self.breaker.core();
+        match core.try_acquire() {
+            Ok(admission) => Decision::Admitted(CallPermit::new(core, admission)),
+            Err(rejection) => Decision::Rejected(rejection),
+        }
+    }
+
+    /// Backpressure: `Pending` until something may have changed; `Ready` means "decide again".
+    fn wait(&mut self, cx: &mut Context<'_>, rejection: &Rejection) -> Poll<()> {
+        let core = self.breaker.core();
+        let waiter = self.waiter.get_or_insert_with(Box::default);
+        let Some(notified) = &mut waiter.notified else {
+            // Listen before deciding again, so a transition in between is not missed.
+            let mut notified = Box::pin(core.notify.notified());
+            notified.as_mut().enable();
+            waiter.notified = Some(notified);
+            return Poll::Ready(());
+        };
+        if notified.as_mut().poll(cx).is_ready() {
+            waiter.notified = None;
+            return Poll::Ready(());
+        }
+        if let Some(after) = rejection.recheck_in {
+            let deadline = tokio::time::Instant::now() + after;
+            let sleep = waiter
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            sleep.as_mut().reset(deadline);
+            if sleep.as_mut().poll(cx).is_ready() {
+                waiter.notified = None;
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
+    fn clone(&self) -> Self {
+        Self::new(
+            self.inner.clone(),
+            &self.breaker,
+            self.classifier.clone(),
+            self.backpressure,
+        )
+    }
+}
+
+impl<S, C, Request> Service<Request> for CircuitBreakerService<S, C>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        loop {
+            let decision = match self.decision.take() {
+                Some(Decision::Admitted(permit)) => Decision::Admitted(permit),
+                // A rejection is not kept across polls: the breaker may have moved on.
+                _ => self.decide(),
+            };
+            match decision {
+                Decision::Admitted(permit) => {
+                    self.waiter = None;
+                    return match self.inner.poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {
+                            self.decision = Some(Decision::Admitted(permit));
+                            Poll::Ready(Ok(()))
+                        }
+                        Poll::Pending => {
+                            self.decision = Some(Decision::Admitted(permit));
+                            Poll::Pending
+                        }
+                        // The permit is dropped: not a call, nothing recorded.
+                        Poll::Ready(Err(error)) => Poll::Ready(Err(error.into())),
+                    };
+                }
+                Decision::Rejected(rejection) if !self.backpressure => {
+                    self.decision = Some(Decision::Rejected(rejection));
+                    return Poll::Ready(Ok(()));
+                }
+                Decision::Rejected(rejection) => {
+                    if self.wait(cx, &rejection).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // Without `poll_ready` first (a broken tower contract), decide now.
+        let decision = self.decision.take().unwrap_or_else(|| self.decide());
+        match decision {
+            Decision::Admitted(mut permit) => {
+                permit.start_timing();
+                let future = self.inner.call(request);
+                ResponseFuture::called(future, permit, self.classifier.clone())
+            }
+            Decision::Rejected(rejection) => {
+                let core = self.breaker.core();
+                core.rejected(&rejection);
+                ResponseFuture::rejected(CircuitOpen::new(
+                    core.name(),
+                    rejection.state,
+                    rejection.retry_after,
+                ))
+            }
+        }
+    }
+}
+
+impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for CircuitBreakerService<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let decision = match &self.decision {
+            None => "none",
+            Some(Decision::Admitted(_)) => "admitted",
+            Some(Decision::Rejected(_)) => "rejected",
+        };
+        f.debug_struct("CircuitBreakerService")
+            .field("inner", &self.inner)
+            .field("breaker", &self.breaker)
+            .field("classifier", &self.classifier)
+            .field("backpressure", &self.backpressure)
+            .field("decision", &decision)
+            .finish()
+    }
+}

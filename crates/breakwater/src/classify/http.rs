@@ -1,0 +1,393 @@
+//! Classifying `http::Response`s by status.
+
+use std::fmt;
+use std::ops::{Range, RangeFrom, RangeInclusive};
+use std::time::Duration;
+
+use http::{HeaderMap, Response, StatusCode, header::RETRY_AFTER};
+
+use super::{Classify, Outcome, error_is_timeout};
+
+/// Codes 100..=599 have a two-bit entry each in the table; 600..=999 share `nonstandard`.
+const FIRST: u16 = 100;
+const LAST: u16 = 599;
+const SUCCESS: u8 = 0;
+const FAILURE: u8 = 1;
+const IGNORED: u8 = 2;
+
+/// Classifies `http::Response`s by status; the default of
+/// [`CircuitBreaker::layer`](crate::CircuitBreaker::layer).
+///
+/// Out of the box:
+///
+/// | result | outcome |
+/// |---|---|
+/// | `5xx` | [`Failure`](Outcome::Failure) |
+/// | `4xx` | [`Ignored`](Outcome::Ignored): the caller's mistake says nothing about the callee |
+/// | any other status | [`Success`](Outcome::Success) |
+/// | a timeout error (see [`is_timeout`](super::is_timeout)) | [`Failure`](Outcome::Failure) |
+/// | any other error (connect, I/O, body) | [`Failure`](Outcome::Failure) |
+///
+/// Rules added later win over earlier ones and over the defaults. Codes 600–999, which HTTP
+/// leaves undefined, share one rule: the last one that names any of them (a success by default).
+///
+/// With [`retry_after`](Self::retry_after), a `503` or `429` that carries a delta-seconds
+/// `Retry-After` header becomes [`Outcome::FailureFor`], which opens the breaker for that long.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use breakwater::classify::{Classify, Outcome, http::HttpClassifier};
+/// use http::{Response, StatusCode};
+///
+/// let classifier = HttpClassifier::new()
+///     .failure(StatusCode::TOO_MANY_REQUESTS) // rate limiting counts against the callee
+///     .ignore(501)                            // "not implemented" is our mistake
+///     .retry_after(Duration::from_secs(60));
+///
+/// let ok = Response::new(());
+/// let limited = Response::builder().status(429).body(()).unwrap();
+/// let unavailable = Response::builder().status(503).header("retry-after", "10").body(()).unwrap();
+/// let result = |r| -> Result<&Response<()>, &std::io::Error> { Ok(r) };
+///
+/// assert_eq!(classifier.classify(result(&ok)), Outcome::Success);
+/// assert_eq!(classifier.classify(result(&limited)), Outcome::Failure);
+/// assert_eq!(
+///     classifier.classify(result(&unavailable)),
+///     Outcome::FailureFor(Duration::from_secs(10)),
+/// );
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HttpClassifier {
+    table: [u64; 16],
+    nonstandard: u8,
+    on_error: Outcome,
+    on_timeout: Outcome,
+    retry_after_cap: Option<Duration>,
+}
+
+impl HttpClassifier {
+    /// The default rules: `5xx` failure, `4xx` ignored, anything else success, every error a
+    /// failure.
+    pub fn new() -> Self {
+        Self {
+            table: [0; 16],
+            nonstandard: SUCCESS,
+            on_error: Outcome::Failure,
+            on_timeout: Outcome::Failure,
+            retry_after_cap: None,
+        }
+        .set((400, 499), IGNORED)
+        .set((500, 599), FAILURE)
+    }
+
+    /// Counts these statuses as failures.
+    pub fn failure(self, statuses: impl Statuses) -> Self {
+        self.set(statuses.range(), FAILURE)
+    }
+
+    /// Counts these statuses as successes.
+    pub fn success(self, statuses: impl Statuses) -> Self {
+        self.set(statuses.range(), SUCCESS)
+    }
+
+    /// Ignores these statuses: not recorded, neither success nor failure.
+    pub fn ignore(self, statuses: impl Statuses) -> Self {
+        self.set(statuses.range(), IGNORED)
+    }
+
+    /// The outcome of an error that is not a timeout (connect, I/O, body errors); a failure by
+    /// default.
+    pub fn on_error(mut self, outcome: Outcome) -> Self {
+        self.on_error = outcome;
+        self
+    }
+
+    /// The outcome of a timeout error (found through the error's source chain); a failure by
+    /// default.
+    pub fn on_timeout(mut self, outcome: Outcome) -> Self {
+        self.on_timeout = outcome;
+        self
+    }
+
+    /// Honours `Retry-After`: a `503` or `429` with a delta-seconds `Retry-After` of `n > 0`
+    /// becomes [`Outcome::FailureFor`] of `n` seconds, at most `cap`, so the breaker opens for
+    /// that long. HTTP-date values are not followed (the status's rule applies).
+    pub fn retry_after(mut self, cap: Duration) -> Self {
+        self.retry_after_cap = Some(cap);
+        self
+    }
+
+    /// The outcome of a response with this status and headers.
+    pub fn classify_response(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
+        if let Some(cap) = self.retry_after_cap {
+            if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS
+            {
+                if let Some(wait) = retry_after_seconds(headers) {
+                    return Outcome::FailureFor(Duration::from_secs(wait).min(cap));
+                }
+            }
+        }
+        self.classify_status(status)
+    }
+
+    /// The outcome of a status by the rules alone (no `Retry-After`).
+    pub fn classify_status(&self, status: StatusCode) -> Outcome {
+        let code = status.as_u16();
+        let class = if (FIRST..=LAST).contains(&code) {
+            let index = usize::from(code - FIRST);
+            // Two bits per code, 32 codes per word.
+            ((self.table[index / 32] >> ((index % 32) * 2)) & 0b11) as u8
+        } else {
+            self.nonstandard
+        };
+        match class {
+            FAILURE => Outcome::Failure,
+            IGNORED => Outcome::Ignored,
+            _ => Outcome::Success,
+        }
+    }
+
+    fn set(mut self, (start, end): (u16, u16), class: u8) -> Self {
+        for code in start.max(FIRST)..=end.min(LAST) {
+            let index = usize::from(code - FIRST);
+            let shift = (index % 32) * 2;
+            let word = &mut self.table[index / 32];
+            *word = (*word & !(0b11 << shift)) | (u64::from(class) << shift);
+        }
+        if end > LAST && start <= 999 {
+            self.nonstandard = class;
+        }
+        self
+    }
+}
+
+impl Default for HttpClassifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for HttpClassifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Show the rules as ranges rather than the packed table.
+        let mut failures = Vec::new();
+        let mut ignored = Vec::new();
+        let mut code = FIRST;
+        while code <= LAST {
+            let outcome = self.classify_status(StatusCode::from_u16(code).unwrap_or_default());
+            let start = code;
+            while code < LAST
+                && self.classify_status(StatusCode::from_u16(code + 1).unwrap_or_default())
+                    == outcome
+            {
+                code += 1;
+            }
+            match outcome {
+                Outcome::Failure => failures.push(start..=code),
+                Outcome::Ignored => ignored.push(start..=code),
+                _ => {}
+            }
+            code += 1;
+        }
+        f.debug_struct("HttpClassifier")
+            .field("failure", &failures)
+            .field("ignored", &ignored)
+            .field("on_error", &self.on_error)
+            .field("on_timeout", &self.on_timeout)
+            .field("retry_after_cap", &self.retry_after_cap)
+            .finish()
+    }
+}
+
+impl<B, E: 'static> Classify<Response<B>, E> for HttpClassifier {
+    fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
+        match result {
+            Ok(response) => self.classify_response(response.status(), response.headers()),
+            Err(error) if error_is_timeout(error) => self.on_timeout,
+            Err(_) => self.on_error,
+        }
+    }
+}
+
+fn retry_after_seconds(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Too many digits for u64 means "a very long time": the cap applies.
+    let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
+    (seconds > 0).then_some(seconds)
+}
+
+/// Statuses a rule of [`HttpClassifier`] applies to: one code (`u16` or `StatusCode`) or a range
+/// of codes (`500..=599`, `500..600`, `500..`).
+///
+/// # Example
+///
+/// ```
+/// use breakwater::classify::http::HttpClassifier;
+///
+/// let classifier = HttpClassifier::new().failure(408).failure(http::StatusCode::TOO_MANY_REQUESTS).ignore(500..=501);
+/// # let _ = classifier;
+/// ```
+pub trait Statuses: sealed::Sealed {
+    /// The first and last code, inclusive.
+    #[doc(hidden)]
+    fn range(self) -> (u16, u16);
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for u16 {}
+    impl Sealed for http::StatusCode {}
+    impl Sealed for std::ops::Range<u16> {}
+    impl Sealed for std::ops::RangeInclusive<u16> {}
+    impl Sealed for std::ops::RangeFrom<u16> {}
+}
+
+impl Statuses for u16 {
+    fn range(self) -> (u16, u16) {
+        (self, self)
+    }
+}
+
+impl Statuses for StatusCode {
+    fn range(self) -> (u16, u16) {
+        (self.as_u16(), self.as_u16())
+    }
+}
+
+impl Statuses for RangeInclusive<u16> {
+    fn range(self) -> (u16, u16) {
+        (*self.start(), *self.end())
+    }
+}
+
+impl Statuses for Range<u16> {
+    fn range(self) -> (u16, u16) {
+        // An empty range (end <= start) names no code.
+        match self.end.checked_sub(1) {
+            Some(last) if last >= self.start => (self.start, last),
+            _ => (1, 0),
+        }
+    }
+}
+
+impl Statuses for RangeFrom<u16> {
+    fn range(self) -> (u16, u16) {
+        (self.start, 999)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> Response<()> {
+        Response::builder().status(code).body(()).unwrap()
+    }
+
+    fn classify(c: &HttpClassifier, r: &Response<()>) -> Outcome {
+        Classify::<Response<()>, std::io::Error>::classify(c, Ok(r))
+    }
+
+    #[test]
+    fn default_rules_follow_the_status_class() {
+        let c = HttpClassifier::new();
+        for (code, outcome) in [
+            (100, Outcome::Success),
+            (200, Outcome::Success),
+            (204, Outcome::Success),
+            (302, Outcome::Success),
+            (399, Outcome::Success),
+            (400, Outcome::Ignored),
+            (404, Outcome::Ignored),
+            (429, Outcome::Ignored),
+            (499, Outcome::Ignored),
+            (500, Outcome::Failure),
+            (503, Outcome::Failure),
+            (599, Outcome::Failure),
+            (600, Outcome::Success),
+            (999, Outcome::Success),
+        ] {
+            assert_eq!(classify(&c, &status(code)), outcome, "status {code}");
+        }
+    }
+
+    #[test]
+    fn later_rules_win_and_ranges_apply_exactly() {
+        let c = HttpClassifier::new()
+            .failure(429)
+            .ignore(500..502)
+            .success(503..=503)
+            .failure(600..);
+        assert_eq!(classify(&c, &status(428)), Outcome::Ignored);
+        assert_eq!(classify(&c, &status(429)), Outcome::Failure);
+        assert_eq!(classify(&c, &status(430)), Outcome::Ignored);
+        assert_eq!(classify(&c, &status(500)), Outcome::Ignored);
+        assert_eq!(classify(&c, &status(501)), Outcome::Ignored);
+        assert_eq!(classify(&c, &status(502)), Outcome::Failure);
+        assert_eq!(classify(&c, &status(503)), Outcome::Success);
+        assert_eq!(classify(&c, &status(504)), Outcome::Failure);
+        assert_eq!(classify(&c, &status(700)), Outcome::Failure);
+        // An empty range names nothing.
+        let unchanged = HttpClassifier::new().success(500..500);
+        assert_eq!(unchanged, HttpClassifier::new());
+    }
+
+    #[test]
+    fn errors_and_timeouts_have_their_own_outcomes() {
+        let c = HttpClassifier::new().on_error(Outcome::Ignored);
+        let timeout: tower::BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        let refused: tower::BoxError =
+            Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let classify_err = |c: &HttpClassifier, e| Classify::<Response<()>, _>::classify(c, Err(e));
+        assert_eq!(classify_err(&c, &timeout), Outcome::Failure);
+        assert_eq!(classify_err(&c, &refused), Outcome::Ignored);
+        let c = c.on_timeout(Outcome::Ignored).on_error(Outcome::Failure);
+        assert_eq!(classify_err(&c, &timeout), Outcome::Ignored);
+        assert_eq!(classify_err(&c, &refused), Outcome::Failure);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_only_when_asked_and_capped() {
+        let with = |code, value: &str| {
+            Response::builder()
+                .status(code)
+                .header(RETRY_AFTER, value)
+                .body(())
+                .unwrap()
+        };
+        let plain = HttpClassifier::new();
+        assert_eq!(classify(&plain, &with(503, "5")), Outcome::Failure);
+        assert_eq!(classify(&plain, &with(429, "5")), Outcome::Ignored);
+
+        let c = HttpClassifier::new().retry_after(Duration::from_secs(30));
+        let secs = |s| Outcome::FailureFor(Duration::from_secs(s));
+        assert_eq!(classify(&c, &with(503, "5")), secs(5));
+        assert_eq!(classify(&c, &with(429, " 7 ")), secs(7));
+        assert_eq!(classify(&c, &with(503, "3600")), secs(30));
+        assert_eq!(
+            classify(&c, &with(503, "99999999999999999999999")),
+            secs(30)
+        );
+        // Not delta-seconds, zero, or another status: the status rule applies.
+        assert_eq!(
+            classify(&c, &with(503, "Wed, 21 Oct 2015 07:28:00 GMT")),
+            Outcome::Failure
+        );
+        assert_eq!(classify(&c, &with(503, "+5")), Outcome::Failure);
+        assert_eq!(classify(&c, &with(503, "0")), Outcome::Failure);
+        assert_eq!(classify(&c, &with(500, "5")), Outcome::Failure);
+        assert_eq!(classify(&c, &with(429, "")), Outcome::Ignored);
+    }
+
+    #[test]
+    fn debug_shows_rules_as_ranges() {
+        let text = format!("{:?}", HttpClassifier::new().failure(429));
+        assert!(text.contains("failure: [429..=429, 500..=599]"), "{text}");
+        assert!(text.contains("ignored: [400..=428, 430..=499]"), "{text}");
+    }
+}

@@ -1,0 +1,65 @@
+//! breakwater: `tower` middleware that keeps a service standing when what it calls fails.
+//!
+//! - [`CircuitBreaker`]: a lock-free circuit breaker with resilience4j's semantics (count and
+//!   time windows, failure and slow-call rates, half-open probes, manual states), as a tower
+//!   [`Layer`](tower_layer::Layer) for any service. See [`circuit_breaker`].
+//! - [`classify`]: what a result means to a breaker. For HTTP, `5xx` and errors (timeouts
+//!   included) are failures and `4xx` is ignored.
+//! - [`clock`]: breakers follow `tokio::time::pause()` in tests, or a clock of your own.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use breakwater::{CircuitBreaker, CircuitOpen};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let breaker = CircuitBreaker::builder("pg-payment")
+//!     .count_window(10)
+//!     .minimum_calls(10)
+//!     .failure_rate_threshold(50.0)
+//!     .wait_duration_in_open(Duration::from_secs(30))
+//!     .permitted_calls_in_half_open(5)
+//!     .build()?;
+//!
+//! let mut client = ServiceBuilder::new()
+//!     .layer(breaker.layer())
+//!     .service_fn(|_: http::Request<()>| async {
+//!         Ok::<_, std::io::Error>(http::Response::builder().status(503).body(()).unwrap())
+//!     });
+//!
+//! for _ in 0..10 {
+//!     client.ready().await?.call(http::Request::new(())).await?;
+//! }
+//! let error = client.ready().await?.call(http::Request::new(())).await.unwrap_err();
+//! assert!(error.is::<CircuitOpen>());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `http` | yes | [`classify::http`] and [`CircuitBreaker::layer`] |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+pub mod circuit_breaker;
+pub mod classify;
+pub mod clock;
+
+pub use circuit_breaker::{
+    CircuitBreaker, CircuitBreakerLayer, CircuitBreakerService, CircuitOpen, CircuitState,
+    ConfigError, MetricsSnapshot,
+};
+
+/// A type-erased error, as tower layers return them: `Box<dyn Error + Send + Sync>`, the same
+/// type as `tower::BoxError`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
