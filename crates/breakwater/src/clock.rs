@@ -1,7 +1,7 @@
 //! Where a breaker reads the time.
 //!
 //! By default a breaker reads [`tokio::time::Instant::now`], so a test that calls
-//! [`tokio::time::pause`] drives every breaker with virtual time and advances it instead of
+//! [`tokio::time::pause`][pause] drives every breaker with virtual time and advances it instead of
 //! sleeping. Tokio's pause works on a current-thread runtime only; a multi-threaded test injects a
 //! [`ManualClock`] with [`Builder::clock`](crate::circuit_breaker::Builder::clock) and moves it
 //! forward by hand.
@@ -10,6 +10,8 @@
 //! detection is on (or somebody subscribes to per-call events), to place calls in a time window,
 //! and to decide whether an open breaker's wait is over. A breaker with a count window and no
 //! slow-call threshold reads no clock at all while it is closed.
+//!
+//! [pause]: https://docs.rs/tokio/1/tokio/time/fn.pause.html
 //!
 //! # Example
 //!
@@ -64,7 +66,10 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 }
 
 /// The default clock: [`tokio::time::Instant::now`], which follows
-/// [`tokio::time::pause`] and [`tokio::time::advance`] in tests.
+/// [`tokio::time::pause`][pause] and [`tokio::time::advance`][advance] in tests.
+///
+/// [pause]: https://docs.rs/tokio/1/tokio/time/fn.pause.html
+/// [advance]: https://docs.rs/tokio/1/tokio/time/fn.advance.html
 ///
 /// # Example
 ///

@@ -38,14 +38,10 @@
 //! # Ok(())
 //! # }
 //! ```
-//!
-//! # Cargo features
-//!
-//! | feature | default | what it adds |
-//! |---|---|---|
-//! | `http` | yes | [`classify::http`] and [`CircuitBreaker::layer`] |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
+// Library code handles its errors; tests and examples may unwrap.
+#![warn(clippy::unwrap_used)]
 
 pub mod circuit_breaker;
 pub mod classify;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::CircuitState;
+use super::core::Rejection;
 
 /// A call was rejected by an open breaker without reaching the service.
 ///
@@ -38,15 +39,11 @@ pub struct CircuitOpen {
 }
 
 impl CircuitOpen {
-    pub(crate) const fn new(
-        breaker: &'static str,
-        state: CircuitState,
-        retry_after: Option<Duration>,
-    ) -> Self {
+    pub(crate) fn new(breaker: &'static str, rejection: &Rejection) -> Self {
         Self {
             breaker,
-            state,
-            retry_after,
+            state: rejection.state,
+            retry_after: rejection.retry_after(),
         }
     }
 
@@ -61,8 +58,8 @@ impl CircuitOpen {
         self.state
     }
 
-    /// Open: how long until the breaker lets a probe through. `None` in the other states,
-    /// which have no such deadline.
+    /// Open: how long, from the rejection, until the breaker lets a probe through. `None` in
+    /// the other states, which have no such deadline.
     pub const fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }

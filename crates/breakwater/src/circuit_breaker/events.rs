@@ -185,6 +185,7 @@ const STREAM_CAPACITY: usize = 1024;
 
 impl Events {
     /// Whether anybody wants per-call events: one relaxed load on the call path.
+    #[inline]
     pub(crate) fn per_call(&self) -> bool {
         self.per_call.load(Ordering::Relaxed)
     }

@@ -44,7 +44,7 @@ impl Core {
             match self.swap(word, next) {
                 Ok(()) => {
                     self.entered(word, next, TransitionCause::Reset, now, None);
-                    self.clear_not_permitted();
+                    self.restart_rejections(next.epoch());
                     tracing::info!(breaker = &*self.name, from = %word.state(), "circuit breaker reset");
                     self.events.emit(
                         self.name(),

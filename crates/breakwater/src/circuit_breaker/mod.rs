@@ -86,8 +86,11 @@ pub mod future;
 mod layer;
 mod manual;
 mod metrics;
+mod record;
 mod service;
 mod state;
+mod timer;
+mod transition;
 mod window;
 
 use std::fmt;
@@ -144,6 +147,7 @@ impl CircuitBreaker {
         Self { core }
     }
 
+    #[inline]
     pub(crate) fn core(&self) -> &'static Core {
         self.core
     }
@@ -196,11 +200,7 @@ impl CircuitBreaker {
             }
             Err(rejection) => {
                 self.core.rejected(&rejection);
-                Err(CircuitOpen::new(
-                    self.name(),
-                    rejection.state,
-                    rejection.retry_after,
-                ))
+                Err(CircuitOpen::new(self.name(), &rejection))
             }
         }
     }
@@ -270,8 +270,6 @@ impl CircuitBreaker {
     /// A layer that classifies `http::Response`s with
     /// [`HttpClassifier`](crate::classify::http::HttpClassifier)'s defaults: `5xx` and errors
     /// fail, `4xx` is ignored.
-    #[cfg(feature = "http")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn layer(&self) -> CircuitBreakerLayer<crate::classify::http::HttpClassifier> {
         CircuitBreakerLayer::new(self, crate::classify::http::HttpClassifier::new())
     }
@@ -323,35 +321,44 @@ impl fmt::Debug for CircuitBreaker {
 #[must_use = "a permit records nothing unless `record` is called"]
 pub struct CallPermit {
     core: &'static Core,
-    admission: Option<Admission>,
-    start: Option<u64>,
+    admission: Admission,
+    /// When the call started, if it is timed; `UNTIMED` otherwise.
+    start: u64,
 }
 
+const UNTIMED: u64 = u64::MAX;
+
 impl CallPermit {
+    #[inline]
     pub(crate) fn new(core: &'static Core, admission: Admission) -> Self {
         Self {
             core,
-            admission: Some(admission),
-            start: None,
+            admission,
+            start: UNTIMED,
         }
     }
 
     /// The call starts now: time it if the breaker needs durations.
+    #[inline]
     pub(crate) fn start_timing(&mut self) {
-        self.start = self.core.times_calls().then(|| self.core.now());
+        if self.core.times_calls() {
+            self.start = self.core.now();
+        }
     }
 
     /// Records the call's outcome.
+    #[inline]
     pub fn record(mut self, outcome: Outcome) {
-        if let Some(admission) = self.admission.take() {
-            self.core.record(admission, outcome, self.start);
-        }
+        let admission = std::mem::replace(&mut self.admission, Admission::Spent);
+        let start = (self.start != UNTIMED).then_some(self.start);
+        self.core.record(admission, outcome, start);
     }
 }
 
 impl Drop for CallPermit {
+    #[inline]
     fn drop(&mut self) {
-        if let Some(Admission::Probe(epoch)) = self.admission.take() {
+        if let Admission::Probe(epoch) = self.admission {
             self.core.give_back(epoch);
         }
     }

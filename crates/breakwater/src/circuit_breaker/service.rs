@@ -123,7 +123,7 @@ impl<S, C> CircuitBreakerService<S, C> {
             waiter.notified = None;
             return Poll::Ready(());
         }
-        if let Some(after) = rejection.recheck_in {
+        if let Some(after) = rejection.recheck_in() {
             let deadline = tokio::time::Instant::now() + after;
             let sleep = waiter
                 .sleep
@@ -207,11 +207,7 @@ where
             Decision::Rejected(rejection) => {
                 let core = self.breaker.core();
                 core.rejected(&rejection);
-                ResponseFuture::rejected(CircuitOpen::new(
-                    core.name(),
-                    rejection.state,
-                    rejection.retry_after,
-                ))
+                ResponseFuture::rejected(CircuitOpen::new(core.name(), &rejection))
             }
         }
     }

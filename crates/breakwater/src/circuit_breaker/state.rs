@@ -128,6 +128,16 @@ impl Epoch {
     pub(crate) const fn get(self) -> u32 {
         self.0
     }
+
+    pub(crate) const fn from_bits(bits: u64) -> Self {
+        Epoch((bits & EPOCH_MASK) as u32)
+    }
+
+    /// Whether `self` comes after `other` on the ring of epochs (at most half the ring ahead).
+    pub(crate) const fn is_after(self, other: Epoch) -> bool {
+        let ahead = self.0.wrapping_sub(other.0) & EPOCH_MASK as u32;
+        ahead != 0 && ahead < (1 << (EPOCH_BITS - 1))
+    }
 }
 
 /// The half-open counters.
@@ -266,6 +276,10 @@ mod tests {
     #[test]
     fn epochs_wrap_and_tag_windows_by_their_low_bits() {
         assert_eq!(Epoch(EPOCH_MASK as u32).next(), Epoch(0));
+        assert!(Epoch(0).is_after(Epoch(EPOCH_MASK as u32)));
+        assert!(Epoch(5).is_after(Epoch(4)));
+        assert!(!Epoch(4).is_after(Epoch(4)));
+        assert!(!Epoch(4).is_after(Epoch(5)));
         assert_eq!(Epoch(255).window_tag(), 255);
         assert_eq!(Epoch(256).window_tag(), 0);
     }

@@ -5,7 +5,7 @@
 //! into an outcome; any `Fn(Result<&Response, &Error>) -> Outcome` closure is one.
 //!
 //! Ready-made classifiers:
-//! - [`HttpClassifier`](http::HttpClassifier) (feature `http`, the default of
+//! - [`HttpClassifier`](http::HttpClassifier) (the default of
 //!   [`CircuitBreaker::layer`](crate::CircuitBreaker::layer)): `5xx` is a failure, `4xx` is
 //!   ignored, anything else is a success; every error is a failure. Rules by status and range
 //!   change that.
@@ -34,8 +34,6 @@
 //!
 //! [`source()`]: std::error::Error::source
 
-#[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 
 use std::any::Any;

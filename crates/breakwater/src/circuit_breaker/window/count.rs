@@ -87,6 +87,7 @@ impl CountWindow {
         self.size
     }
 
+    #[inline]
     pub(crate) fn record(&self, tag: u8, sample: Sample) -> Option<Recorded> {
         let mut current = self.head.load(Ordering::Acquire);
         loop {
@@ -144,6 +145,7 @@ impl CountWindow {
     }
 
     /// Whether the call that produced `head` brought the window to `minimum` calls.
+    #[inline]
     pub(crate) fn reached(&self, head: u64, minimum: u64) -> bool {
         let head = Head(head);
         !head.full() && head.seq() == minimum

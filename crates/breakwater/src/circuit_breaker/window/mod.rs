@@ -53,12 +53,14 @@ pub(crate) enum Window {
 
 impl Window {
     /// Whether recording needs the time (a time window places calls by second).
+    #[inline]
     pub(crate) fn needs_clock(&self) -> bool {
         matches!(self, Window::Time(_))
     }
 
     /// Records one call under generation `tag` at time `now` (nanoseconds; ignored by the count
     /// window). `None` when the window has moved to a newer generation: the call is stale.
+    #[inline]
     pub(crate) fn record(&self, tag: u8, sample: Sample, now: u64) -> Option<Recorded> {
         match self {
             Window::Count(w) => w.record(tag, sample),
@@ -85,6 +87,7 @@ impl Window {
 
     /// Whether `recorded` may be the call that brought the window to `minimum` calls (a time
     /// window cannot tell without reading its baseline: always).
+    #[inline]
     pub(crate) fn reached(&self, recorded: &Recorded, minimum: u64) -> bool {
         match self {
             Window::Count(w) => w.reached(recorded.head as u64, minimum),

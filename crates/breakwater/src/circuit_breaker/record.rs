@@ -1,0 +1,242 @@
+//! Recording outcomes: into the window while closed (or metrics only), into the probe counters
+//! while half-open; and opening the breaker when a threshold is reached.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::config::MAX_WAIT;
+use super::core::{Admission, Core, probe_totals};
+use super::events::{EventKind, TransitionCause};
+use super::state::{CircuitState, Epoch, Probes, Word};
+use super::window::{Recorded, Sample, Totals, Window};
+use crate::classify::Outcome;
+
+impl Core {
+    /// Records an admitted call's outcome. `start` is when it began, if it was timed.
+    #[inline]
+    pub(crate) fn record(
+        &'static self,
+        admission: Admission,
+        outcome: Outcome,
+        start: Option<u64>,
+    ) {
+        // The common case, kept small enough to inline: an untimed success of a closed call
+        // into a count window, with nobody listening for per-call events.
+        if let (Admission::Closed(epoch), Outcome::Success, None, Window::Count(window)) =
+            (admission, outcome, start, &self.window)
+        {
+            if !self.events.per_call() {
+                if let Some(recorded) = window.record(epoch.window_tag(), Sample::default()) {
+                    if window.reached(recorded.head as u64, self.minimum_calls) {
+                        self.evaluate(epoch, &recorded, false, None);
+                    }
+                }
+                return;
+            }
+        }
+        self.record_in(admission, outcome, start);
+    }
+
+    #[inline(never)]
+    fn record_in(&'static self, admission: Admission, outcome: Outcome, start: Option<u64>) {
+        let (epoch, probe) = match admission {
+            Admission::Closed(epoch) | Admission::MetricsOnly(epoch) => (epoch, false),
+            Admission::Probe(epoch) => (epoch, true),
+            Admission::Passthrough | Admission::Spent => return,
+        };
+        let end = (start.is_some() || self.window.needs_clock()).then(|| self.now());
+        let elapsed = start.zip(end).map(|(start, end)| end.saturating_sub(start));
+        let slow = match (self.config.slow_calls, elapsed) {
+            (Some(slow), Some(elapsed)) => u128::from(elapsed) > slow.threshold.as_nanos(),
+            _ => false,
+        };
+        let elapsed = elapsed.map(Duration::from_nanos);
+        if outcome == Outcome::Ignored {
+            self.emit_per_call(EventKind::Ignored { elapsed });
+            if probe {
+                self.give_back(epoch);
+            }
+            return;
+        }
+        let failed = outcome.is_failure();
+        self.emit_per_call(if failed {
+            EventKind::Failure { elapsed, slow }
+        } else {
+            EventKind::Success { elapsed, slow }
+        });
+        let retry_after = match outcome {
+            Outcome::FailureFor(wait) => Some(wait.min(MAX_WAIT)),
+            _ => None,
+        };
+        if probe {
+            self.record_probe(epoch, failed, slow, retry_after);
+            return;
+        }
+        let sample = Sample { failed, slow };
+        let Some(recorded) = self
+            .window
+            .record(epoch.window_tag(), sample, end.unwrap_or(0))
+        else {
+            return;
+        };
+        let metrics_only = admission == Admission::MetricsOnly(epoch);
+        if let (Some(wait), false) = (retry_after, metrics_only) {
+            let from = Word::plain(CircuitState::Closed, epoch);
+            let now = self.now();
+            let totals = self.window.totals(epoch.window_tag(), now);
+            let next = self.open_word(from, now, Some(wait));
+            if self.swap(from, next).is_ok() {
+                self.entered(
+                    from,
+                    next,
+                    TransitionCause::RetryAfter(wait),
+                    now,
+                    Some(totals),
+                );
+            }
+            return;
+        }
+        // A success can raise no rate, except by bringing the window to its minimum; a time
+        // window may also lose old calls at any record.
+        if failed
+            || slow
+            || self.window.needs_clock()
+            || self.window.reached(&recorded, self.minimum_calls)
+        {
+            self.evaluate(epoch, &recorded, metrics_only, end);
+        }
+    }
+
+    /// Opens the breaker (metrics only: reports) if the window right after `recorded` breaks a
+    /// threshold.
+    #[inline(never)]
+    fn evaluate(
+        &'static self,
+        epoch: Epoch,
+        recorded: &Recorded,
+        metrics_only: bool,
+        end: Option<u64>,
+    ) {
+        let Some(totals) = self.window.totals_after(recorded) else {
+            return;
+        };
+        let Some(cause) = self.exceeded(totals, self.minimum_calls) else {
+            return;
+        };
+        if metrics_only {
+            self.report_once(epoch, cause);
+            return;
+        }
+        let from = Word::plain(CircuitState::Closed, epoch);
+        let now = end.unwrap_or_else(|| self.now());
+        let next = self.open_word(from, now, None);
+        if self.swap(from, next).is_ok() {
+            self.entered(from, next, cause, now, Some(totals));
+        }
+    }
+
+    fn record_probe(
+        &'static self,
+        epoch: Epoch,
+        failed: bool,
+        slow: bool,
+        retry_after: Option<Duration>,
+    ) {
+        let permits = self.config.permitted_calls_in_half_open;
+        let mut now = None;
+        let mut word = self.load();
+        loop {
+            if word.state() != CircuitState::HalfOpen || word.epoch() != epoch {
+                return;
+            }
+            let p = word.probes();
+            let probes = Probes {
+                recorded: p.recorded + 1,
+                failed: p.failed + u32::from(failed),
+                slow: p.slow + u32::from(slow),
+                ..p
+            };
+            let totals = probe_totals(probes);
+            let cause = match retry_after {
+                Some(wait) => Some(TransitionCause::RetryAfter(wait)),
+                None if probes.recorded >= permits => Some(
+                    self.exceeded(totals, u64::from(permits))
+                        .unwrap_or(TransitionCause::ProbesSucceeded),
+                ),
+                None => None,
+            };
+            let (next, at) = match cause {
+                None => (word.with_probes(probes), 0),
+                Some(TransitionCause::ProbesSucceeded) => {
+                    let at = *now.get_or_insert_with(|| self.now());
+                    (Word::plain(CircuitState::Closed, epoch.next()), at)
+                }
+                Some(_) => {
+                    let at = *now.get_or_insert_with(|| self.now());
+                    (self.open_word(word, at, retry_after), at)
+                }
+            };
+            match self.swap(word, next) {
+                Ok(()) => {
+                    if let Some(cause) = cause {
+                        self.entered(word, next, cause, at, Some(totals));
+                    }
+                    return;
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Returns a half-open permit whose call was cancelled or ignored.
+    pub(crate) fn give_back(&self, epoch: Epoch) {
+        let mut word = self.load();
+        loop {
+            if word.state() != CircuitState::HalfOpen || word.epoch() != epoch {
+                return;
+            }
+            let p = word.probes();
+            let next = word.with_probes(Probes {
+                taken: p.taken.saturating_sub(1),
+                ..p
+            });
+            match self.swap(word, next) {
+                Ok(()) => {
+                    self.notify.notify_waiters();
+                    return;
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Whether a window breaks a threshold (inclusive), once it holds `minimum` calls.
+    pub(super) fn exceeded(&self, totals: Totals, minimum: u64) -> Option<TransitionCause> {
+        if totals.calls == 0 || totals.calls < minimum {
+            return None;
+        }
+        let calls = totals.calls as f64;
+        let failure_rate = totals.failed as f64 * 100.0 / calls;
+        if failure_rate >= self.config.failure_rate_threshold {
+            return Some(TransitionCause::FailureRate(failure_rate));
+        }
+        let slow = self.config.slow_calls?;
+        let slow_rate = totals.slow as f64 * 100.0 / calls;
+        (slow_rate >= slow.rate_threshold).then_some(TransitionCause::SlowCallRate(slow_rate))
+    }
+
+    /// Metrics only: tells subscribers once per epoch that the breaker would have opened.
+    fn report_once(&'static self, epoch: Epoch, cause: TransitionCause) {
+        let mark = epoch.get() + 1;
+        if self.reported_epoch.swap(mark, Ordering::AcqRel) != mark {
+            self.emit_per_call(EventKind::ThresholdExceeded { cause });
+        }
+    }
+
+    pub(super) fn emit_per_call(&'static self, kind: EventKind) {
+        if self.events.per_call() {
+            self.events
+                .emit(self.name(), || self.time.instant(self.now()), kind, true);
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Helpers shared by the integration tests.
+// Each test binary uses some of the helpers.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use breakwater::circuit_breaker::{Event, EventKind};
+use breakwater::classify::Outcome;
+use breakwater::clock::ManualClock;
+use breakwater::{CircuitBreaker, CircuitState, MetricsSnapshot};
+
+/// Makes one call that takes `took` on `clock` and ends with `outcome`; panics if rejected.
+pub(crate) fn call(
+    breaker: &CircuitBreaker,
+    clock: &ManualClock,
+    outcome: Outcome,
+    took: Duration,
+) {
+    let permit = breaker
+        .try_acquire()
+        .unwrap_or_else(|e| panic!("call rejected: {e}"));
+    clock.advance(took);
+    permit.record(outcome);
+}
+
+pub(crate) fn ok(breaker: &CircuitBreaker, clock: &ManualClock) {
+    call(breaker, clock, Outcome::Success, Duration::ZERO);
+}
+
+pub(crate) fn err(breaker: &CircuitBreaker, clock: &ManualClock) {
+    call(breaker, clock, Outcome::Failure, Duration::ZERO);
+}
+
+pub(crate) fn ignored(breaker: &CircuitBreaker, clock: &ManualClock) {
+    call(breaker, clock, Outcome::Ignored, Duration::ZERO);
+}
+
+/// The numbers resilience4j's tests check, in their order: failure rate, successful,
+/// buffered, failed, not permitted.
+#[track_caller]
+pub(crate) fn assert_metrics(
+    breaker: &CircuitBreaker,
+    failure_rate: Option<f64>,
+    successful: u64,
+    buffered: u64,
+    failed: u64,
+    not_permitted: u64,
+) {
+    let m: MetricsSnapshot = breaker.metrics();
+    assert_eq!(
+        (
+            m.failure_rate,
+            m.successful_calls,
+            m.buffered_calls,
+            m.failed_calls,
+            m.not_permitted_calls
+        ),
+        (failure_rate, successful, buffered, failed, not_permitted),
+        "(failure rate, successful, buffered, failed, not permitted) in {m:?}"
+    );
+}
+
+/// Records every event a breaker emits.
+#[derive(Clone, Default)]
+pub(crate) struct EventLog(Arc<Mutex<Vec<Event>>>);
+
+impl EventLog {
+    pub(crate) fn all(breaker: &CircuitBreaker) -> Self {
+        let log = Self::default();
+        let sink = log.clone();
+        breaker.on_event(move |e| sink.0.lock().unwrap().push(e.clone()));
+        log
+    }
+
+    pub(crate) fn transitions(breaker: &CircuitBreaker) -> Self {
+        let log = Self::default();
+        let sink = log.clone();
+        breaker.on_state_transition(move |e| sink.0.lock().unwrap().push(e.clone()));
+        log
+    }
+
+    pub(crate) fn events(&self) -> Vec<Event> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub(crate) fn kinds(&self) -> Vec<EventKind> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.kind().clone())
+            .collect()
+    }
+
+    pub(crate) fn count(&self, matches: impl Fn(&EventKind) -> bool) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches(e.kind()))
+            .count()
+    }
+
+    pub(crate) fn states(&self) -> Vec<(CircuitState, CircuitState)> {
+        self.kinds()
+            .into_iter()
+            .filter_map(|k| match k {
+                EventKind::StateTransition { from, to, .. } => Some((from, to)),
+                _ => None,
+            })
+            .collect()
+    }
+}
