@@ -80,6 +80,22 @@ fn bench_rejected(c: &mut Criterion) {
         let mut svc = open.layer_with(FailOnError).layer(Bare);
         b.iter(|| black_box(one_call(&mut svc, &mut cx, black_box(7))));
     });
+    // With the automatic transition, the opening's timer stands in for the clock read.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _in_runtime = runtime.enter();
+    let automatic = CircuitBreaker::builder("automatic")
+        .wait_duration_in_open(Duration::from_secs(365 * 24 * 3600))
+        .automatic_transition_from_open_to_half_open(true)
+        .build()
+        .unwrap();
+    automatic.transition_to(CircuitState::Open);
+    group.bench_function("open_automatic_transition", |b| {
+        let mut svc = automatic.layer_with(FailOnError).layer(Bare);
+        b.iter(|| black_box(one_call(&mut svc, &mut cx, black_box(7))));
+    });
     let forced = CircuitBreaker::builder("forced").build().unwrap();
     forced.force_open();
     group.bench_function("forced_open", |b| {

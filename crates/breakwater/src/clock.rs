@@ -181,6 +181,11 @@ impl Timeline {
         u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
     }
 
+    /// Whether time follows tokio's clock, which tokio timers follow too.
+    pub(crate) fn is_tokio(&self) -> bool {
+        matches!(self.source, Source::Tokio)
+    }
+
     /// The instant `nanos` after the breaker was built.
     pub(crate) fn instant(&self, nanos: u64) -> Instant {
         self.origin + Duration::from_nanos(nanos)

@@ -6,7 +6,6 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -18,7 +17,7 @@ use crate::clock::{Clock, Timeline};
 
 pub(crate) const NANOS_PER_MS: u64 = 1_000_000;
 
-/// `try_acquire_in`'s wait when the call is admitted.
+/// `try_acquire_in`'s deadline when the call is admitted.
 const ADMITTED: u64 = u64::MAX - 1;
 
 pub(crate) struct Core {
@@ -45,42 +44,22 @@ pub(crate) struct Core {
     pub(super) events: Events,
     /// Wakes services waiting in backpressure mode on every transition and returned permit.
     pub(super) notify: Notify,
+    /// The epoch (plus one) of the open state whose automatic-transition timer is pending; 0
+    /// when none is.
+    pub(super) open_timer: AtomicU32,
     pub(super) jitter_seed: u64,
 }
 
-/// Why a call was not admitted, and when it is worth asking again. Sixteen bytes, so that it
-/// travels in registers.
+/// Why a call was not admitted, and when it may end by itself. Sixteen bytes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rejection {
     pub(crate) state: CircuitState,
     /// The epoch of the state that rejected it.
     pub(super) epoch: Epoch,
-    /// Nanoseconds until the rejection may end by itself: the end of the open wait, or of a
-    /// half-open state's maximum wait; `u64::MAX` when only a transition can end it.
-    wait: u64,
-}
-
-impl Rejection {
-    const fn new(state: CircuitState, epoch: Epoch, wait: Option<u64>) -> Self {
-        Self {
-            state,
-            epoch,
-            wait: match wait {
-                Some(wait) => wait,
-                None => u64::MAX,
-            },
-        }
-    }
-
-    /// What the caller is told: the time left of an open state's wait.
-    pub(crate) fn retry_after(&self) -> Option<Duration> {
-        (self.state == CircuitState::Open).then(|| Duration::from_nanos(self.wait))
-    }
-
-    /// When a waiter should look again even if nothing is notified.
-    pub(crate) fn recheck_in(&self) -> Option<Duration> {
-        (self.wait != u64::MAX).then(|| Duration::from_nanos(self.wait))
-    }
+    /// When (nanoseconds since the breaker was built) the rejection may end by itself: the end
+    /// of the open wait, or of a half-open state's maximum wait; `u64::MAX` when only a
+    /// transition can end it.
+    pub(crate) deadline: u64,
 }
 
 /// What an admitted call owes the breaker.
@@ -124,6 +103,7 @@ impl Core {
             reported_epoch: AtomicU32::new(0),
             events: Events::default(),
             notify: Notify::new(),
+            open_timer: AtomicU32::new(0),
         }
     }
 
@@ -170,14 +150,14 @@ impl Core {
         }
         // Decided out of line and passed back as two words, which travel in registers (an
         // enum this size would go through memory, and stall the load that reads it back).
-        let (decided, wait) = self.try_acquire_in(word);
+        let (decided, deadline) = self.try_acquire_in(word);
         let (state, epoch) = (decided.state(), decided.epoch());
-        if wait != ADMITTED {
-            return Err(Rejection::new(
+        if deadline != ADMITTED {
+            return Err(Rejection {
                 state,
                 epoch,
-                (wait != u64::MAX).then_some(wait),
-            ));
+                deadline,
+            });
         }
         Ok(match state {
             CircuitState::MetricsOnly => Admission::MetricsOnly(epoch),
@@ -189,7 +169,7 @@ impl Core {
 
     #[inline(never)]
     /// The decision for `word`: the state (and epoch) that decided, and either `ADMITTED` or the
-    /// rejection's wait (`u64::MAX`: none).
+    /// rejection's deadline (`u64::MAX`: none).
     fn try_acquire_in(&'static self, mut word: Word) -> (Word, u64) {
         loop {
             let epoch = word.epoch();
@@ -202,9 +182,14 @@ impl Core {
                 }
                 CircuitState::Open => {
                     let until = word.open_until_ms().saturating_mul(NANOS_PER_MS);
+                    // With the automatic transition, this opening's timer moves the breaker on
+                    // when the wait ends: while it is pending, no clock read is needed.
+                    if self.timer_pending(epoch) {
+                        return (Word::plain(CircuitState::Open, epoch), until);
+                    }
                     let now = self.now();
                     if now < until {
-                        return (Word::plain(CircuitState::Open, epoch), until - now);
+                        return (Word::plain(CircuitState::Open, epoch), until);
                     }
                     let first = Probes {
                         taken: 1,
@@ -240,7 +225,7 @@ impl Core {
                     let now = self.now();
                     let deadline = self.half_open_deadline(word, max_wait, now);
                     if now < deadline {
-                        return (Word::plain(CircuitState::HalfOpen, epoch), deadline - now);
+                        return (Word::plain(CircuitState::HalfOpen, epoch), deadline);
                     }
                     let next = self.open_word(word, now, None);
                     if self.swap(word, next).is_ok() {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::CircuitState;
-use super::core::Rejection;
+use super::core::{Core, Rejection};
 
 /// A call was rejected by an open breaker without reaching the service.
 ///
@@ -26,30 +26,32 @@ use super::core::Rejection;
 /// let rejected: CircuitOpen = breaker.try_acquire().unwrap_err();
 /// assert_eq!(rejected.breaker(), "pg-payment");
 /// assert_eq!(rejected.state(), CircuitState::Open);
-/// // The wait has millisecond resolution, rounded up.
+/// // Counted from now; the wait has millisecond resolution, rounded up.
 /// assert!(rejected.retry_after().is_some_and(|wait| wait > Duration::from_secs(29)));
 /// assert!(rejected.to_string().starts_with("circuit breaker `pg-payment` is open; retry after "));
 /// # Ok::<(), breakwater::ConfigError>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct CircuitOpen {
-    breaker: &'static str,
+    core: &'static Core,
     state: CircuitState,
-    retry_after: Option<Duration>,
+    /// When the rejection may end, in nanoseconds since the breaker was built (`u64::MAX`:
+    /// only a transition can end it).
+    deadline: u64,
 }
 
 impl CircuitOpen {
-    pub(crate) fn new(breaker: &'static str, rejection: &Rejection) -> Self {
+    pub(crate) const fn new(core: &'static Core, rejection: &Rejection) -> Self {
         Self {
-            breaker,
+            core,
             state: rejection.state,
-            retry_after: rejection.retry_after(),
+            deadline: rejection.deadline,
         }
     }
 
     /// The name of the breaker that rejected the call.
-    pub const fn breaker(&self) -> &'static str {
-        self.breaker
+    pub fn breaker(&self) -> &'static str {
+        self.core.name()
     }
 
     /// The state that rejected it: [`Open`](CircuitState::Open), [`ForcedOpen`](CircuitState::ForcedOpen),
@@ -58,17 +60,39 @@ impl CircuitOpen {
         self.state
     }
 
-    /// Open: how long, from the rejection, until the breaker lets a probe through. `None` in
-    /// the other states, which have no such deadline.
-    pub const fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+    /// Open: how long from now until the breaker lets a probe through, by the breaker's clock.
+    /// It is computed when asked (the rejection itself reads no clock when it need not), so it
+    /// shrinks as time passes. `None` in the other states, which have no such deadline.
+    pub fn retry_after(&self) -> Option<Duration> {
+        (self.state == CircuitState::Open)
+            .then(|| Duration::from_nanos(self.deadline.saturating_sub(self.core.now())))
+    }
+}
+
+impl PartialEq for CircuitOpen {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.core, other.core)
+            && self.state == other.state
+            && self.deadline == other.deadline
+    }
+}
+
+impl Eq for CircuitOpen {}
+
+impl fmt::Debug for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitOpen")
+            .field("breaker", &self.breaker())
+            .field("state", &self.state)
+            .field("retry_after", &self.retry_after())
+            .finish()
     }
 }
 
 impl fmt::Display for CircuitOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "circuit breaker `{}` is ", self.breaker)?;
-        match (self.state, self.retry_after) {
+        write!(f, "circuit breaker `{}` is ", self.breaker())?;
+        match (self.state, self.retry_after()) {
             (CircuitState::Open, Some(wait)) => write!(f, "open; retry after {wait:?}"),
             (CircuitState::HalfOpen, _) => {
                 f.write_str("half-open and all its probe calls are in flight")

@@ -59,9 +59,13 @@
 //! at start-up (or through a registry), not one per request.
 //!
 //! On the closed path a call costs one atomic load when admitted and one compare-and-swap when
-//! recorded. The clock is read only where a setting needs it: slow-call detection and time
-//! windows time each call; a count window without slow-call detection reads no clock while
-//! closed.
+//! recorded: about 12 ns over a bare service on the machine this was measured on (see
+//! `benches/circuit_breaker.rs`). The clock is read only where a setting needs it: slow-call
+//! detection and time windows time each call; a count window without slow-call detection reads
+//! no clock while closed. A rejected call costs about 20 ns (an atomic count and the boxed
+//! error), plus one clock read while open, to see whether the wait is over, unless
+//! [`automatic_transition_from_open_to_half_open`](Builder::automatic_transition_from_open_to_half_open)
+//! leaves that to a timer.
 //!
 //! # Differences from resilience4j
 //!
@@ -200,7 +204,7 @@ impl CircuitBreaker {
             }
             Err(rejection) => {
                 self.core.rejected(&rejection);
-                Err(CircuitOpen::new(self.name(), &rejection))
+                Err(CircuitOpen::new(self.core, &rejection))
             }
         }
     }

@@ -2,6 +2,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::sync::futures::Notified;
 use tokio::time::Sleep;
@@ -123,7 +124,8 @@ impl<S, C> CircuitBreakerService<S, C> {
             waiter.notified = None;
             return Poll::Ready(());
         }
-        if let Some(after) = rejection.recheck_in() {
+        if rejection.deadline != u64::MAX {
+            let after = Duration::from_nanos(rejection.deadline.saturating_sub(core.now()));
             let deadline = tokio::time::Instant::now() + after;
             let sleep = waiter
                 .sleep
@@ -207,7 +209,7 @@ where
             Decision::Rejected(rejection) => {
                 let core = self.breaker.core();
                 core.rejected(&rejection);
-                ResponseFuture::rejected(CircuitOpen::new(core.name(), &rejection))
+                ResponseFuture::rejected(CircuitOpen::new(core, &rejection))
             }
         }
     }

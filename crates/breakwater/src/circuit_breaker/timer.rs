@@ -1,17 +1,49 @@
 //! The opt-in automatic transition: a tokio timer per opening moves the breaker to half-open
 //! when its wait ends, instead of the first call attempt after it.
 //!
-//! This is the only place the breaker sleeps on tokio's timer by itself (backpressure mode
-//! waits on it too): creating a tokio timer panics in a runtime built without timers, so the
-//! default, lazy path never does.
+//! While that timer is pending, the open state's wait is certainly not over, so rejections skip
+//! their clock read (about half their cost), when the breaker follows tokio's clock. When the timer ends, however it ends (it fired, the
+//! breaker moved on, or its runtime shut down and dropped it), it clears its mark, and
+//! rejections read the clock again: the lazy move to half-open takes over.
+//!
+//! This and backpressure mode are the only places the breaker sleeps on tokio's timer: creating
+//! a tokio timer panics in a runtime built without timers, so the default, lazy path never does.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::core::{Core, NANOS_PER_MS};
 use super::events::TransitionCause;
-use super::state::{Probes, Word};
+use super::state::{Epoch, Probes, Word};
+
+const fn mark(epoch: Epoch) -> u32 {
+    epoch.get() + 1
+}
+
+/// Clears the pending mark of one opening when its timer task ends, however it ends.
+struct Pending {
+    core: &'static Core,
+    mark: u32,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let _ = self.core.open_timer.compare_exchange(
+            self.mark,
+            0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+}
 
 impl Core {
+    /// Whether the timer of the open state of `epoch` is pending: its wait is not over.
+    #[inline]
+    pub(super) fn timer_pending(&self, epoch: Epoch) -> bool {
+        self.open_timer.load(Ordering::Acquire) == mark(epoch)
+    }
+
     /// Moves the open state `open` to half-open when its wait ends, if it is still the state
     /// then. Without a tokio runtime the move stays lazy.
     pub(super) fn schedule_half_open(&'static self, open: Word) {
@@ -22,7 +54,15 @@ impl Core {
             );
             return;
         };
+        // The mark stands in for clock reads only when the timer sleeps on the breaker's own
+        // clock; a custom clock may run ahead of tokio's.
+        let pending = self.time.is_tokio().then(|| {
+            let mark = mark(open.epoch());
+            self.open_timer.store(mark, Ordering::Release);
+            Pending { core: self, mark }
+        });
         runtime.spawn(async move {
+            let _pending = pending;
             let until = open.open_until_ms().saturating_mul(NANOS_PER_MS);
             loop {
                 if self.load() != open {
