@@ -252,9 +252,14 @@ fn threads_failing_together_open_the_breaker_exactly_once() {
         assert_eq!(log.states(), [(CircuitState::Closed, CircuitState::Open)]);
         let failures = log.count(|k| matches!(k, EventKind::Failure { .. }));
         let rejections = log.count(|k| matches!(k, EventKind::CallNotPermitted { .. }));
-        assert_eq!((failures, failures + rejections), (recorded, 400));
-        // The breaker opened at the 50th failure; calls admitted before it opened may finish
-        // later and are discarded, so the frozen window holds exactly 50.
+        // The 50th recorded failure opened the breaker; a thread may still record one while
+        // the opening is under way (the breaker is closed until it is done). Calls that finish
+        // after it opened are discarded, with no event.
+        assert!(
+            (50..=recorded).contains(&failures),
+            "{failures} of {recorded}"
+        );
+        assert_eq!(recorded + rejections, 400);
         let m = breaker.metrics();
         assert_eq!((m.buffered_calls, m.failed_calls), (50, 50));
         assert_eq!(m.not_permitted_calls as usize, rejections);

@@ -420,6 +420,28 @@ async fn backpressure_wakes_on_reset_and_on_a_returned_permit() {
     waiter.await.unwrap().unwrap();
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_service_made_ready_before_the_breaker_opened_does_not_call_through() {
+    let breaker = probe_breaker(1);
+    let probe = Probe::default();
+    let mut svc = layered(&breaker, &probe);
+    svc.ready().await.unwrap();
+    // The breaker opens between `poll_ready` and `call`.
+    breaker.force_open();
+    let error = svc.call(7).await.unwrap_err();
+    assert_eq!(
+        error.downcast_ref::<CircuitOpen>().map(CircuitOpen::state),
+        Some(CircuitState::ForcedOpen)
+    );
+    assert_eq!(probe.calls.load(Ordering::SeqCst), 0);
+    // Ready again while forced open: decided again, rejected, the service left alone.
+    let readies = probe.readies.load(Ordering::SeqCst);
+    assert!(svc.ready().await.unwrap().call(7).await.is_err());
+    assert_eq!(probe.readies.load(Ordering::SeqCst), readies);
+    breaker.reset();
+    assert_eq!(svc.ready().await.unwrap().call(7).await.unwrap(), 7);
+}
+
 #[test]
 fn services_are_clone_and_their_futures_send() {
     fn send<T: Send>(_: &T) {}

@@ -555,3 +555,104 @@ fn probes_of_an_earlier_half_open_state_neither_count_nor_return_permits() {
     }
     assert_eq!(b.state(), CircuitState::Closed);
 }
+
+#[test]
+fn a_failure_with_retry_after_opens_the_breaker_at_once_for_that_long() {
+    let (b, clock) = breaker();
+    let log = EventLog::transitions(&b);
+    ok(&b, &clock);
+    // Below the minimum of 5 calls, but the callee asked for 42 s without calls.
+    call(
+        &b,
+        &clock,
+        Outcome::FailureFor(Duration::from_secs(42)),
+        Duration::ZERO,
+    );
+    assert_eq!(b.state(), CircuitState::Open);
+    assert_eq!(b.metrics().retry_after, Some(Duration::from_secs(42)));
+    assert_metrics(&b, None, 1, 2, 1, 0);
+    assert_eq!(
+        log.kinds(),
+        [EventKind::StateTransition {
+            from: CircuitState::Closed,
+            to: CircuitState::Open,
+            cause: TransitionCause::RetryAfter(Duration::from_secs(42)),
+        }]
+    );
+    clock.advance(Duration::from_secs(42) - Duration::from_millis(1));
+    assert!(b.try_acquire().is_err());
+    clock.advance(Duration::from_millis(1));
+    assert!(b.try_acquire().is_ok());
+    assert_eq!(b.state(), CircuitState::HalfOpen);
+}
+
+#[test]
+fn a_probe_with_retry_after_opens_the_breaker_again_for_that_long() {
+    let (b, clock) = half_open();
+    ok(&b, &clock);
+    call(
+        &b,
+        &clock,
+        Outcome::FailureFor(Duration::from_secs(20)),
+        Duration::ZERO,
+    );
+    assert_eq!(b.state(), CircuitState::Open);
+    assert_eq!(b.metrics().retry_after, Some(Duration::from_secs(20)));
+    // A year is the longest wait a callee gets.
+    let (b, clock) = breaker();
+    call(
+        &b,
+        &clock,
+        Outcome::FailureFor(Duration::from_secs(10 * 365 * 24 * 3600)),
+        Duration::ZERO,
+    );
+    assert_eq!(
+        b.metrics().retry_after,
+        Some(Duration::from_secs(365 * 24 * 3600))
+    );
+}
+
+#[test]
+fn metrics_only_counts_a_retry_after_as_a_failure_and_stays() {
+    let (b, clock) = breaker();
+    b.metrics_only();
+    call(
+        &b,
+        &clock,
+        Outcome::FailureFor(Duration::from_secs(20)),
+        Duration::ZERO,
+    );
+    assert_eq!(b.state(), CircuitState::MetricsOnly);
+    assert_metrics(&b, None, 0, 1, 1, 0);
+}
+
+#[test]
+fn an_outcome_hundreds_of_transitions_old_is_discarded() {
+    // 201 transitions put the window's 8-bit generation tag where the old call's tag looks
+    // newer than the current one: only the epoch can tell it is stale.
+    for window in [
+        CircuitBreaker::builder("count").count_window(5),
+        CircuitBreaker::builder("time").time_window(Duration::from_secs(5)),
+    ] {
+        let clock = ManualClock::new();
+        let b = window
+            .minimum_calls(5)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let old = b.try_acquire().unwrap();
+        for _ in 0..100 {
+            b.transition_to(CircuitState::Open);
+            b.transition_to(CircuitState::HalfOpen);
+        }
+        b.transition_to(CircuitState::Closed);
+        old.record(Outcome::Failure);
+        assert_metrics(&b, None, 0, 0, 0, 0);
+        // The window still works: five fresh failures open the breaker.
+        for _ in 0..5 {
+            err(&b, &clock);
+        }
+        assert_eq!(b.state(), CircuitState::Open);
+        assert_metrics(&b, Some(100.0), 0, 5, 5, 0);
+    }
+}

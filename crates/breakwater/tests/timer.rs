@@ -115,3 +115,60 @@ fn without_a_runtime_the_move_stays_lazy() {
     assert!(breaker.try_acquire().is_ok());
     assert_eq!(breaker.state(), CircuitState::HalfOpen);
 }
+
+#[test]
+fn backpressure_past_the_deadline_waits_quietly_for_the_timer() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::{Layer, Service};
+
+    let breaker = automatic().build().unwrap();
+    // Opened in a runtime that is never driven: its timer stays pending, so the breaker keeps
+    // rejecting past the deadline without reading the clock.
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    {
+        let _in_idle = idle.enter();
+        breaker.transition_to(CircuitState::Open);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let polls = Arc::new(AtomicUsize::new(0));
+    let counted = polls.clone();
+    let mut svc = breaker
+        .layer_with(breakwater::classify::FailOnError)
+        .backpressure()
+        .layer(tower::service_fn(|()| async {
+            Ok::<_, std::io::Error>(())
+        }));
+    let waiter = runtime.spawn(async move {
+        std::future::poll_fn(|cx| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            svc.poll_ready(cx)
+        })
+        .await
+        .unwrap();
+    });
+    runtime.block_on(async {
+        // Past the deadline, then a hundred turns of the scheduler: a waiter that spun on the
+        // clock would be polled on every one of them.
+        tokio::time::advance(WAIT + Duration::from_secs(5)).await;
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished());
+    });
+    let before = polls.load(Ordering::SeqCst);
+    assert!(before <= 3, "polled {before} times while waiting");
+    // The timer's runtime goes away: the waiter is told, and decides by the clock.
+    drop(idle);
+    runtime.block_on(async {
+        waiter.await.unwrap();
+    });
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+}

@@ -62,7 +62,7 @@ pub(crate) struct Rejection {
     pub(crate) deadline: u64,
 }
 
-/// What an admitted call owes the breaker.
+/// What an admitted call owes the breaker, and the epoch it was admitted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admission {
     /// Record into the window of this epoch; may open the breaker.
@@ -72,9 +72,21 @@ pub(crate) enum Admission {
     /// A half-open probe: record into the probe counters or give the permit back.
     Probe(Epoch),
     /// Disabled: nothing to record.
-    Passthrough,
+    Passthrough(Epoch),
     /// Already recorded (or given back).
     Spent,
+}
+
+impl Admission {
+    pub(crate) const fn epoch(self) -> Option<Epoch> {
+        match self {
+            Admission::Closed(epoch)
+            | Admission::MetricsOnly(epoch)
+            | Admission::Probe(epoch)
+            | Admission::Passthrough(epoch) => Some(epoch),
+            Admission::Spent => None,
+        }
+    }
 }
 
 impl Core {
@@ -139,6 +151,12 @@ impl Core {
         self.time.now()
     }
 
+    /// Whether `epoch` is the breaker's current epoch: no transition happened since.
+    #[inline]
+    pub(crate) fn is_current(&self, epoch: Epoch) -> bool {
+        self.load().epoch() == epoch
+    }
+
     /// Decides whether a call may go now. Moves an open breaker whose wait is over to half-open
     /// (taking the first probe permit in the same step), and a half-open breaker whose probes
     /// outlived `max_wait_in_half_open` back to open.
@@ -162,7 +180,7 @@ impl Core {
         Ok(match state {
             CircuitState::MetricsOnly => Admission::MetricsOnly(epoch),
             CircuitState::HalfOpen => Admission::Probe(epoch),
-            CircuitState::Disabled => Admission::Passthrough,
+            CircuitState::Disabled => Admission::Passthrough(epoch),
             _ => Admission::Closed(epoch),
         })
     }

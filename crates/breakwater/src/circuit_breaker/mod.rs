@@ -54,9 +54,10 @@
 //! A [`CircuitBreaker`] is a handle: cloning it, or making layers from it, shares the one
 //! breaker. The breaker's state is allocated once, when it is built, and lives until the process
 //! ends; that is what lets every call reach it through a plain reference, with no reference
-//! count to update, no lock and no allocation. A breaker is a few hundred bytes plus eight bytes
-//! per call of a count window (sixteen per second of a time window): build one per downstream
-//! at start-up (or through a registry), not one per request.
+//! count to update, no lock and no allocation. A breaker takes about 1 KiB, plus 8 bytes per
+//! call of a count window or 16 per second of a time window, each rounded up to the next power
+//! of two above the window's size (a count window of 100 calls: 1 KiB more): build one per
+//! downstream at start-up (or through a registry), not one per request.
 //!
 //! On the closed path a call costs one atomic load when admitted and one compare-and-swap when
 //! recorded: about 12 ns over a bare service on the machine this was measured on (see
@@ -350,7 +351,16 @@ impl CallPermit {
         }
     }
 
-    /// Records the call's outcome.
+    /// Whether the permit was taken in the breaker's current state: no transition since.
+    #[inline]
+    pub(crate) fn is_current(&self) -> bool {
+        self.admission
+            .epoch()
+            .is_some_and(|epoch| self.core.is_current(epoch))
+    }
+
+    /// Records the call's outcome. An outcome that arrives after the state the call was admitted
+    /// in has ended (the breaker opened, closed or was reset meanwhile) is discarded.
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
         let admission = std::mem::replace(&mut self.admission, Admission::Spent);
@@ -363,7 +373,7 @@ impl Drop for CallPermit {
     #[inline]
     fn drop(&mut self) {
         if let Admission::Probe(epoch) = self.admission {
-            self.core.give_back(epoch);
+            let _ = self.core.give_back(epoch);
         }
     }
 }

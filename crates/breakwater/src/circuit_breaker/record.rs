@@ -11,6 +11,9 @@ use super::state::{CircuitState, Epoch, Probes, Word};
 use super::window::{Recorded, Sample, Totals, Window};
 use crate::classify::Outcome;
 
+/// A transition decided by a probe's outcome: from, to, cause, when, the probes' window.
+type ProbeTransition = (Word, Word, TransitionCause, u64, Totals);
+
 impl Core {
     /// Records an admitted call's outcome. `start` is when it began, if it was timed.
     #[inline]
@@ -26,9 +29,13 @@ impl Core {
             (admission, outcome, start, &self.window)
         {
             if !self.events.per_call() {
-                if let Some(recorded) = window.record(epoch.window_tag(), Sample::default()) {
-                    if window.reached(recorded.head as u64, self.minimum_calls) {
-                        self.evaluate(epoch, &recorded, false, None);
+                // An outcome from an earlier state is discarded: the window's 8-bit generation
+                // tag alone cannot tell an outcome that many transitions old.
+                if self.is_current(epoch) {
+                    if let Some(recorded) = window.record(epoch.window_tag(), Sample::default()) {
+                        if window.reached(recorded.head as u64, self.minimum_calls) {
+                            self.evaluate(epoch, &recorded, false, None);
+                        }
                     }
                 }
                 return;
@@ -42,8 +49,13 @@ impl Core {
         let (epoch, probe) = match admission {
             Admission::Closed(epoch) | Admission::MetricsOnly(epoch) => (epoch, false),
             Admission::Probe(epoch) => (epoch, true),
-            Admission::Passthrough | Admission::Spent => return,
+            Admission::Passthrough(_) | Admission::Spent => return,
         };
+        // An outcome from an earlier state is discarded (a probe's is checked again by the step
+        // that records it).
+        if !self.is_current(epoch) {
+            return;
+        }
         let end = (start.is_some() || self.window.needs_clock()).then(|| self.now());
         let elapsed = start.zip(end).map(|(start, end)| end.saturating_sub(start));
         let slow = match (self.config.slow_calls, elapsed) {
@@ -52,24 +64,29 @@ impl Core {
         };
         let elapsed = elapsed.map(Duration::from_nanos);
         if outcome == Outcome::Ignored {
-            self.emit_per_call(EventKind::Ignored { elapsed });
-            if probe {
-                self.give_back(epoch);
+            if !probe || self.give_back(epoch) {
+                self.emit_per_call(EventKind::Ignored { elapsed });
             }
             return;
         }
         let failed = outcome.is_failure();
-        self.emit_per_call(if failed {
+        let event = if failed {
             EventKind::Failure { elapsed, slow }
         } else {
             EventKind::Success { elapsed, slow }
-        });
+        };
         let retry_after = match outcome {
             Outcome::FailureFor(wait) => Some(wait.min(MAX_WAIT)),
             _ => None,
         };
         if probe {
-            self.record_probe(epoch, failed, slow, retry_after);
+            if let Some(transition) = self.record_probe(epoch, failed, slow, retry_after) {
+                // The outcome's event comes before the transition it causes.
+                self.emit_per_call(event);
+                if let Some((from, to, cause, at, totals)) = transition {
+                    self.entered(from, to, cause, at, Some(totals));
+                }
+            }
             return;
         }
         let sample = Sample { failed, slow };
@@ -79,6 +96,7 @@ impl Core {
         else {
             return;
         };
+        self.emit_per_call(event);
         let metrics_only = admission == Admission::MetricsOnly(epoch);
         if let (Some(wait), false) = (retry_after, metrics_only) {
             let from = Word::plain(CircuitState::Closed, epoch);
@@ -135,19 +153,21 @@ impl Core {
         }
     }
 
+    /// Records a probe's outcome. `None` when the probe belongs to an earlier state (discarded);
+    /// otherwise the transition the outcome decided, if any, for the caller to enter.
     fn record_probe(
         &'static self,
         epoch: Epoch,
         failed: bool,
         slow: bool,
         retry_after: Option<Duration>,
-    ) {
+    ) -> Option<Option<ProbeTransition>> {
         let permits = self.config.permitted_calls_in_half_open;
         let mut now = None;
         let mut word = self.load();
         loop {
             if word.state() != CircuitState::HalfOpen || word.epoch() != epoch {
-                return;
+                return None;
             }
             let p = word.probes();
             let probes = Probes {
@@ -177,23 +197,19 @@ impl Core {
                 }
             };
             match self.swap(word, next) {
-                Ok(()) => {
-                    if let Some(cause) = cause {
-                        self.entered(word, next, cause, at, Some(totals));
-                    }
-                    return;
-                }
+                Ok(()) => return Some(cause.map(|cause| (word, next, cause, at, totals))),
                 Err(actual) => word = actual,
             }
         }
     }
 
-    /// Returns a half-open permit whose call was cancelled or ignored.
-    pub(crate) fn give_back(&self, epoch: Epoch) {
+    /// Returns a half-open permit whose call was cancelled or ignored; `false` if it belongs to
+    /// an earlier state.
+    pub(crate) fn give_back(&self, epoch: Epoch) -> bool {
         let mut word = self.load();
         loop {
             if word.state() != CircuitState::HalfOpen || word.epoch() != epoch {
-                return;
+                return false;
             }
             let p = word.probes();
             let next = word.with_probes(Probes {
@@ -203,7 +219,7 @@ impl Core {
             match self.swap(word, next) {
                 Ok(()) => {
                     self.notify.notify_waiters();
-                    return;
+                    return true;
                 }
                 Err(actual) => word = actual,
             }

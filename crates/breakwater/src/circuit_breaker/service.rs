@@ -124,9 +124,11 @@ impl<S, C> CircuitBreakerService<S, C> {
             waiter.notified = None;
             return Poll::Ready(());
         }
-        if rejection.deadline != u64::MAX {
-            let after = Duration::from_nanos(rejection.deadline.saturating_sub(core.now()));
-            let deadline = tokio::time::Instant::now() + after;
+        // Past the deadline and still rejected, the automatic transition's timer is about to
+        // move the breaker on, and will notify: wait for that rather than spin on the clock.
+        let after = rejection.deadline.saturating_sub(core.now());
+        if rejection.deadline != u64::MAX && after > 0 {
+            let deadline = tokio::time::Instant::now() + Duration::from_nanos(after);
             let sleep = waiter
                 .sleep
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -164,8 +166,12 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         loop {
             let decision = match self.decision.take() {
-                Some(Decision::Admitted(permit)) => Decision::Admitted(permit),
-                // A rejection is not kept across polls: the breaker may have moved on.
+                // A permit is kept across polls while its state lasts.
+                Some(Decision::Admitted(permit)) if permit.is_current() => {
+                    Decision::Admitted(permit)
+                }
+                // A rejection, or a permit of a state that has ended, is decided again: the
+                // breaker may have moved on.
                 _ => self.decide(),
             };
             match decision {
@@ -198,8 +204,14 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        // Without `poll_ready` first (a broken tower contract), decide now.
-        let decision = self.decision.take().unwrap_or_else(|| self.decide());
+        // A permit taken in a state that has ended since `poll_ready` (the breaker opened,
+        // say) no longer admits the call; without `poll_ready` first (a broken tower contract),
+        // decide now.
+        let decision = match self.decision.take() {
+            Some(Decision::Admitted(permit)) if !permit.is_current() => self.decide(),
+            Some(decision) => decision,
+            None => self.decide(),
+        };
         match decision {
             Decision::Admitted(mut permit) => {
                 permit.start_timing();

@@ -28,12 +28,17 @@ struct Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        let _ = self.core.open_timer.compare_exchange(
+        let cleared = self.core.open_timer.compare_exchange(
             self.mark,
             0,
             Ordering::AcqRel,
             Ordering::Relaxed,
         );
+        if cleared.is_ok() {
+            // Services waiting in backpressure mode past the deadline were counting on this
+            // timer: let them decide again, by the clock.
+            self.core.notify.notify_waiters();
+        }
     }
 }
 

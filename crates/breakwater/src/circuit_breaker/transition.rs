@@ -14,21 +14,45 @@ const EPISODE_SHIFT: u32 = 43;
 const REJECTIONS_MASK: u64 = (1 << EPISODE_SHIFT) - 1;
 
 impl Core {
-    /// Counts a rejected call.
+    /// Counts a rejected call in the count of its opening.
     pub(crate) fn rejected(&'static self, rejection: &Rejection) {
         let before = self.not_permitted.fetch_add(1, Ordering::Relaxed);
-        let opens = matches!(
-            rejection.state,
-            CircuitState::Open | CircuitState::ForcedOpen
-        );
-        if opens && Epoch::from_bits(before >> EPISODE_SHIFT) != rejection.epoch {
-            // The transition that opened the breaker has not restarted the count yet, so the
-            // increment went to the previous opening: move it to this one.
-            self.count_rejection_in(rejection.epoch);
+        let stored = Epoch::from_bits(before >> EPISODE_SHIFT);
+        if stored != rejection.epoch {
+            if stored.is_after(rejection.epoch) {
+                // The breaker has opened again since this rejection: it belongs to the past.
+                self.uncount_rejection(stored);
+            } else if matches!(
+                rejection.state,
+                CircuitState::Open | CircuitState::ForcedOpen
+            ) {
+                // The transition that opened the breaker has not restarted the count yet, so
+                // the increment went to the previous opening: move it to this one.
+                self.count_rejection_in(rejection.epoch);
+            }
+            // A half-open rejection counts toward the opening before it.
         }
         self.emit_per_call(EventKind::CallNotPermitted {
             state: rejection.state,
         });
+    }
+
+    /// Takes back one rejection from the count of `episode`, if that count is still the
+    /// current one (a count restarted meanwhile must not go below zero).
+    fn uncount_rejection(&self, episode: Epoch) {
+        let mut current = self.not_permitted.load(Ordering::Relaxed);
+        while Epoch::from_bits(current >> EPISODE_SHIFT) == episode && current & REJECTIONS_MASK > 0
+        {
+            match self.not_permitted.compare_exchange_weak(
+                current,
+                current - 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => current = actual,
+            }
+        }
     }
 
     fn count_rejection_in(&self, episode: Epoch) {
@@ -166,6 +190,8 @@ impl Core {
             }
             CircuitState::Disabled | CircuitState::MetricsOnly => self.window.reset(tag, now),
         }
+        // Waiters first: a subscriber's callback may panic.
+        self.notify.notify_waiters();
         if from.state() != to.state() {
             self.log_transition(from.state(), to, cause, now);
             self.events.emit(
@@ -179,7 +205,6 @@ impl Core {
                 false,
             );
         }
-        self.notify.notify_waiters();
     }
 
     fn log_transition(&self, from: CircuitState, to: Word, cause: TransitionCause, now: u64) {

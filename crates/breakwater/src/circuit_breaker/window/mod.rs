@@ -68,21 +68,57 @@ impl Window {
         }
     }
 
-    /// The window's contents right after `recorded`, or `None` if the baseline it needs has not
-    /// been published yet (its writer is between its compare-and-swap and its store) and did not
-    /// appear after a short spin.
+    /// The window's contents right after `recorded`, to decide whether to open the breaker.
+    ///
+    /// The baseline it needs may be missing: its writer may sit between its compare-and-swap
+    /// and its store, or this thread may have been preempted while other threads recorded so
+    /// many calls that the baseline's slot was reused. Then the window as it is now serves just
+    /// as well (the decision is about the window now): its totals are tried after a short spin,
+    /// and after yields to a preempted writer. `None` only if the window moved to another
+    /// generation (the breaker changed state: nothing to decide) or every attempt failed. Only
+    /// evaluations (failures, slow calls, the minimum reached) come here, never a plain
+    /// success.
     pub(crate) fn totals_after(&self, recorded: &Recorded) -> Option<Totals> {
-        for _ in 0..64 {
+        for attempt in 0..80 {
+            let head = if attempt == 0 {
+                recorded.head
+            } else {
+                self.head()
+            };
+            if self.tag_of(head) != self.tag_of(recorded.head) {
+                return None;
+            }
             let totals = match self {
-                Window::Count(w) => w.totals_at(recorded.head as u64),
-                Window::Time(w) => w.totals_at(recorded.head, None),
+                Window::Count(w) => {
+                    let head = head as u64;
+                    w.totals_at(head).or_else(|| w.totals_near(head))
+                }
+                Window::Time(w) => w.totals_at(head, None),
             };
             if totals.is_some() {
                 return totals;
             }
-            std::hint::spin_loop();
+            if attempt < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
         None
+    }
+
+    fn head(&self) -> u128 {
+        match self {
+            Window::Count(w) => u128::from(w.head()),
+            Window::Time(w) => w.head(),
+        }
+    }
+
+    fn tag_of(&self, head: u128) -> u8 {
+        match self {
+            Window::Count(_) => CountWindow::tag_of(head as u64),
+            Window::Time(_) => TimeWindow::tag_of(head),
+        }
     }
 
     /// Whether `recorded` may be the call that brought the window to `minimum` calls (a time

@@ -191,6 +191,16 @@ impl TimeWindow {
         Some(head.since(base))
     }
 
+    /// The head now.
+    pub(crate) fn head(&self) -> u128 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// The generation of a head.
+    pub(crate) fn tag_of(head: u128) -> u8 {
+        Head(head).tag()
+    }
+
     /// The current contents of generation `tag` at time `now` (nanoseconds).
     pub(crate) fn totals(&self, tag: u8, now: u64) -> Totals {
         for attempt in 0..1000 {
@@ -359,5 +369,39 @@ mod tests {
         // Second 0 leaves at second 60: 4 threads x 1000 calls, 1000 of them failures.
         assert_eq!(w.totals(0, 60 * SEC), totals(76_000, 19_000, 0));
         assert_eq!(w.totals(0, 79 * SEC), totals(0, 0, 0));
+    }
+
+    #[test]
+    fn concurrent_recorders_across_a_reset_count_only_their_generation() {
+        let w = std::sync::Arc::new(TimeWindow::new(60));
+        let go = std::sync::Arc::new(std::sync::Barrier::new(5));
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (w, go) = (std::sync::Arc::clone(&w), std::sync::Arc::clone(&go));
+                std::thread::spawn(move || {
+                    go.wait();
+                    let (mut tag, mut in_new) = (0, 0u64);
+                    for i in 0..10_000u64 {
+                        // Seconds 0 to 9, all within the window.
+                        let now = (i / 1_000) * SEC + t;
+                        match w.record(tag, FAIL, now) {
+                            Some(_) if tag == 1 => in_new += 1,
+                            Some(_) => {}
+                            None => {
+                                tag = 1;
+                                w.record(1, FAIL, now).unwrap();
+                                in_new += 1;
+                            }
+                        }
+                    }
+                    in_new
+                })
+            })
+            .collect();
+        go.wait();
+        w.reset(1, 0);
+        let in_new: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(w.totals(1, 9 * SEC), totals(in_new, in_new, 0));
+        assert!(w.record(0, OK, 9 * SEC).is_none());
     }
 }
