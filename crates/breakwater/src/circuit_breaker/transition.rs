@@ -55,49 +55,38 @@ impl Core {
         }
     }
 
+    /// Moves a rejection counted in an earlier opening's count into `episode`'s.
     fn count_rejection_in(&self, episode: Epoch) {
-        let mut current = self.not_permitted.load(Ordering::Relaxed);
-        loop {
-            let stored = Epoch::from_bits(current >> EPISODE_SHIFT);
-            if stored == episode {
-                // Restarted meanwhile, without this rejection.
-                self.not_permitted.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            if !episode.is_after(stored) {
-                // The breaker has opened again since: this rejection belongs to the past.
-                return;
-            }
-            let restarted = u64::from(episode.get()) << EPISODE_SHIFT | 1;
-            match self.not_permitted.compare_exchange_weak(
-                current,
-                restarted,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(actual) => current = actual,
-            }
+        // Restarted meanwhile, without this rejection: add it. (When the breaker has opened
+        // again since, the rejection belongs to the past and counts nowhere.)
+        if self.restart_count(episode, 1) == Err(episode) {
+            self.not_permitted.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Restarts the count of rejections for the opening (or reset) of `episode`, unless a
     /// rejection of that episode restarted it first.
     pub(super) fn restart_rejections(&self, episode: Epoch) {
+        let _ = self.restart_count(episode, 0);
+    }
+
+    /// Makes the count `episode`'s, at `count`, unless it is already `episode`'s or a later
+    /// opening's: then `Err` with that opening.
+    fn restart_count(&self, episode: Epoch, count: u64) -> Result<(), Epoch> {
         let mut current = self.not_permitted.load(Ordering::Relaxed);
         loop {
-            let stored = Epoch::from_bits(current >> EPISODE_SHIFT);
-            if stored == episode || stored.is_after(episode) {
-                return;
+            let owner = Epoch::from_bits(current >> EPISODE_SHIFT);
+            if owner == episode || owner.is_after(episode) {
+                return Err(owner);
             }
-            let restarted = u64::from(episode.get()) << EPISODE_SHIFT;
+            let restarted = u64::from(episode.get()) << EPISODE_SHIFT | count;
             match self.not_permitted.compare_exchange_weak(
                 current,
                 restarted,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return,
+                Ok(_) => return Ok(()),
                 Err(actual) => current = actual,
             }
         }
