@@ -43,14 +43,18 @@
 // Library code handles its errors; tests and examples may unwrap.
 #![warn(clippy::unwrap_used)]
 
+mod builder;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod clock;
+pub mod timeout;
 
+pub use builder::BreakwaterExt;
 pub use circuit_breaker::{
     CircuitBreaker, CircuitBreakerLayer, CircuitBreakerService, CircuitOpen, CircuitState,
     ConfigError, MetricsSnapshot,
 };
+pub use timeout::{Elapsed, TimeoutLayer};
 
 /// A type-erased error, as tower layers return them: `Box<dyn Error + Send + Sync>`, the same
 /// type as `tower::BoxError`.

@@ -47,6 +47,9 @@ pub(crate) struct Core {
     /// The epoch (plus one) of the open state whose automatic-transition timer is pending; 0
     /// when none is.
     pub(super) open_timer: AtomicU32,
+    /// What a tonic client sees of a rejected call: made once, shared by every rejection.
+    #[cfg(feature = "tonic")]
+    pub(super) unavailable: std::sync::OnceLock<tonic::Status>,
     pub(super) jitter_seed: u64,
 }
 
@@ -116,6 +119,8 @@ impl Core {
             events: Events::default(),
             notify: Notify::new(),
             open_timer: AtomicU32::new(0),
+            #[cfg(feature = "tonic")]
+            unavailable: std::sync::OnceLock::new(),
         }
     }
 

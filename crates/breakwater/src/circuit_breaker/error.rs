@@ -10,7 +10,9 @@ use super::core::{Core, Rejection};
 /// A call was rejected by an open breaker without reaching the service.
 ///
 /// The layered service returns it boxed in a [`BoxError`](crate::BoxError); find it with
-/// `error.downcast_ref::<CircuitOpen>()` (or `error.is::<CircuitOpen>()`).
+/// `error.downcast_ref::<CircuitOpen>()` (or `error.is::<CircuitOpen>()`). With the `tonic`
+/// feature its [`source`](Error::source) is an `UNAVAILABLE` status, so a tonic client reports
+/// a rejected call as `UNAVAILABLE`, not `UNKNOWN`.
 ///
 /// # Example
 ///
@@ -103,4 +105,16 @@ impl fmt::Display for CircuitOpen {
     }
 }
 
-impl Error for CircuitOpen {}
+impl Error for CircuitOpen {
+    /// With the `tonic` feature: an `UNAVAILABLE` status, which a tonic client finds in the
+    /// source chain and reports instead of `UNKNOWN`.
+    #[cfg(feature = "tonic")]
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(self.core.unavailable.get_or_init(|| {
+            tonic::Status::unavailable(format!(
+                "circuit breaker `{}` rejected the call",
+                self.core.name()
+            ))
+        }))
+    }
+}

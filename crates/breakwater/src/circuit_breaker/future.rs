@@ -2,98 +2,96 @@
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
+use super::recording::Finish;
+use super::reject::OnOpen;
 use super::{CallPermit, CircuitOpen};
-use crate::BoxError;
-use crate::classify::Classify;
 
 pin_project! {
     /// The response future of [`CircuitBreakerService`](super::CircuitBreakerService): the
-    /// service's own future, whose result is classified and recorded when it completes, or an
-    /// immediate [`CircuitOpen`] error.
+    /// service's own future, whose result is recorded when it completes (or whose body records
+    /// when it ends), or the answer to a rejected call.
     ///
     /// Dropping it before it completes records nothing and gives back a half-open permit.
-    pub struct ResponseFuture<F, C> {
+    pub struct ResponseFuture<F, K, R> {
         #[pin]
-        kind: Kind<F, C>,
+        kind: Kind<F, K>,
+        mode: PhantomData<fn() -> R>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F, C> {
+    enum Kind<F, K> {
         Called {
             #[pin]
             future: F,
-            permit: Option<CallPermit>,
-            classifier: C,
+            pending: Option<(CallPermit, K)>,
         },
         Rejected {
-            error: CircuitOpen,
+            open: CircuitOpen,
         },
     }
 }
 
-impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn called(future: F, permit: CallPermit, classifier: C) -> Self {
+impl<F, K, R> ResponseFuture<F, K, R> {
+    pub(crate) fn called(future: F, permit: CallPermit, call: K) -> Self {
         Self {
             kind: Kind::Called {
                 future,
-                permit: Some(permit),
-                classifier,
+                pending: Some((permit, call)),
             },
+            mode: PhantomData,
         }
     }
 
-    pub(crate) fn rejected(error: CircuitOpen) -> Self {
+    pub(crate) fn rejected(open: CircuitOpen) -> Self {
         Self {
-            kind: Kind::Rejected { error },
+            kind: Kind::Rejected { open },
+            mode: PhantomData,
         }
     }
 }
 
-impl<F, C, T, E> Future for ResponseFuture<F, C>
+impl<F, K, R, T, E> Future for ResponseFuture<F, K, R>
 where
     F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-    C: Classify<T, E>,
+    K: Finish<T, E>,
+    R: OnOpen<K::Output, E>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<K::Output, R::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Called {
-                future,
-                permit,
-                classifier,
-            } => {
+            KindProj::Called { future, pending } => {
                 let result = ready!(future.poll(cx));
-                // Taken first: should the classifier panic, the permit is dropped (a cancelled
-                // call) rather than leaked.
-                if let Some(permit) = permit.take() {
-                    permit.record(classifier.classify(result.as_ref()));
-                }
-                Poll::Ready(result.map_err(Into::into))
+                // Taken before finishing: should a classifier panic, the permit is dropped (a
+                // cancelled call) rather than leaked.
+                let (permit, call) = pending
+                    .take()
+                    .expect("a breakwater ResponseFuture was polled after it completed");
+                Poll::Ready(call.finish(permit, result).map_err(R::error))
             }
-            KindProj::Rejected { error } => Poll::Ready(Err(Box::new(*error))),
+            KindProj::Rejected { open } => Poll::Ready(R::rejected(*open)),
         }
     }
 }
 
-impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+impl<F, K, R> fmt::Debug for ResponseFuture<F, K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Called { permit, .. } => f
+            Kind::Called { pending, .. } => f
                 .debug_struct("ResponseFuture")
-                .field("permit", permit)
+                .field("permit", &pending.as_ref().map(|(permit, _)| permit))
                 .finish_non_exhaustive(),
-            Kind::Rejected { error } => f
+            Kind::Rejected { open } => f
                 .debug_struct("ResponseFuture")
-                .field("rejected", error)
+                .field("rejected", open)
                 .finish(),
         }
     }

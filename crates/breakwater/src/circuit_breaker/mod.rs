@@ -83,6 +83,7 @@
 //!   transition to the current state does nothing.
 //! - The wait in the open state has millisecond resolution, and ends when the clock reaches it.
 
+mod body;
 mod config;
 mod core;
 mod error;
@@ -92,6 +93,8 @@ mod layer;
 mod manual;
 mod metrics;
 mod record;
+mod recording;
+mod reject;
 mod service;
 mod state;
 mod timer;
@@ -100,11 +103,16 @@ mod window;
 
 use std::fmt;
 
+pub use self::body::{ClassifyEnd, RecordingBody};
 pub use self::config::{Builder, ConfigError, ExponentialBackoff};
 pub use self::error::CircuitOpen;
 pub use self::events::{Event, EventKind, SubscriptionId, TransitionCause};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::metrics::MetricsSnapshot;
+pub use self::recording::{
+    AtEndOfStream, AtResponse, EndOfStreamCall, Finish, HeadOutcome, RecordAt, ResponseCall,
+};
+pub use self::reject::{OnOpen, With503, WithError};
 pub use self::service::CircuitBreakerService;
 pub use self::state::CircuitState;
 
@@ -277,6 +285,38 @@ impl CircuitBreaker {
     /// fail, `4xx` is ignored.
     pub fn layer(&self) -> CircuitBreakerLayer<crate::classify::http::HttpClassifier> {
         CircuitBreakerLayer::new(self, crate::classify::http::HttpClassifier::new())
+    }
+
+    /// A layer for gRPC calls: [`GrpcClassifier`](crate::classify::grpc::GrpcClassifier)'s
+    /// defaults, recorded at the end of each response body, where gRPC puts its status.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::builder("inventory-grpc").build()?;
+    /// let layer = breaker.grpc_layer(); // wrap a tonic Channel with it
+    /// # let _ = layer;
+    /// # Ok::<(), breakwater::ConfigError>(())
+    /// ```
+    pub fn grpc_layer(
+        &self,
+    ) -> CircuitBreakerLayer<crate::classify::grpc::GrpcClassifier, WithError, AtEndOfStream> {
+        CircuitBreakerLayer::new(self, crate::classify::grpc::GrpcClassifier::new()).end_of_stream()
+    }
+
+    /// A layer driven by a tower-http [`MakeClassifier`](tower_http::classify::MakeClassifier)
+    /// (feature `tower-http`): see [`classify::tower_http`](crate::classify::tower_http). Note
+    /// that tower-http has no "ignored" class: with its `ServerErrorsAsFailures`, `4xx` counts
+    /// as a success.
+    #[cfg(feature = "tower-http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
+    pub fn tower_http_layer<M>(
+        &self,
+        make_classifier: M,
+    ) -> CircuitBreakerLayer<M, WithError, crate::classify::tower_http::TowerHttp> {
+        CircuitBreakerLayer::recording_at(self, make_classifier)
     }
 
     /// A layer that classifies results with `classifier`: a closure

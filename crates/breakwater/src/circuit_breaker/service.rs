@@ -1,5 +1,6 @@
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -10,9 +11,9 @@ use tower_service::Service;
 
 use super::core::Rejection;
 use super::future::ResponseFuture;
+use super::recording::{AtResponse, Finish, RecordAt};
+use super::reject::{OnOpen, WithError};
 use super::{CallPermit, CircuitBreaker, CircuitOpen};
-use crate::BoxError;
-use crate::classify::Classify;
 
 /// A service behind a circuit breaker; made by [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
 ///
@@ -25,7 +26,10 @@ use crate::classify::Classify;
 /// without calling it. With [`backpressure`](super::CircuitBreakerLayer::backpressure),
 /// `poll_ready` waits instead.
 ///
-/// The error type is [`BoxError`]: the inner service's errors, converted, or [`CircuitOpen`].
+/// By default the error type is [`BoxError`](crate::BoxError): the inner service's errors,
+/// converted, or [`CircuitOpen`]. With [`respond_503`](super::CircuitBreakerLayer::respond_503)
+/// (the mode `R`) a rejected call is answered `503` instead, and the inner error type stays.
+/// The mode `P` decides when the classifier `C` records the outcome (see [`RecordAt`]).
 ///
 /// # Example
 ///
@@ -46,13 +50,14 @@ use crate::classify::Classify;
 /// # Ok(())
 /// # }
 /// ```
-pub struct CircuitBreakerService<S, C> {
+pub struct CircuitBreakerService<S, C, R = WithError, P = AtResponse> {
     inner: S,
     breaker: CircuitBreaker,
     classifier: C,
     backpressure: bool,
     decision: Option<Decision>,
     waiter: Option<Box<Waiter>>,
+    mode: PhantomData<fn() -> (R, P)>,
 }
 
 enum Decision {
@@ -69,8 +74,21 @@ struct Waiter {
 }
 
 impl<S, C> CircuitBreakerService<S, C> {
-    /// Wraps `inner` with `breaker`, classifying results with `classifier`.
-    pub fn new(inner: S, breaker: &CircuitBreaker, classifier: C, backpressure: bool) -> Self {
+    /// Wraps `inner` with `breaker`, classifying results with `classifier`. A layer made by
+    /// [`CircuitBreaker::layer`] or [`layer_with`](CircuitBreaker::layer_with) offers the other
+    /// modes.
+    pub fn new(inner: S, breaker: &CircuitBreaker, classifier: C) -> Self {
+        Self::with_mode(inner, breaker, classifier, false)
+    }
+}
+
+impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
+    pub(crate) fn with_mode(
+        inner: S,
+        breaker: &CircuitBreaker,
+        classifier: C,
+        backpressure: bool,
+    ) -> Self {
         Self {
             inner,
             breaker: breaker.clone(),
@@ -78,6 +96,7 @@ impl<S, C> CircuitBreakerService<S, C> {
             backpressure,
             decision: None,
             waiter: None,
+            mode: PhantomData,
         }
     }
 
@@ -142,9 +161,9 @@ impl<S, C> CircuitBreakerService<S, C> {
     }
 }
 
-impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
+impl<S: Clone, C: Clone, R, P> Clone for CircuitBreakerService<S, C, R, P> {
     fn clone(&self) -> Self {
-        Self::new(
+        Self::with_mode(
             self.inner.clone(),
             &self.breaker,
             self.classifier.clone(),
@@ -153,15 +172,19 @@ impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
     }
 }
 
-impl<S, C, Request> Service<Request> for CircuitBreakerService<S, C>
+/// What a call answers, in mode `P` with classifier `C`, when the inner service answers `Res`
+/// or fails with `E`.
+type Output<P, C, Req, Res, E> = <<P as RecordAt<C, Req, Res, E>>::Call as Finish<Res, E>>::Output;
+
+impl<S, C, R, P, Request> Service<Request> for CircuitBreakerService<S, C, R, P>
 where
     S: Service<Request>,
-    S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error>,
+    P: RecordAt<C, Request, S::Response, S::Error>,
+    R: OnOpen<Output<P, C, Request, S::Response, S::Error>, S::Error>,
 {
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C>;
+    type Response = Output<P, C, Request, S::Response, S::Error>;
+    type Error = R::Error;
+    type Future = ResponseFuture<S::Future, P::Call, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         loop {
@@ -187,7 +210,7 @@ where
                             Poll::Pending
                         }
                         // The permit is dropped: not a call, nothing recorded.
-                        Poll::Ready(Err(error)) => Poll::Ready(Err(error.into())),
+                        Poll::Ready(Err(error)) => Poll::Ready(Err(R::error(error))),
                     };
                 }
                 Decision::Rejected(rejection) if !self.backpressure => {
@@ -214,9 +237,10 @@ where
         };
         match decision {
             Decision::Admitted(mut permit) => {
+                let call = P::start(&self.classifier, &request);
                 permit.start_timing();
                 let future = self.inner.call(request);
-                ResponseFuture::called(future, permit, self.classifier.clone())
+                ResponseFuture::called(future, permit, call)
             }
             Decision::Rejected(rejection) => {
                 let core = self.breaker.core();
@@ -227,7 +251,7 @@ where
     }
 }
 
-impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for CircuitBreakerService<S, C> {
+impl<S: fmt::Debug, C: fmt::Debug, R, P> fmt::Debug for CircuitBreakerService<S, C, R, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let decision = match &self.decision {
             None => "none",

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use http::{HeaderMap, Response, StatusCode, header::RETRY_AFTER};
 
-use super::{Classify, Outcome, error_is_timeout};
+use std::error::Error;
+
+use super::{Classify, Outcome, error_is_timeout, is_timeout};
 
 /// Codes 100..=599 have a two-bit entry each in the table; 600..=999 share `nonstandard`.
 const FIRST: u16 = 100;
@@ -207,6 +209,16 @@ impl<B, E: 'static> Classify<Response<B>, E> for HttpClassifier {
             Ok(response) => self.classify_response(response.status(), response.headers()),
             Err(error) if error_is_timeout(error) => self.on_timeout,
             Err(_) => self.on_error,
+        }
+    }
+
+    /// A body that fails has the outcome of an error: `on_timeout` for a body deadline,
+    /// `on_error` otherwise.
+    fn classify_body_error(&self, _head: Outcome, error: &(dyn Error + 'static)) -> Outcome {
+        if is_timeout(error) {
+            self.on_timeout
+        } else {
+            self.on_error
         }
     }
 }

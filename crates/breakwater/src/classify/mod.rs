@@ -34,11 +34,17 @@
 //!
 //! [`source()`]: std::error::Error::source
 
+pub mod grpc;
 pub mod http;
+#[cfg(feature = "tower-http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
+pub mod tower_http;
 
 use std::any::Any;
 use std::error::Error;
 use std::time::Duration;
+
+use ::http::HeaderMap;
 
 /// What a call's result means to a breaker.
 ///
@@ -105,8 +111,24 @@ impl Outcome {
 /// assert_eq!(SlowIsFine.classify(Ok(&7)), Outcome::Success);
 /// ```
 pub trait Classify<Res, E>: Clone + Send + Sync + 'static {
-    /// The outcome of one call.
+    /// The outcome of one call, from its response (or error).
     fn classify(&self, result: Result<&Res, &E>) -> Outcome;
+
+    /// When the breaker records at the end of the response body
+    /// ([`end_of_stream`](crate::CircuitBreakerLayer::end_of_stream)): the outcome once the
+    /// body has ended, given the outcome of the response head and the trailers, if any. By
+    /// default, the head's outcome; a gRPC classifier reads `grpc-status` here.
+    fn classify_end(&self, head: Outcome, trailers: Option<&HeaderMap>) -> Outcome {
+        let _ = trailers;
+        head
+    }
+
+    /// When the breaker records at the end of the response body: the outcome when the body
+    /// fails instead of ending (a reset stream, a body deadline). By default a failure.
+    fn classify_body_error(&self, head: Outcome, error: &(dyn Error + 'static)) -> Outcome {
+        let _ = (head, error);
+        Outcome::Failure
+    }
 }
 
 impl<F, Res, E> Classify<Res, E> for F
@@ -142,9 +164,9 @@ impl<Res, E> Classify<Res, E> for FailOnError {
 
 /// Whether an error is, or was caused by, a timeout.
 ///
-/// Walks the [`source()`](Error::source) chain looking for `tower::timeout::error::Elapsed`,
-/// `tokio::time::error::Elapsed` or an [`std::io::Error`] of kind
-/// [`TimedOut`](std::io::ErrorKind::TimedOut).
+/// Walks the [`source()`](Error::source) chain looking for breakwater's
+/// [`Elapsed`](crate::Elapsed), `tower::timeout::error::Elapsed`, `tokio::time::error::Elapsed`
+/// or an [`std::io::Error`] of kind [`TimedOut`](std::io::ErrorKind::TimedOut).
 ///
 /// # Example
 ///
@@ -159,7 +181,8 @@ impl<Res, E> Classify<Res, E> for FailOnError {
 pub fn is_timeout(error: &(dyn Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(error) = current {
-        if error.is::<tower::timeout::error::Elapsed>()
+        if error.is::<crate::Elapsed>()
+            || error.is::<tower::timeout::error::Elapsed>()
             || error.is::<tokio::time::error::Elapsed>()
             || error
                 .downcast_ref::<std::io::Error>()
@@ -175,9 +198,9 @@ pub fn is_timeout(error: &(dyn Error + 'static)) -> bool {
 /// [`is_timeout`] for an error of any type, as a service hands it to a classifier.
 ///
 /// An error that is a `BoxError` (`Box<dyn Error + Send + Sync>`, what most tower layers
-/// return), an [`std::io::Error`], a `tower::timeout::error::Elapsed` or a
-/// `tokio::time::error::Elapsed` is inspected, with its source chain; an error of any other type
-/// is not a timeout.
+/// return), an [`std::io::Error`], breakwater's [`Elapsed`](crate::Elapsed), a
+/// `tower::timeout::error::Elapsed` or a `tokio::time::error::Elapsed` is inspected, with its
+/// source chain; an error of any other type is not a timeout.
 ///
 /// # Example
 ///
@@ -199,7 +222,9 @@ pub fn error_is_timeout<E: 'static>(error: &E) -> bool {
     if let Some(io) = any.downcast_ref::<std::io::Error>() {
         return is_timeout(io);
     }
-    any.is::<tower::timeout::error::Elapsed>() || any.is::<tokio::time::error::Elapsed>()
+    any.is::<crate::Elapsed>()
+        || any.is::<tower::timeout::error::Elapsed>()
+        || any.is::<tokio::time::error::Elapsed>()
 }
 
 #[cfg(test)]

@@ -112,3 +112,84 @@ impl EventLog {
             .collect()
     }
 }
+
+/// One step of a [`Scripted`] body.
+#[derive(Debug, Clone)]
+pub(crate) enum Step {
+    /// Wait this long (on tokio's clock) before the next step.
+    Pause(Duration),
+    Data(&'static str),
+    Trailers(http::HeaderMap),
+    Error(&'static str),
+    /// Never answer again.
+    Stall,
+}
+
+/// A response body that follows a script, then ends.
+#[derive(Debug)]
+pub(crate) struct Scripted {
+    steps: std::collections::VecDeque<Step>,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Scripted {
+    pub(crate) fn new(steps: impl IntoIterator<Item = Step>) -> Self {
+        Self {
+            steps: steps.into_iter().collect(),
+            sleep: None,
+        }
+    }
+}
+
+impl http_body::Body for Scripted {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        use std::task::Poll;
+        loop {
+            if let Some(sleep) = self.sleep.as_mut() {
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.sleep = None;
+            }
+            let Some(step) = self.steps.pop_front() else {
+                return Poll::Ready(None);
+            };
+            return match step {
+                Step::Pause(wait) => {
+                    self.sleep = Some(Box::pin(tokio::time::sleep(wait)));
+                    continue;
+                }
+                Step::Data(text) => Poll::Ready(Some(Ok(http_body::Frame::data(
+                    bytes::Bytes::from_static(text.as_bytes()),
+                )))),
+                Step::Trailers(map) => Poll::Ready(Some(Ok(http_body::Frame::trailers(map)))),
+                Step::Error(text) => Poll::Ready(Some(Err(std::io::Error::other(text)))),
+                Step::Stall => {
+                    self.steps.push_front(Step::Stall);
+                    Poll::Pending
+                }
+            };
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.steps.is_empty() && self.sleep.is_none()
+    }
+}
+
+/// Reads a body to its end; the data, or the first error.
+pub(crate) async fn read<B>(body: B) -> Result<String, breakwater::BoxError>
+where
+    B: http_body::Body,
+    B::Error: Into<breakwater::BoxError>,
+{
+    use http_body_util::BodyExt;
+    let collected = body.collect().await.map_err(Into::into)?;
+    Ok(String::from_utf8_lossy(&collected.to_bytes()).into_owned())
+}

@@ -1,0 +1,135 @@
+//! A response body that records the call's outcome when it ends.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use super::CallPermit;
+use crate::BoxError;
+use crate::classify::Outcome;
+
+/// Settles a call's outcome at the end of its response body, once.
+pub trait ClassifyEnd {
+    /// The body ended, with these trailers if it had any.
+    fn classify_end(self, trailers: Option<&HeaderMap>) -> Outcome;
+    /// The body failed with this error.
+    fn classify_error(self, error: &BoxError) -> Outcome;
+}
+
+pin_project! {
+    /// A response body that records its call's outcome when it ends, fails, or (recording
+    /// nothing, as for a cancelled call) is dropped first. Made in the
+    /// [`AtEndOfStream`](super::AtEndOfStream) mode; its errors are boxed.
+    ///
+    /// A default body (for a response the breaker answers itself) records nothing.
+    pub struct RecordingBody<B, K> {
+        #[pin]
+        inner: B,
+        pending: Option<(CallPermit, K)>,
+    }
+}
+
+impl<B: Body, K: ClassifyEnd> RecordingBody<B, K> {
+    pub(crate) fn new(inner: B, permit: CallPermit, end: K) -> Self {
+        if inner.is_end_stream() {
+            // Nothing will be polled (a 204, the answer to a HEAD request): record now.
+            permit.record(end.classify_end(None));
+            return Self::recorded(inner);
+        }
+        Self {
+            inner,
+            pending: Some((permit, end)),
+        }
+    }
+}
+
+impl<B, K> RecordingBody<B, K> {
+    /// A body whose call is already recorded.
+    pub(crate) fn recorded(inner: B) -> Self {
+        Self {
+            inner,
+            pending: None,
+        }
+    }
+
+    /// The body it wraps.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+}
+
+fn settle<K: ClassifyEnd>(
+    pending: &mut Option<(CallPermit, K)>,
+    outcome: impl FnOnce(K) -> Outcome,
+) {
+    if let Some((permit, end)) = pending.take() {
+        permit.record(outcome(end));
+    }
+}
+
+impl<B, K> Body for RecordingBody<B, K>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+    K: ClassifyEnd,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
+        let mut this = self.project();
+        match ready!(this.inner.as_mut().poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    settle(this.pending, |end| end.classify_end(Some(trailers)));
+                } else if this.inner.is_end_stream() {
+                    // The last frame: whoever reads this body may stop polling now.
+                    settle(this.pending, |end| end.classify_end(None));
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(error)) => {
+                let error = error.into();
+                settle(this.pending, |end| end.classify_error(&error));
+                Poll::Ready(Some(Err(error)))
+            }
+            None => {
+                settle(this.pending, |end| end.classify_end(None));
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B: Default, K> Default for RecordingBody<B, K> {
+    fn default() -> Self {
+        Self {
+            inner: B::default(),
+            pending: None,
+        }
+    }
+}
+
+impl<B: fmt::Debug, K> fmt::Debug for RecordingBody<B, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordingBody")
+            .field("inner", &self.inner)
+            .field("recorded", &self.pending.is_none())
+            .finish()
+    }
+}

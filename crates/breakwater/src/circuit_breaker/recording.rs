@@ -1,0 +1,179 @@
+//! When a call's outcome is recorded: as its response arrives, or when the response body ends.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use http::Response;
+use http_body::Body;
+
+use super::CallPermit;
+use super::body::{ClassifyEnd, RecordingBody};
+use crate::classify::{Classify, Outcome};
+
+/// When a layer records a call's outcome, with a classifier `C`: the mode `P` of
+/// [`CircuitBreakerLayer`](super::CircuitBreakerLayer) and
+/// [`CircuitBreakerService`](super::CircuitBreakerService).
+///
+/// [`AtResponse`] (the default) records when the response (or error) arrives;
+/// [`AtEndOfStream`] records when the response body ends. With the `tower-http` feature,
+/// [`TowerHttp`](crate::classify::tower_http::TowerHttp) makes a tower-http classifier per
+/// request. You do not implement this trait; it appears in the bounds of the layered service.
+pub trait RecordAt<C, Req, Res, E> {
+    /// What travels with one call, from its request to its result.
+    type Call: Finish<Res, E>;
+
+    /// Starts a call with this request.
+    fn start(classifier: &C, request: &Req) -> Self::Call;
+}
+
+/// The end of a call: records its outcome now, or arranges for it to be recorded later (by
+/// wrapping the response body). See [`RecordAt`].
+pub trait Finish<Res, E> {
+    /// What the caller gets: the response itself, or the response with a recording body.
+    type Output;
+
+    /// Records (or arranges to record) the outcome of this result on `permit`.
+    fn finish(self, permit: CallPermit, result: Result<Res, E>) -> Result<Self::Output, E>;
+}
+
+/// Records a call's outcome when its response (or error) arrives: the default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AtResponse;
+
+/// One call recorded when its response arrives: the classifier.
+#[derive(Debug)]
+pub struct ResponseCall<C>(C);
+
+impl<C, Req, Res, E> RecordAt<C, Req, Res, E> for AtResponse
+where
+    C: Classify<Res, E>,
+{
+    type Call = ResponseCall<C>;
+
+    #[inline]
+    fn start(classifier: &C, _: &Req) -> Self::Call {
+        ResponseCall(classifier.clone())
+    }
+}
+
+impl<C, Res, E> Finish<Res, E> for ResponseCall<C>
+where
+    C: Classify<Res, E>,
+{
+    type Output = Res;
+
+    #[inline]
+    fn finish(self, permit: CallPermit, result: Result<Res, E>) -> Result<Res, E> {
+        permit.record(self.0.classify(result.as_ref()));
+        result
+    }
+}
+
+/// Records a call's outcome when its response body ends, not when its head arrives; chosen
+/// by [`CircuitBreakerLayer::end_of_stream`](super::CircuitBreakerLayer::end_of_stream).
+///
+/// The head is classified as usual; then, when the body ends, the classifier's
+/// [`classify_end`](Classify::classify_end) sees the trailers (gRPC puts its status there), and
+/// when the body fails (a reset stream, a body deadline),
+/// [`classify_body_error`](Classify::classify_body_error) decides (a failure by default: only
+/// in this mode do body errors count). The call's duration, for slow-call detection, runs to
+/// the end of the body. A body dropped before its end records nothing (a cancelled call); a
+/// body already at its end when the head arrives (`204`, a `HEAD` request) is recorded at once.
+/// A half-open permit is held until the outcome is known.
+///
+/// The response body becomes a [`RecordingBody`], whose errors are boxed.
+///
+/// # Example
+///
+/// ```
+/// use breakwater::CircuitBreaker;
+///
+/// let breaker = CircuitBreaker::builder("downloads").build()?;
+/// // A download that fails half-way counts as a failure.
+/// let layer = breaker.layer().end_of_stream();
+/// # let _ = layer;
+/// # Ok::<(), breakwater::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AtEndOfStream;
+
+/// One call recorded at the end of its body: the classifier, until the response arrives.
+pub struct EndOfStreamCall<C, E>(C, PhantomData<fn() -> E>);
+
+impl<C, E> fmt::Debug for EndOfStreamCall<C, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EndOfStreamCall")
+    }
+}
+
+impl<C, Req, B, E> RecordAt<C, Req, Response<B>, E> for AtEndOfStream
+where
+    C: Classify<Response<B>, E>,
+    B: Body,
+{
+    type Call = EndOfStreamCall<C, E>;
+
+    #[inline]
+    fn start(classifier: &C, _: &Req) -> Self::Call {
+        EndOfStreamCall(classifier.clone(), PhantomData)
+    }
+}
+
+impl<C, B, E> Finish<Response<B>, E> for EndOfStreamCall<C, E>
+where
+    C: Classify<Response<B>, E>,
+    B: Body,
+{
+    type Output = Response<RecordingBody<B, HeadOutcome<C, B, E>>>;
+
+    fn finish(self, permit: CallPermit, result: Result<Response<B>, E>) -> Result<Self::Output, E> {
+        let classifier = self.0;
+        match result {
+            Ok(response) => {
+                let head = Classify::<Response<B>, E>::classify(&classifier, Ok(&response));
+                let end = HeadOutcome {
+                    classifier,
+                    head,
+                    types: PhantomData,
+                };
+                Ok(response.map(|body| RecordingBody::new(body, permit, end)))
+            }
+            Err(error) => {
+                permit.record(Classify::<Response<B>, E>::classify(
+                    &classifier,
+                    Err(&error),
+                ));
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The outcome of a response head, and the classifier that will settle it at the end of the
+/// body.
+pub struct HeadOutcome<C, B, E> {
+    classifier: C,
+    head: Outcome,
+    types: PhantomData<fn() -> (B, E)>,
+}
+
+impl<C, B, E> fmt::Debug for HeadOutcome<C, B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeadOutcome")
+            .field("head", &self.head)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, B, E> ClassifyEnd for HeadOutcome<C, B, E>
+where
+    C: Classify<Response<B>, E>,
+{
+    fn classify_end(self, trailers: Option<&http::HeaderMap>) -> Outcome {
+        Classify::<Response<B>, E>::classify_end(&self.classifier, self.head, trailers)
+    }
+
+    fn classify_error(self, error: &crate::BoxError) -> Outcome {
+        Classify::<Response<B>, E>::classify_body_error(&self.classifier, self.head, &**error)
+    }
+}

@@ -1,0 +1,81 @@
+//! What a layered service answers when the breaker rejects a call.
+
+use http::header::RETRY_AFTER;
+use http::{HeaderValue, Response, StatusCode};
+
+use super::{CircuitOpen, CircuitState};
+use crate::BoxError;
+
+/// What a layered service answers for a call the breaker rejects, and so which error type it
+/// has: [`WithError`] (the default) or [`With503`].
+pub trait OnOpen<T, E> {
+    /// The layered service's error type.
+    type Error;
+
+    /// The answer to a rejected call.
+    fn rejected(open: CircuitOpen) -> Result<T, Self::Error>;
+
+    /// An error of the inner service, as the layered service returns it.
+    fn error(error: E) -> Self::Error;
+}
+
+/// A rejected call fails with a boxed [`CircuitOpen`]; the service's error type is
+/// [`BoxError`], into which the inner service's errors are converted. The default mode, for
+/// clients.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WithError;
+
+impl<T, E: Into<BoxError>> OnOpen<T, E> for WithError {
+    type Error = BoxError;
+
+    #[inline]
+    fn rejected(open: CircuitOpen) -> Result<T, BoxError> {
+        Err(Box::new(open))
+    }
+
+    #[inline]
+    fn error(error: E) -> BoxError {
+        error.into()
+    }
+}
+
+/// A rejected call is answered `503 Service Unavailable`, with `Retry-After` while the breaker
+/// is open (whole seconds, rounded up), an empty body, and the [`CircuitOpen`] in the
+/// response's extensions; the service keeps its inner error type. For servers: an axum route
+/// keeps its `Infallible` error and needs no `HandleErrorLayer`. Made by
+/// [`CircuitBreakerLayer::respond_503`](super::CircuitBreakerLayer::respond_503).
+///
+/// The response body type must have a `Default` (an empty body), as axum's `Body` and
+/// `http_body_util::Empty` do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct With503;
+
+impl<B: Default, E> OnOpen<Response<B>, E> for With503 {
+    type Error = E;
+
+    fn rejected(open: CircuitOpen) -> Result<Response<B>, E> {
+        let mut response = Response::new(B::default());
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        let retry_after = match open.state() {
+            CircuitState::Open => open.retry_after().map(|wait| {
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                seconds.max(1)
+            }),
+            // Probes are in flight: their outcome comes soon.
+            CircuitState::HalfOpen => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response.extensions_mut().insert(open);
+        Ok(response)
+    }
+
+    #[inline]
+    fn error(error: E) -> E {
+        error
+    }
+}
