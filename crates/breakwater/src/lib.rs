@@ -4,7 +4,11 @@
 //!   time windows, failure and slow-call rates, half-open probes, manual states), as a tower
 //!   [`Layer`](tower_layer::Layer) for any service. See [`circuit_breaker`].
 //! - [`classify`]: what a result means to a breaker. For HTTP, `5xx` and errors (timeouts
-//!   included) are failures and `4xx` is ignored.
+//!   included) are failures and `4xx` is ignored; for gRPC, `grpc-status` from headers or
+//!   trailers decides.
+//! - [`timeout`]: [`TimeoutLayer`], with a per-request override, a deadline that can cover the
+//!   response body, and a `504` mode for servers.
+//! - [`BreakwaterExt`]: `ServiceBuilder::new().circuit_breaker(&b).deadline(d)`.
 //! - [`clock`]: breakers follow `tokio::time::pause()` in tests, or a clock of your own.
 //!
 //! # Example
@@ -38,6 +42,13 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Cargo features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `tonic` | a rejected call reaches a tonic client as `UNAVAILABLE`, a timeout as `DEADLINE_EXCEEDED` |
+//! | `tower-http` | `CircuitBreaker::tower_http_layer`: any tower-http `MakeClassifier` drives a breaker |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 // Library code handles its errors; tests and examples may unwrap.

@@ -40,7 +40,7 @@ impl<T, E: Into<BoxError>> OnOpen<T, E> for WithError {
 }
 
 /// A rejected call is answered `503 Service Unavailable`, with `Retry-After` while the breaker
-/// is open (whole seconds, rounded up), an empty body, and the [`CircuitOpen`] in the
+/// is open (whole seconds, rounded up; `1` while half-open probes are in flight), an empty body, and the [`CircuitOpen`] in the
 /// response's extensions; the service keeps its inner error type. For servers: an axum route
 /// keeps its `Infallible` error and needs no `HandleErrorLayer`. Made by
 /// [`CircuitBreakerLayer::respond_503`](super::CircuitBreakerLayer::respond_503).
@@ -57,9 +57,11 @@ impl<B: Default, E> OnOpen<Response<B>, E> for With503 {
         let mut response = Response::new(B::default());
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         let retry_after = match open.state() {
+            // Whole seconds, rounded up from whole milliseconds: the breaker's resolution, so
+            // that a wait of 30 s just begun reads 30, not 31.
             CircuitState::Open => open.retry_after().map(|wait| {
-                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                seconds.max(1)
+                let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                millis.div_ceil(1000).max(1)
             }),
             // Probes are in flight: their outcome comes soon.
             CircuitState::HalfOpen => Some(1),

@@ -27,7 +27,7 @@ const IGNORED: u8 = 2;
 /// | `5xx` | [`Failure`](Outcome::Failure) |
 /// | `4xx` | [`Ignored`](Outcome::Ignored): the caller's mistake says nothing about the callee |
 /// | any other status | [`Success`](Outcome::Success) |
-/// | a timeout error (see [`is_timeout`](super::is_timeout)) | [`Failure`](Outcome::Failure) |
+/// | a timeout error (see [`super::is_timeout`]) | [`Failure`](Outcome::Failure) |
 /// | any other error (connect, I/O, body) | [`Failure`](Outcome::Failure) |
 ///
 /// Rules added later win over earlier ones and over the defaults. Codes 600–999, which HTTP
