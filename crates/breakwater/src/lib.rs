@@ -8,7 +8,7 @@
 //!   trailers decides.
 //! - [`timeout`]: [`TimeoutLayer`], with a per-request override, a deadline that can cover the
 //!   response body, and a `504` mode for servers.
-//! - [`BreakwaterExt`]: `ServiceBuilder::new().circuit_breaker(&b).deadline(d)`.
+//! - The [`BreakwaterExt`] trait: `ServiceBuilder::new().circuit_breaker(&b).deadline(d)`.
 //! - [`clock`]: breakers follow `tokio::time::pause()` in tests, or a clock of your own.
 //!
 //! # Example
