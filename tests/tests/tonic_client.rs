@@ -109,3 +109,23 @@ async fn ok_replies_are_successes() {
     let m = b.metrics();
     assert_eq!((m.successful_calls, m.failed_calls), (4, 0));
 }
+
+#[tokio::test]
+async fn a_trailers_only_ok_is_a_success() {
+    let server = InventoryServer::start(Verdict::TrailersOnly(Code::Ok))
+        .await
+        .unwrap();
+    let b = breaker();
+    let mut grpc = client(&server, &b).await;
+    for calls in 1..=6u64 {
+        // The server said OK but sent no message: tonic's unary client reports that as its
+        // own error, yet the call succeeded as far as the server's health goes.
+        let status = reserve(&mut grpc, "sku-9", 2).await.unwrap_err();
+        assert_eq!(status.code(), Code::Internal, "{status:?}");
+        assert_eq!(b.metrics().successful_calls, calls.min(4));
+    }
+    let m = b.metrics();
+    assert_eq!((m.failed_calls, m.buffered_calls), (0, 4));
+    assert_eq!(b.state(), CircuitState::Closed);
+    assert_eq!(server.hits(), 6);
+}

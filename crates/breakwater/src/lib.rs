@@ -58,6 +58,7 @@ mod builder;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod clock;
+mod sealed;
 pub mod timeout;
 
 pub use builder::BreakwaterExt;

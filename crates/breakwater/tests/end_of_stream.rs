@@ -244,3 +244,103 @@ async fn a_grpc_response_without_a_status_is_a_failure() {
     }
     assert_eq!(b.metrics().failed_calls, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_at_the_head_counts_even_if_its_body_is_dropped() {
+    let b = breaker();
+    let mut svc = b
+        .layer()
+        .end_of_stream()
+        .layer(service_fn(|_: Request<()>| async {
+            let body = Scripted::new(vec![Step::Data("oops"), Step::Stall]);
+            Ok::<_, Infallible>(Response::builder().status(503).body(body).unwrap())
+        }));
+    for _ in 0..2 {
+        let response = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        // A client that checks the status and drops the body.
+        assert_eq!(response.status(), 503);
+        drop(response);
+    }
+    assert_eq!(b.metrics().failed_calls, 2);
+    assert_eq!(b.state(), CircuitState::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_trailers_only_grpc_ok_is_a_success() {
+    let b = breaker();
+    let mut svc = b.grpc_layer().layer(service_fn(|_: Request<()>| async {
+        let response = Response::builder()
+            .header("grpc-status", "0")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        Ok::<_, Infallible>(response)
+    }));
+    for _ in 0..3 {
+        svc.ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+    }
+    let m = b.metrics();
+    assert_eq!((m.successful_calls, m.failed_calls), (2, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_is_recorded_once_whatever_its_body_does_after_the_end() {
+    use http_body::Body;
+    let b = breaker();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&log);
+    b.on_event(move |e| sink.lock().unwrap().push(e.kind().clone()));
+    // Trailers (a success), then an error: the trailers decided, the error changes nothing.
+    let mut svc = b.grpc_layer().layer(answering(vec![
+        Step::Data("m"),
+        Step::Trailers(grpc_status("0")),
+        Step::Error("late"),
+    ]));
+    let response = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(()))
+        .await
+        .unwrap();
+    let mut body = std::pin::pin!(response.into_body());
+    let mut frames = 0;
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        frames += 1;
+        if frame.is_err() {
+            break;
+        }
+    }
+    assert_eq!(frames, 3);
+    // Polled again after its end.
+    assert!(
+        std::future::poll_fn(|cx| body.as_mut().poll_frame(cx))
+            .await
+            .is_none()
+    );
+    let recorded: Vec<_> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|k| {
+            matches!(
+                k,
+                breakwater::circuit_breaker::EventKind::Success { .. }
+                    | breakwater::circuit_breaker::EventKind::Failure { .. }
+            )
+        })
+        .cloned()
+        .collect();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(b.metrics().successful_calls, 1);
+}

@@ -130,11 +130,27 @@ async fn the_503_mode_passes_inner_errors_through_unchanged() {
 #[tokio::test(start_paused = true)]
 async fn the_503_mode_also_records_at_the_end_of_the_stream() {
     let b = breaker();
-    let mut svc = b
-        .layer()
-        .respond_503()
-        .end_of_stream()
-        .layer(route(std::sync::Arc::default()));
+    let body = || support::Scripted::new([support::Step::Data("a"), support::Step::Error("reset")]);
+    let mut svc =
+        b.layer()
+            .respond_503()
+            .end_of_stream()
+            .layer(service_fn(move |_: Request<()>| {
+                let body = body();
+                async move { Ok::<_, Infallible>(Response::new(body)) }
+            }));
+    let response = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(b.metrics().buffered_calls, 0);
+    assert!(support::read(response.into_body()).await.is_err());
+    // The body failed: recorded then, a failure.
+    assert_eq!(b.metrics().failed_calls, 1);
     b.force_open();
     let response = svc
         .ready()
@@ -145,86 +161,4 @@ async fn the_503_mode_also_records_at_the_end_of_the_stream() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(support::read(response.into_body()).await.unwrap(), "");
-}
-
-#[cfg(feature = "tonic")]
-#[test]
-fn tonic_reports_rejections_as_unavailable_and_timeouts_as_deadline_exceeded() {
-    let b = breaker();
-    b.force_open();
-    let rejected: breakwater::BoxError = Box::new(b.try_acquire().unwrap_err());
-    let status = tonic::Status::from_error(rejected);
-    assert_eq!(status.code(), tonic::Code::Unavailable);
-    assert_eq!(
-        status.message(),
-        "circuit breaker `orders` rejected the call"
-    );
-    let elapsed: breakwater::BoxError = Box::new(breakwater::Elapsed::new(Duration::from_secs(1)));
-    assert_eq!(
-        tonic::Status::from_error(elapsed).code(),
-        tonic::Code::DeadlineExceeded
-    );
-}
-
-#[cfg(feature = "tower-http")]
-#[tokio::test(start_paused = true)]
-async fn tower_http_classifiers_drive_the_breaker() {
-    use tower_http::classify::{GrpcErrorsAsFailures, ServerErrorsAsFailures};
-    let b = breaker();
-    let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(404));
-    let answer = {
-        let status = std::sync::Arc::clone(&status);
-        service_fn(move |_: Request<()>| {
-            let code = status.load(std::sync::atomic::Ordering::SeqCst);
-            async move {
-                Ok::<_, Infallible>(Response::builder().status(code).body(Body::new()).unwrap())
-            }
-        })
-    };
-    let mut svc = b
-        .tower_http_layer(ServerErrorsAsFailures::make_classifier())
-        .layer(answer);
-    for _ in 0..3 {
-        svc.ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
-    }
-    // tower-http has no ignored class: a 404 is a success there.
-    assert_eq!(b.metrics().successful_calls, 2);
-    // A 500 next to a success: 50% of the window of two.
-    status.store(500, std::sync::atomic::Ordering::SeqCst);
-    svc.ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
-    assert_eq!(b.state(), CircuitState::Open);
-
-    // A gRPC classifier waits for the trailers.
-    let grpc = breaker();
-    let mut svc = grpc
-        .tower_http_layer(GrpcErrorsAsFailures::make_classifier())
-        .layer(service_fn(|_: Request<()>| async {
-            let mut trailers = http::HeaderMap::new();
-            trailers.insert("grpc-status", "14".parse().unwrap());
-            let body = support::Scripted::new([
-                support::Step::Data("m"),
-                support::Step::Trailers(trailers),
-            ]);
-            Ok::<_, Infallible>(Response::new(body))
-        }));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
-    assert_eq!(grpc.metrics().buffered_calls, 0);
-    support::read(response.into_body()).await.unwrap();
-    assert_eq!(grpc.metrics().failed_calls, 1);
 }

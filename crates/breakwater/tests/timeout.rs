@@ -218,3 +218,92 @@ async fn the_breaker_counts_timeouts_of_the_call_and_of_the_body() {
     assert_eq!(breaker.metrics().failed_calls, 4);
     assert_eq!(breaker.state(), CircuitState::Open);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_body_deadline_is_classified_as_a_timeout() {
+    use breakwater::classify::Outcome;
+    use breakwater::classify::http::HttpClassifier;
+    let breaker = CircuitBreaker::builder("pg")
+        .count_window(4)
+        .minimum_calls(4)
+        .build()
+        .unwrap();
+    // Timeouts are ignored, other errors fail: a stalled body must be the former.
+    let classifier = HttpClassifier::new().on_timeout(Outcome::Ignored);
+    let mut svc = ServiceBuilder::new()
+        .layer(breaker.layer_with(classifier).end_of_stream())
+        .layer(TimeoutLayer::new(3 * SECOND).covering_body())
+        .service(server(SECOND, vec![Step::Stall]));
+    for _ in 0..4 {
+        let response = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        assert!(read(response.into_body()).await.is_err());
+    }
+    assert_eq!(breaker.metrics().buffered_calls, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_override_any_request_type_is_accepted() {
+    let slow = service_fn(|uri: http::Uri| async move {
+        tokio::time::sleep(2 * SECOND).await;
+        Ok::<_, std::io::Error>(uri)
+    });
+    let mut svc = TimeoutLayer::new(SECOND).without_override().layer(slow);
+    let error = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Uri::from_static("http://127.0.0.1/"))
+        .await
+        .unwrap_err();
+    assert_eq!(elapsed_of(&error), Some(SECOND));
+    // And an http::Request's extension is not read.
+    let mut svc = TimeoutLayer::new(SECOND)
+        .without_override()
+        .layer(server(2 * SECOND, vec![]));
+    let mut request = Request::new(());
+    request.extensions_mut().insert(RequestTimeout(5 * SECOND));
+    assert!(svc.ready().await.unwrap().call(request).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_counts_the_504s_of_a_timeout_in_504_mode() {
+    let breaker = CircuitBreaker::builder("route")
+        .count_window(2)
+        .minimum_calls(2)
+        .build()
+        .unwrap();
+    let mut route = ServiceBuilder::new()
+        .layer(breaker.layer().respond_503())
+        .layer(TimeoutLayer::new(SECOND).respond_504())
+        .service(service_fn(|_: Request<()>| async {
+            tokio::time::sleep(5 * SECOND).await;
+            Ok::<_, Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+        }));
+    fn infallible<S: Service<Request<()>, Error = Infallible>>(_: &S) {}
+    infallible(&route);
+    for _ in 0..2 {
+        let response = route
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    }
+    assert_eq!(breaker.state(), CircuitState::Open);
+    let response = route
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}

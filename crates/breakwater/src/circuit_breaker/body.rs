@@ -12,8 +12,9 @@ use super::CallPermit;
 use crate::BoxError;
 use crate::classify::Outcome;
 
-/// Settles a call's outcome at the end of its response body, once.
-pub trait ClassifyEnd {
+/// Settles a call's outcome at the end of its response body, once. You do not implement this
+/// trait.
+pub trait ClassifyEnd: crate::sealed::Sealed {
     /// The body ended, with these trailers if it had any.
     fn classify_end(self, trailers: Option<&HeaderMap>) -> Outcome;
     /// The body failed with this error.
@@ -34,12 +35,9 @@ pin_project! {
 }
 
 impl<B: Body, K: ClassifyEnd> RecordingBody<B, K> {
+    /// A body that records when it ends. The caller records at once a body already at its end
+    /// (with the head's headers as trailers).
     pub(crate) fn new(inner: B, permit: CallPermit, end: K) -> Self {
-        if inner.is_end_stream() {
-            // Nothing will be polled (a 204, the answer to a HEAD request): record now.
-            permit.record(end.classify_end(None));
-            return Self::recorded(inner);
-        }
         Self {
             inner,
             pending: Some((permit, end)),

@@ -12,7 +12,9 @@ use super::core::{Core, Rejection};
 /// The layered service returns it boxed in a [`BoxError`](crate::BoxError); find it with
 /// `error.downcast_ref::<CircuitOpen>()` (or `error.is::<CircuitOpen>()`). With the `tonic`
 /// feature its [`source`](Error::source) is an `UNAVAILABLE` status, so a tonic client reports
-/// a rejected call as `UNAVAILABLE`, not `UNKNOWN`.
+/// a rejected call as `UNAVAILABLE`, not `UNKNOWN`. That status is built once per breaker and
+/// shared by every rejection (no allocation per call), so its message is fixed ("circuit
+/// breaker `name` rejected the call"); the state and the wait are on the `CircuitOpen`.
 ///
 /// # Example
 ///

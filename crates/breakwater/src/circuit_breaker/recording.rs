@@ -9,6 +9,7 @@ use http_body::Body;
 use super::CallPermit;
 use super::body::{ClassifyEnd, RecordingBody};
 use crate::classify::{Classify, Outcome};
+use crate::sealed::Sealed;
 
 /// When a layer records a call's outcome, with a classifier `C`: the mode `P` of
 /// [`CircuitBreakerLayer`](super::CircuitBreakerLayer) and
@@ -17,7 +18,7 @@ use crate::classify::{Classify, Outcome};
 /// [`AtResponse`] (the default) records when the response (or error) arrives;
 /// [`AtEndOfStream`] records when the response body ends. With the `tower-http` feature,
 /// `classify::tower_http::TowerHttp` makes a tower-http classifier per request. You do not implement this trait; it appears in the bounds of the layered service.
-pub trait RecordAt<C, Req, Res, E> {
+pub trait RecordAt<C, Req, Res, E>: Sealed {
     /// What travels with one call, from its request to its result.
     type Call: Finish<Res, E>;
 
@@ -27,7 +28,7 @@ pub trait RecordAt<C, Req, Res, E> {
 
 /// The end of a call: records its outcome now, or arranges for it to be recorded later (by
 /// wrapping the response body). See [`RecordAt`].
-pub trait Finish<Res, E> {
+pub trait Finish<Res, E>: Sealed {
     /// What the caller gets: the response itself, or the response with a recording body.
     type Output;
 
@@ -42,6 +43,12 @@ pub struct AtResponse;
 /// One call recorded when its response arrives: the classifier.
 #[derive(Debug)]
 pub struct ResponseCall<C>(C);
+
+impl Sealed for AtResponse {}
+impl Sealed for AtEndOfStream {}
+impl<C> Sealed for ResponseCall<C> {}
+impl<C, E> Sealed for EndOfStreamCall<C, E> {}
+impl<C, B, E> Sealed for HeadOutcome<C, B, E> {}
 
 impl<C, Req, Res, E> RecordAt<C, Req, Res, E> for AtResponse
 where
@@ -71,14 +78,17 @@ where
 /// Records a call's outcome when its response body ends, not when its head arrives; chosen
 /// by [`CircuitBreakerLayer::end_of_stream`](super::CircuitBreakerLayer::end_of_stream).
 ///
-/// The head is classified as usual; then, when the body ends, the classifier's
-/// [`classify_end`](Classify::classify_end) sees the trailers (gRPC puts its status there), and
-/// when the body fails (a reset stream, a body deadline),
+/// The head is classified as usual. A head that is already a failure (a `5xx`, a gRPC error in
+/// the headers) is recorded at once: whatever the body does, the call failed, and a client that
+/// drops the body of an error response still has it counted. Otherwise, when the body ends,
+/// the classifier's [`classify_end`](Classify::classify_end) sees the trailers (gRPC puts its
+/// status there), and when the body fails (a reset stream, a body deadline),
 /// [`classify_body_error`](Classify::classify_body_error) decides (a failure by default: only
 /// in this mode do body errors count). The call's duration, for slow-call detection, runs to
-/// the end of the body. A body dropped before its end records nothing (a cancelled call); a
-/// body already at its end when the head arrives (`204`, a `HEAD` request) is recorded at once.
-/// A half-open permit is held until the outcome is known.
+/// the end of the body. A body dropped before its end records nothing (a cancelled call). A
+/// body already at its end when the head arrives (`204`, the answer to a `HEAD` request, a
+/// trailers-only gRPC answer) is recorded at once, with the head's headers as its trailers. A
+/// half-open permit is held until the outcome is known.
 ///
 /// The response body becomes a [`RecordingBody`], whose errors are boxed.
 ///
@@ -130,6 +140,23 @@ where
         match result {
             Ok(response) => {
                 let head = Classify::<Response<B>, E>::classify(&classifier, Ok(&response));
+                if head.is_failure() {
+                    // Whatever the body does, the call failed; and a client that drops the body
+                    // of an error response must still have it counted.
+                    permit.record(head);
+                    return Ok(response.map(RecordingBody::recorded));
+                }
+                if response.body().is_end_stream() {
+                    // Nothing will be polled (a 204, a trailers-only gRPC answer): the head's
+                    // headers are all the trailers there are.
+                    let end = Classify::<Response<B>, E>::classify_end(
+                        &classifier,
+                        head,
+                        Some(response.headers()),
+                    );
+                    permit.record(end);
+                    return Ok(response.map(RecordingBody::recorded));
+                }
                 let end = HeadOutcome {
                     classifier,
                     head,

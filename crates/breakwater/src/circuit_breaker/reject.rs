@@ -7,8 +7,8 @@ use super::{CircuitOpen, CircuitState};
 use crate::BoxError;
 
 /// What a layered service answers for a call the breaker rejects, and so which error type it
-/// has: [`WithError`] (the default) or [`With503`].
-pub trait OnOpen<T, E> {
+/// has: [`WithError`] (the default) or [`With503`]. You do not implement this trait.
+pub trait OnOpen<T, E>: crate::sealed::Sealed {
     /// The layered service's error type.
     type Error;
 
@@ -24,6 +24,9 @@ pub trait OnOpen<T, E> {
 /// clients.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WithError;
+
+impl crate::sealed::Sealed for WithError {}
+impl crate::sealed::Sealed for With503 {}
 
 impl<T, E: Into<BoxError>> OnOpen<T, E> for WithError {
     type Error = BoxError;

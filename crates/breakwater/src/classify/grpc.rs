@@ -86,9 +86,9 @@ impl GrpcCode {
 /// | `OK` | success |
 /// | `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `INTERNAL`, `UNKNOWN`, `DATA_LOSS`, `RESOURCE_EXHAUSTED` | failure: the server is in trouble |
 /// | every other code (`INVALID_ARGUMENT`, `NOT_FOUND`, `ALREADY_EXISTS`, `PERMISSION_DENIED`, `UNAUTHENTICATED`, `FAILED_PRECONDITION`, `OUT_OF_RANGE`, `CANCELLED`, `ABORTED`, `UNIMPLEMENTED`) | ignored: the caller's business |
-/// | an HTTP status other than 200 | its gRPC code by the [gRPC spec's mapping][mapping] (`503` is `UNAVAILABLE`, ...) |
+/// | an HTTP status other than 200, without `grpc-status` | its gRPC code by the [gRPC spec's mapping][mapping] (`503` is `UNAVAILABLE`, ...) |
 /// | a response whose body ended with no `grpc-status` at all | failure (`UNKNOWN`) |
-/// | an error (transport, timeout) | failure |
+/// | an error (transport, timeout): no server answered | failure ([`on_error`](Self::on_error), [`on_timeout`](Self::on_timeout)) |
 ///
 /// Successful gRPC responses carry their status in the trailers, after the body: use it with
 /// [`CircuitBreaker::grpc_layer`](crate::CircuitBreaker::grpc_layer) (or
@@ -119,6 +119,8 @@ impl GrpcCode {
 pub struct GrpcClassifier {
     failures: u32,
     ignored: u32,
+    on_error: Outcome,
+    on_timeout: Outcome,
 }
 
 impl GrpcClassifier {
@@ -133,7 +135,22 @@ impl GrpcClassifier {
         Self {
             failures,
             ignored: !failures & !GrpcCode::Ok.bit(),
+            on_error: Outcome::Failure,
+            on_timeout: Outcome::Failure,
         }
+    }
+
+    /// The outcome of an error that is not a timeout (the connection failed, the stream was
+    /// reset): a failure by default. Unlike a `grpc-status`, no server answered.
+    pub const fn on_error(mut self, outcome: Outcome) -> Self {
+        self.on_error = outcome;
+        self
+    }
+
+    /// The outcome of a timeout error: a failure by default.
+    pub const fn on_timeout(mut self, outcome: Outcome) -> Self {
+        self.on_timeout = outcome;
+        self
     }
 
     /// Counts `code` as a failure.
@@ -210,6 +227,8 @@ impl fmt::Debug for GrpcClassifier {
         f.debug_struct("GrpcClassifier")
             .field("failures", &with(self.failures))
             .field("ignored", &with(self.ignored))
+            .field("on_error", &self.on_error)
+            .field("on_timeout", &self.on_timeout)
             .finish()
     }
 }
@@ -221,15 +240,16 @@ impl<B, E: 'static> Classify<Response<B>, E> for GrpcClassifier {
     /// decides; otherwise the call is a success so far, and the trailers decide.
     fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
         match result {
-            Ok(response) if response.status() != StatusCode::OK => {
-                self.classify_code(code_of_http_status(response.status()))
-            }
-            Ok(response) => response
-                .headers()
-                .get(GRPC_STATUS)
-                .map_or(Outcome::Success, |status| self.classify_status(status)),
-            Err(error) if error_is_timeout(error) => self.classify_code(GrpcCode::DeadlineExceeded),
-            Err(_) => self.classify_code(GrpcCode::Unavailable),
+            // A `grpc-status` wins over the HTTP status, as in tonic and the gRPC spec.
+            Ok(response) => match response.headers().get(GRPC_STATUS) {
+                Some(status) => self.classify_status(status),
+                None if response.status() != StatusCode::OK => {
+                    self.classify_code(code_of_http_status(response.status()))
+                }
+                None => Outcome::Success,
+            },
+            Err(error) if error_is_timeout(error) => self.on_timeout,
+            Err(_) => self.on_error,
         }
     }
 
@@ -245,9 +265,9 @@ impl<B, E: 'static> Classify<Response<B>, E> for GrpcClassifier {
 
     fn classify_body_error(&self, _head: Outcome, error: &(dyn Error + 'static)) -> Outcome {
         if is_timeout(error) {
-            self.classify_code(GrpcCode::DeadlineExceeded)
+            self.on_timeout
         } else {
-            self.classify_code(GrpcCode::Unavailable)
+            self.on_error
         }
     }
 }
@@ -333,6 +353,14 @@ mod tests {
     }
 
     #[test]
+    fn a_grpc_status_wins_over_the_http_status() {
+        let c = GrpcClassifier::new();
+        let mut response = Response::builder().status(503).body(()).unwrap();
+        *response.headers_mut() = status("5");
+        assert_eq!(head(&c, &response), Outcome::Ignored);
+    }
+
+    #[test]
     fn http_statuses_map_to_grpc_codes() {
         let c = GrpcClassifier::new();
         let with = |code: u16| Response::builder().status(code).body(()).unwrap();
@@ -360,6 +388,11 @@ mod tests {
         assert_eq!(
             Classify::<Res, std::io::Error>::classify(&c, Err(&error)),
             Outcome::Failure
+        );
+        let c = c.on_error(Outcome::Ignored);
+        assert_eq!(
+            Classify::<Res, std::io::Error>::classify(&c, Err(&error)),
+            Outcome::Ignored
         );
         let text = format!("{c:?}");
         assert!(

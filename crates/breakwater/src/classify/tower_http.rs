@@ -45,6 +45,10 @@ impl<C> fmt::Debug for TowerHttpCall<C> {
     }
 }
 
+impl crate::sealed::Sealed for TowerHttp {}
+impl<C> crate::sealed::Sealed for TowerHttpCall<C> {}
+impl<K> crate::sealed::Sealed for TowerHttpEnd<K> {}
+
 impl<M, ReqB, B, E> RecordAt<M, Request<ReqB>, Response<B>, E> for TowerHttp
 where
     M: MakeClassifier,
@@ -81,6 +85,11 @@ where
                 } else {
                     Outcome::Failure
                 });
+                Ok(response.map(RecordingBody::recorded))
+            }
+            ClassifiedResponse::RequiresEos(eos) if response.body().is_end_stream() => {
+                // A trailers-only answer: its headers are its trailers.
+                permit.record(TowerHttpEnd(eos).classify_end(Some(response.headers())));
                 Ok(response.map(RecordingBody::recorded))
             }
             ClassifiedResponse::RequiresEos(eos) => {

@@ -76,6 +76,9 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.expired {
+            return SizeHint::with_exact(0);
+        }
         self.inner.size_hint()
     }
 }

@@ -53,6 +53,7 @@ pub use self::body::DeadlineBody;
 pub use self::error::Elapsed;
 pub use self::layer::TimeoutLayer;
 use crate::BoxError;
+use crate::sealed::Sealed;
 
 /// A timeout for one request, overriding the layer's: put it in an `http::Request`'s
 /// extensions.
@@ -73,7 +74,9 @@ pub struct RequestTimeout(pub Duration);
 /// A request that may carry its own timeout, overriding the layer's.
 ///
 /// `http::Request` reads a [`RequestTimeout`] from its extensions. For a request type of your
-/// own, implement it (with no method, for no override) to put a [`Timeout`] in front of it.
+/// own, implement it (with no method, for no override) to put a [`Timeout`] in front of it. For
+/// a request type of another crate (a connector's `Uri`, say), use
+/// [`TimeoutLayer::without_override`], which needs nothing of the request.
 ///
 /// # Example
 ///
@@ -122,9 +125,43 @@ pub struct CoveringBody;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Respond504;
 
+/// How a [`Timeout`] finds a request's own timeout: [`FromRequest`] (the default) or
+/// [`NoOverride`]. You do not implement this trait.
+pub trait ReadOverride<Request>: Sealed {
+    /// The request's own timeout, if it has one.
+    fn read(request: &Request) -> Option<Duration>;
+}
+
+/// A request's own timeout comes from [`TimeoutOverride`]: for an `http::Request`, a
+/// [`RequestTimeout`] in its extensions. The default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FromRequest;
+
+/// Requests never override the timeout, and may be of any type. Chosen by
+/// [`TimeoutLayer::without_override`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoOverride;
+
+impl Sealed for FromRequest {}
+impl Sealed for NoOverride {}
+
+impl<Request: TimeoutOverride> ReadOverride<Request> for FromRequest {
+    #[inline]
+    fn read(request: &Request) -> Option<Duration> {
+        request.timeout_override()
+    }
+}
+
+impl<Request> ReadOverride<Request> for NoOverride {
+    #[inline]
+    fn read(_: &Request) -> Option<Duration> {
+        None
+    }
+}
+
 /// What a [`Timeout`] answers, and its error type, in each mode: [`CallOnly`], [`CoveringBody`]
 /// or [`Respond504`]. You do not implement this trait.
-pub trait TimeoutMode<T, E> {
+pub trait TimeoutMode<T, E>: Sealed {
     /// The layered service's response type.
     type Response;
     /// The layered service's error type.
@@ -141,6 +178,10 @@ pub trait TimeoutMode<T, E> {
     /// An error of the inner service.
     fn error(error: E) -> Self::Error;
 }
+
+impl Sealed for CallOnly {}
+impl Sealed for CoveringBody {}
+impl Sealed for Respond504 {}
 
 impl<T, E: Into<BoxError>> TimeoutMode<T, E> for CallOnly {
     type Response = T;
@@ -218,10 +259,10 @@ impl<B: Default, E> TimeoutMode<Response<B>, E> for Respond504 {
 ///
 /// The timeout runs from `call` (not from `poll_ready`), on tokio's timer: it needs a tokio
 /// runtime with timers enabled. See the [module docs](self) for the modes.
-pub struct Timeout<S, M = CallOnly> {
+pub struct Timeout<S, M = CallOnly, O = FromRequest> {
     inner: S,
     timeout: Duration,
-    mode: PhantomData<fn() -> M>,
+    mode: PhantomData<fn() -> (M, O)>,
 }
 
 impl<S> Timeout<S> {
@@ -231,7 +272,7 @@ impl<S> Timeout<S> {
     }
 }
 
-impl<S, M> Timeout<S, M> {
+impl<S, M, O> Timeout<S, M, O> {
     pub(crate) const fn with_mode(inner: S, timeout: Duration) -> Self {
         Self {
             inner,
@@ -261,11 +302,11 @@ impl<S, M> Timeout<S, M> {
     }
 }
 
-impl<S, M, Request> Service<Request> for Timeout<S, M>
+impl<S, M, O, Request> Service<Request> for Timeout<S, M, O>
 where
     S: Service<Request>,
-    Request: TimeoutOverride,
     M: TimeoutMode<S::Response, S::Error>,
+    O: ReadOverride<Request>,
 {
     type Response = M::Response;
     type Error = M::Error;
@@ -278,7 +319,7 @@ where
 
     #[inline]
     fn call(&mut self, request: Request) -> Self::Future {
-        let timeout = request.timeout_override().unwrap_or(self.timeout);
+        let timeout = O::read(&request).unwrap_or(self.timeout);
         // The request moves straight into the inner service (a move through a helper would
         // copy it once more).
         let future = self.inner.call(request);
@@ -286,18 +327,19 @@ where
     }
 }
 
-impl<S: Clone, M> Clone for Timeout<S, M> {
+impl<S: Clone, M, O> Clone for Timeout<S, M, O> {
     fn clone(&self) -> Self {
         Self::with_mode(self.inner.clone(), self.timeout)
     }
 }
 
-impl<S: fmt::Debug, M> fmt::Debug for Timeout<S, M> {
+impl<S: fmt::Debug, M, O> fmt::Debug for Timeout<S, M, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Timeout")
             .field("inner", &self.inner)
             .field("timeout", &self.timeout)
             .field("mode", &std::any::type_name::<M>())
+            .field("override", &std::any::type_name::<O>())
             .finish()
     }
 }

@@ -125,8 +125,9 @@ pub(crate) enum Step {
     Stall,
 }
 
-/// A response body that follows a script, then ends.
-#[derive(Debug)]
+/// A response body that follows a script, then ends. The default script is
+/// empty: the body ends at once.
+#[derive(Debug, Default)]
 pub(crate) struct Scripted {
     steps: std::collections::VecDeque<Step>,
     sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
