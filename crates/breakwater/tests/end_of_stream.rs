@@ -8,7 +8,7 @@ use std::time::Duration;
 use breakwater::classify::http::HttpClassifier;
 use breakwater::{CircuitBreaker, CircuitOpen, CircuitState};
 use http::{HeaderMap, Request, Response};
-use support::{Scripted, Step, read};
+use support::{Scripted, Step, read, send};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 fn breaker() -> CircuitBreaker {
@@ -38,13 +38,7 @@ async fn a_body_that_fails_half_way_is_a_failure_only_when_recording_at_the_end(
     let at_head = breaker();
     let mut svc = at_head.layer().layer(answering(script.clone()));
     for _ in 0..2 {
-        let response = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let response = send(&mut svc, Request::new(())).await.unwrap();
         assert!(read(response.into_body()).await.is_err());
     }
     // Recorded as the 200 arrived: two successes.
@@ -54,13 +48,7 @@ async fn a_body_that_fails_half_way_is_a_failure_only_when_recording_at_the_end(
     let at_end = breaker();
     let mut svc = at_end.layer().end_of_stream().layer(answering(script));
     for recorded in 0..2 {
-        let response = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let response = send(&mut svc, Request::new(())).await.unwrap();
         assert_eq!(
             at_end.metrics().buffered_calls,
             recorded,
@@ -81,13 +69,7 @@ async fn the_duration_runs_to_the_end_of_the_body() {
         Step::Data("b"),
     ];
     let mut svc = b.layer().end_of_stream().layer(answering(slow_body));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = send(&mut svc, Request::new(())).await.unwrap();
     assert_eq!(read(response.into_body()).await.unwrap(), "ab");
     // The head arrived at once; the body took 1.5 s, longer than the 1 s threshold.
     assert_eq!(b.metrics().slow_calls, 1);
@@ -102,21 +84,9 @@ async fn a_body_dropped_early_records_nothing_and_gives_its_permit_back() {
         .layer()
         .end_of_stream()
         .layer(answering(vec![Step::Data("a"), Step::Stall]));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = send(&mut svc, Request::new(())).await.unwrap();
     // The single probe's body is still being read: its permit is held.
-    let error = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap_err();
+    let error = send(&mut svc, Request::new(())).await.unwrap_err();
     assert_eq!(
         error.downcast_ref::<CircuitOpen>().map(CircuitOpen::state),
         Some(CircuitState::HalfOpen)
@@ -127,13 +97,7 @@ async fn a_body_dropped_early_records_nothing_and_gives_its_permit_back() {
         .layer()
         .end_of_stream()
         .layer(answering(vec![Step::Data("ok")]));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = send(&mut svc, Request::new(())).await.unwrap();
     assert_eq!(read(response.into_body()).await.unwrap(), "ok");
     assert_eq!(b.state(), CircuitState::Closed);
 }
@@ -150,13 +114,7 @@ async fn a_body_at_its_end_with_the_head_is_recorded_at_once() {
                 .body(http_body_util::Empty::<bytes::Bytes>::new());
             Ok::<_, Infallible>(response.unwrap())
         }));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = send(&mut svc, Request::new(())).await.unwrap();
     // Nobody needs to read an empty body for the call to count.
     assert_eq!(b.metrics().successful_calls, 1);
     drop(response);
@@ -171,13 +129,7 @@ async fn the_last_data_frame_records_for_readers_that_stop_at_the_end() {
         .layer_with(HttpClassifier::new())
         .end_of_stream()
         .layer(answering(vec![Step::Data("only")]));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = send(&mut svc, Request::new(())).await.unwrap();
     let mut body = std::pin::pin!(response.into_body());
     let frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
     assert!(frame.is_some_and(|f| f.is_ok()));
@@ -203,26 +155,14 @@ async fn grpc_statuses_in_the_trailers_decide() {
     };
     let mut ignored = b.grpc_layer().layer(with("3"));
     for _ in 0..5 {
-        let response = ignored
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let response = send(&mut ignored, Request::new(())).await.unwrap();
         read(response.into_body()).await.unwrap();
     }
     // INVALID_ARGUMENT: the caller's business.
     assert_eq!(b.metrics().buffered_calls, 0);
     let mut unavailable = b.grpc_layer().layer(with("14"));
     for _ in 0..2 {
-        let response = unavailable
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let response = send(&mut unavailable, Request::new(())).await.unwrap();
         read(response.into_body()).await.unwrap();
     }
     assert_eq!(b.state(), CircuitState::Open);
@@ -233,13 +173,7 @@ async fn a_grpc_response_without_a_status_is_a_failure() {
     let b = breaker();
     let mut svc = b.grpc_layer().layer(answering(vec![Step::Data("message")]));
     for _ in 0..2 {
-        let response = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let response = send(&mut svc, Request::new(())).await.unwrap();
         read(response.into_body()).await.unwrap();
     }
     assert_eq!(b.metrics().failed_calls, 2);
@@ -256,13 +190,7 @@ async fn a_failure_at_the_head_counts_even_if_its_body_is_dropped() {
             Ok::<_, Infallible>(Response::builder().status(503).body(body).unwrap())
         }));
     for _ in 0..2 {
-        let response = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let response = send(&mut svc, Request::new(())).await.unwrap();
         // A client that checks the status and drops the body.
         assert_eq!(response.status(), 503);
         drop(response);
@@ -306,13 +234,7 @@ async fn a_call_is_recorded_once_whatever_its_body_does_after_the_end() {
         Step::Trailers(grpc_status("0")),
         Step::Error("late"),
     ]));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = send(&mut svc, Request::new(())).await.unwrap();
     let mut body = std::pin::pin!(response.into_body());
     let mut frames = 0;
     while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {

@@ -89,13 +89,7 @@ async fn tower_http_classifiers_drive_the_breaker() {
             ]);
             Ok::<_, Infallible>(Response::new(body))
         }));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = support::send(&mut svc, Request::new(())).await.unwrap();
     assert_eq!(grpc.metrics().buffered_calls, 0);
     support::read(response.into_body()).await.unwrap();
     assert_eq!(grpc.metrics().failed_calls, 1);
@@ -129,11 +123,7 @@ async fn a_trailers_only_grpc_answer_is_read_from_its_headers() {
     let mut unavailable = grpc
         .tower_http_layer(GrpcErrorsAsFailures::make_classifier())
         .layer(answer("14"));
-    unavailable
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
+    support::send(&mut unavailable, Request::new(()))
         .await
         .unwrap();
     assert_eq!(grpc.metrics().failed_calls, 1);

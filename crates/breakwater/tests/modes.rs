@@ -44,26 +44,14 @@ async fn an_open_breaker_answers_503_with_retry_after_and_keeps_the_route_infall
     infallible(&svc);
 
     b.transition_to(CircuitState::Open);
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = support::send(&mut svc, Request::new(())).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()[RETRY_AFTER], "30");
     let open = response.extensions().get::<CircuitOpen>().unwrap();
     assert_eq!(open.breaker(), "orders");
     // Whole seconds, rounded up.
     tokio::time::advance(Duration::from_millis(10_500)).await;
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = support::send(&mut svc, Request::new(())).await.unwrap();
     assert_eq!(response.headers()[RETRY_AFTER], "20");
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert_eq!(b.metrics().not_permitted_calls, 2);
@@ -75,34 +63,16 @@ async fn an_open_breaker_answers_503_with_retry_after_and_keeps_the_route_infall
         .respond_503()
         .layer(route(std::sync::Arc::clone(&calls)));
     holder.ready().await.unwrap();
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = support::send(&mut svc, Request::new(())).await.unwrap();
     assert_eq!(response.headers()[RETRY_AFTER], "1");
     // Forced open: no promise.
     b.force_open();
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = support::send(&mut svc, Request::new(())).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().get(RETRY_AFTER).is_none());
     // Closed: the route answers.
     b.reset();
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = support::send(&mut svc, Request::new(())).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
@@ -116,13 +86,7 @@ async fn the_503_mode_passes_inner_errors_through_unchanged() {
         .layer(service_fn(|_: Request<()>| async {
             Err::<Response<Body>, _>(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipe"))
         }));
-    let error: std::io::Error = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap_err();
+    let error: std::io::Error = support::send(&mut svc, Request::new(())).await.unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe);
     assert_eq!(b.metrics().failed_calls, 1);
 }
@@ -139,26 +103,14 @@ async fn the_503_mode_also_records_at_the_end_of_the_stream() {
                 let body = body();
                 async move { Ok::<_, Infallible>(Response::new(body)) }
             }));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = support::send(&mut svc, Request::new(())).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(b.metrics().buffered_calls, 0);
     assert!(support::read(response.into_body()).await.is_err());
     // The body failed: recorded then, a failure.
     assert_eq!(b.metrics().failed_calls, 1);
     b.force_open();
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = support::send(&mut svc, Request::new(())).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(support::read(response.into_body()).await.unwrap(), "");
 }

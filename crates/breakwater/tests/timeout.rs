@@ -8,7 +8,7 @@ use std::time::Duration;
 use breakwater::timeout::{RequestTimeout, TimeoutOverride};
 use breakwater::{BreakwaterExt, CircuitBreaker, CircuitState, Elapsed, TimeoutLayer};
 use http::{Request, Response, StatusCode};
-use support::{Scripted, Step, read};
+use support::{Scripted, Step, read, send};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -37,13 +37,7 @@ fn elapsed_of(error: &breakwater::BoxError) -> Option<Duration> {
 async fn a_call_past_its_timeout_fails_with_elapsed_at_the_deadline() {
     let mut svc = TimeoutLayer::new(3 * SECOND).layer(server(10 * SECOND, vec![]));
     let start = Instant::now();
-    let error = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap_err();
+    let error = send(&mut svc, Request::new(())).await.unwrap_err();
     assert_eq!(elapsed_of(&error), Some(3 * SECOND));
     assert_eq!(start.elapsed(), 3 * SECOND);
     // In time, it answers.
@@ -63,13 +57,7 @@ async fn a_request_can_carry_its_own_timeout() {
     let mut svc = TimeoutLayer::new(3 * SECOND).layer(server(2 * SECOND, vec![]));
     let mut impatient = Request::new(());
     impatient.extensions_mut().insert(RequestTimeout(SECOND));
-    let error = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(impatient)
-        .await
-        .unwrap_err();
+    let error = send(&mut svc, impatient).await.unwrap_err();
     assert_eq!(elapsed_of(&error), Some(SECOND));
     let mut svc = TimeoutLayer::new(SECOND).layer(server(2 * SECOND, vec![]));
     let mut patient = Request::new(());
@@ -91,13 +79,7 @@ async fn requests_of_any_type_work_once_they_say_whether_they_override() {
     });
     let mut svc = TimeoutLayer::new(3 * SECOND).layer(slow);
     assert!(svc.ready().await.unwrap().call(Query(None)).await.is_ok());
-    let error = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Query(Some(SECOND)))
-        .await
-        .unwrap_err();
+    let error = send(&mut svc, Query(Some(SECOND))).await.unwrap_err();
     assert_eq!(elapsed_of(&error), Some(SECOND));
 }
 
@@ -106,13 +88,7 @@ async fn covering_the_body_catches_a_server_that_stalls_after_its_headers() {
     let stalling = server(SECOND, vec![Step::Data("first bytes"), Step::Stall]);
     // Without it, the headers arrive in time and the stall goes unnoticed by the timeout.
     let mut plain = TimeoutLayer::new(3 * SECOND).layer(stalling.clone());
-    let response = plain
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = send(&mut plain, Request::new(())).await.unwrap();
     let read_plain = tokio::time::timeout(60 * SECOND, read(response.into_body())).await;
     assert!(
         read_plain.is_err(),
@@ -123,13 +99,7 @@ async fn covering_the_body_catches_a_server_that_stalls_after_its_headers() {
         .covering_body()
         .layer(stalling);
     let start = Instant::now();
-    let response = covered
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = send(&mut covered, Request::new(())).await.unwrap();
     assert_eq!(start.elapsed(), SECOND);
     let error = read(response.into_body()).await.unwrap_err();
     assert_eq!(elapsed_of(&error), Some(3 * SECOND));
@@ -143,13 +113,7 @@ async fn covering_the_body_lets_a_timely_body_through() {
         SECOND,
         vec![Step::Data("a"), Step::Pause(SECOND), Step::Data("b")],
     ));
-    let response = covered
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = send(&mut covered, Request::new(())).await.unwrap();
     assert_eq!(read(response.into_body()).await.unwrap(), "ab");
 }
 
@@ -162,13 +126,7 @@ async fn a_server_answers_504_and_keeps_its_error_type() {
                 tokio::time::sleep(5 * SECOND).await;
                 Ok::<_, Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
             }));
-    let response: Response<_> = route
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response: Response<_> = send(&mut route, Request::new(())).await.unwrap();
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(
         response.extensions().get::<Elapsed>().map(Elapsed::timeout),
@@ -191,28 +149,14 @@ async fn the_breaker_counts_timeouts_of_the_call_and_of_the_body() {
         .deadline(3 * SECOND)
         .service(server(10 * SECOND, vec![]));
     for _ in 0..2 {
-        assert!(
-            headers_late
-                .ready()
-                .await
-                .unwrap()
-                .call(Request::new(()))
-                .await
-                .is_err()
-        );
+        assert!(send(&mut headers_late, Request::new(())).await.is_err());
     }
     let mut body_stalls = ServiceBuilder::new()
         .layer(breaker.layer().end_of_stream())
         .layer(TimeoutLayer::new(3 * SECOND).covering_body())
         .service(server(SECOND, vec![Step::Stall]));
     for _ in 0..2 {
-        let response = body_stalls
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let response = send(&mut body_stalls, Request::new(())).await.unwrap();
         assert!(read(response.into_body()).await.is_err());
     }
     assert_eq!(breaker.metrics().failed_calls, 4);
@@ -235,13 +179,7 @@ async fn a_body_deadline_is_classified_as_a_timeout() {
         .layer(TimeoutLayer::new(3 * SECOND).covering_body())
         .service(server(SECOND, vec![Step::Stall]));
     for _ in 0..4 {
-        let response = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let response = send(&mut svc, Request::new(())).await.unwrap();
         assert!(read(response.into_body()).await.is_err());
     }
     assert_eq!(breaker.metrics().buffered_calls, 0);
@@ -254,11 +192,7 @@ async fn without_override_any_request_type_is_accepted() {
         Ok::<_, std::io::Error>(uri)
     });
     let mut svc = TimeoutLayer::new(SECOND).without_override().layer(slow);
-    let error = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(http::Uri::from_static("http://127.0.0.1/"))
+    let error = send(&mut svc, http::Uri::from_static("http://127.0.0.1/"))
         .await
         .unwrap_err();
     assert_eq!(elapsed_of(&error), Some(SECOND));
@@ -288,22 +222,10 @@ async fn a_breaker_counts_the_504s_of_a_timeout_in_504_mode() {
     fn infallible<S: Service<Request<()>, Error = Infallible>>(_: &S) {}
     infallible(&route);
     for _ in 0..2 {
-        let response = route
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        let response = send(&mut route, Request::new(())).await.unwrap();
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     }
     assert_eq!(breaker.state(), CircuitState::Open);
-    let response = route
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    let response = send(&mut route, Request::new(())).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
 }

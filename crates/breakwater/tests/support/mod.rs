@@ -185,6 +185,14 @@ impl http_body::Body for Scripted {
 }
 
 /// Reads a body to its end; the data, or the first error.
+/// Waits for `service` to be ready, then calls it with `request`.
+pub(crate) async fn send<S, R>(service: &mut S, request: R) -> Result<S::Response, S::Error>
+where
+    S: tower::Service<R>,
+{
+    tower::ServiceExt::ready(service).await?.call(request).await
+}
+
 pub(crate) async fn read<B>(body: B) -> Result<String, breakwater::BoxError>
 where
     B: http_body::Body,
