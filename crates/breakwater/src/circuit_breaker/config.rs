@@ -324,6 +324,21 @@ impl Builder {
     }
 }
 
+impl Builder {
+    /// The configuration to replace a breaker's with; a breaker keeps its clock.
+    pub(crate) fn validate_for_reconfigure(self) -> Result<Config, ConfigError> {
+        if self.clock.is_some() {
+            return Err(ConfigError::new(
+                &self.settings.name,
+                "clock",
+                "a new clock".into(),
+                "the breaker's own clock: a reconfiguration cannot replace it",
+            ));
+        }
+        self.settings.validate()
+    }
+}
+
 const PERCENT: &str = "a percentage greater than 0 and at most 100";
 const WAIT: &str = "a duration of at least 1 ms and at most 365 days";
 

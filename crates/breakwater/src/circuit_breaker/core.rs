@@ -1,11 +1,16 @@
 //! The breaker itself: admission, recording and transitions. Nothing here knows of tower.
 //!
-//! A `Core` is allocated once per breaker and never freed (see
-//! [`CircuitBreaker`](super::CircuitBreaker)), so permits and futures reach it through a plain
-//! `&'static` reference: no reference count is touched on the call path.
+//! A `Core` is allocated once per breaker, and once more per reconfiguration, and never freed
+//! (see [`CircuitBreaker`](super::CircuitBreaker)), so permits and futures reach it through a
+//! plain `&'static` reference: no reference count is touched on the call path.
+//!
+//! A reconfiguration builds a new `Core` (a new generation, with its own configuration and
+//! window) that shares the old one's [`Shared`] part: name, subscribers and clock. The old
+//! generation is *retired*: its state word becomes a marked forced-open word in a new epoch, so
+//! permits it handed out are stale, and whoever finds it retired follows its `successor`.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use tokio::sync::Notify;
 
@@ -19,6 +24,30 @@ pub(crate) const NANOS_PER_MS: u64 = 1_000_000;
 
 /// `try_acquire_in`'s deadline when the call is admitted.
 const ADMITTED: u64 = u64::MAX - 1;
+/// A rejection's deadline when the generation is retired: decide again on its successor.
+const RETIRED: u64 = u64::MAX - 2;
+
+/// What every generation of a breaker shares: its identity, name, subscribers and clock.
+pub(crate) struct Shared {
+    pub(super) name: Box<str>,
+    pub(super) events: Events,
+    pub(super) time: Timeline,
+    /// What a tonic client sees of a rejected call: made once, shared by every rejection.
+    #[cfg(feature = "tonic")]
+    pub(super) unavailable: OnceLock<tonic::Status>,
+}
+
+impl Shared {
+    pub(crate) fn new(name: String, clock: Option<Box<dyn Clock>>) -> Self {
+        Self {
+            name: name.into_boxed_str(),
+            events: Events::default(),
+            time: Timeline::new(clock),
+            #[cfg(feature = "tonic")]
+            unavailable: OnceLock::new(),
+        }
+    }
+}
 
 pub(crate) struct Core {
     /// The state word: read by every admission, written only by transitions and probes.
@@ -26,11 +55,12 @@ pub(crate) struct Core {
     pub(super) window: Window,
     /// Rejections since the breaker last opened: `epoch of that opening << 43 | count`.
     pub(super) not_permitted: Padded<AtomicU64>,
-    pub(super) name: Box<str>,
+    pub(super) shared: &'static Shared,
+    /// The generation that replaced this one, once it is retired.
+    pub(super) successor: OnceLock<&'static Core>,
     pub(super) config: Config,
     /// `minimum_calls`, capped at a count window's size.
     pub(super) minimum_calls: u64,
-    pub(super) time: Timeline,
     /// Consecutive openings since the breaker last closed, for the backoff.
     pub(super) open_attempts: AtomicU32,
     /// When the current half-open state began: `epoch << 43 | milliseconds`.
@@ -41,15 +71,11 @@ pub(crate) struct Core {
     pub(super) frozen: Mutex<Frozen>,
     /// The last metrics-only epoch whose exceeded thresholds were reported, plus one.
     pub(super) reported_epoch: AtomicU32,
-    pub(super) events: Events,
     /// Wakes services waiting in backpressure mode on every transition and returned permit.
     pub(super) notify: Notify,
     /// The epoch (plus one) of the open state whose automatic-transition timer is pending; 0
     /// when none is.
     pub(super) open_timer: AtomicU32,
-    /// What a tonic client sees of a rejected call: made once, shared by every rejection.
-    #[cfg(feature = "tonic")]
-    pub(super) unavailable: std::sync::OnceLock<tonic::Status>,
     pub(super) jitter_seed: u64,
 }
 
@@ -63,6 +89,15 @@ pub(crate) struct Rejection {
     /// of the open wait, or of a half-open state's maximum wait; `u64::MAX` when only a
     /// transition can end it.
     pub(crate) deadline: u64,
+}
+
+impl Rejection {
+    /// Whether the generation that rejected the call was retired by a reconfiguration: the
+    /// call is to be decided again by its successor.
+    #[inline]
+    pub(crate) const fn retired(&self) -> bool {
+        self.deadline == RETIRED
+    }
 }
 
 /// What an admitted call owes the breaker, and the epoch it was admitted in.
@@ -93,7 +128,9 @@ impl Admission {
 }
 
 impl Core {
-    pub(crate) fn new(name: String, config: Config, clock: Option<Box<dyn Clock>>) -> Self {
+    /// A generation of the breaker `shared`, starting in `state` (closed, or a manual state
+    /// carried over a reconfiguration).
+    pub(crate) fn new(shared: &'static Shared, config: Config, state: CircuitState) -> Self {
         let window = match config.window {
             WindowKind::Count(size) => Window::Count(CountWindow::new(size)),
             WindowKind::Time(seconds) => Window::Time(TimeWindow::new(seconds)),
@@ -103,24 +140,21 @@ impl Core {
             None => u64::from(config.minimum_calls),
         };
         Self {
-            state: Padded(AtomicU64::new(Word::INITIAL.0)),
+            state: Padded(AtomicU64::new(Word::plain(state, Epoch::INITIAL).0)),
             window,
             not_permitted: Padded(AtomicU64::new(0)),
-            jitter_seed: seed(&name),
-            name: name.into_boxed_str(),
+            jitter_seed: seed(&shared.name),
+            shared,
+            successor: OnceLock::new(),
             config,
             minimum_calls,
-            time: Timeline::new(clock),
             open_attempts: AtomicU32::new(0),
             half_open_since: AtomicU64::new(0),
-            last_transition: AtomicU64::new(0),
+            last_transition: AtomicU64::new(shared.time.now()),
             frozen: Mutex::new(Frozen::default()),
             reported_epoch: AtomicU32::new(0),
-            events: Events::default(),
             notify: Notify::new(),
             open_timer: AtomicU32::new(0),
-            #[cfg(feature = "tonic")]
-            unavailable: std::sync::OnceLock::new(),
         }
     }
 
@@ -141,19 +175,34 @@ impl Core {
     }
 
     pub(crate) fn name(&'static self) -> &'static str {
-        &self.name
+        &self.shared.name
+    }
+
+    /// The breaker's subscribers.
+    #[inline]
+    pub(crate) fn events(&'static self) -> &'static Events {
+        &self.shared.events
+    }
+
+    /// The generation that is current now: this one, or the last of its successors.
+    pub(crate) fn latest(&'static self) -> &'static Core {
+        let mut core = self;
+        while let Some(next) = core.successor.get() {
+            core = next;
+        }
+        core
     }
 
     /// Whether calls must be timed from their start: for slow-call detection, or for a
     /// per-call subscriber.
     #[inline]
     pub(crate) fn times_calls(&self) -> bool {
-        self.config.slow_calls.is_some() || self.events.per_call()
+        self.config.slow_calls.is_some() || self.shared.events.per_call()
     }
 
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        self.time.now()
+        self.shared.time.now()
     }
 
     /// Whether `epoch` is the breaker's current epoch: no transition happened since.
@@ -199,6 +248,9 @@ impl Core {
             match word.state() {
                 CircuitState::Closed | CircuitState::MetricsOnly | CircuitState::Disabled => {
                     return (Word::plain(word.state(), epoch), ADMITTED);
+                }
+                CircuitState::ForcedOpen if word.is_retired() => {
+                    return (Word::plain(CircuitState::ForcedOpen, epoch), RETIRED);
                 }
                 CircuitState::ForcedOpen => {
                     return (Word::plain(CircuitState::ForcedOpen, epoch), u64::MAX);

@@ -112,7 +112,7 @@ impl Error for CircuitOpen {
     /// source chain and reports instead of `UNKNOWN`.
     #[cfg(feature = "tonic")]
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(self.core.unavailable.get_or_init(|| {
+        Some(self.core.shared.unavailable.get_or_init(|| {
             tonic::Status::unavailable(format!(
                 "circuit breaker `{}` rejected the call",
                 self.core.name()

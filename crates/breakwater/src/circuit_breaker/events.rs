@@ -86,6 +86,9 @@ pub enum EventKind {
     },
     /// [`CircuitBreaker::reset`](super::CircuitBreaker::reset) cleared the breaker.
     Reset,
+    /// [`CircuitBreaker::reconfigure`](super::CircuitBreaker::reconfigure) replaced the
+    /// breaker's configuration; its window starts afresh.
+    Reconfigured,
     /// A call was rejected without reaching the service.
     CallNotPermitted {
         /// The state that rejected it.
@@ -143,6 +146,9 @@ pub enum TransitionCause {
     Manual,
     /// [`reset`](super::CircuitBreaker::reset).
     Reset,
+    /// [`reconfigure`](super::CircuitBreaker::reconfigure): the breaker restarts closed
+    /// (unless it was in a manual state).
+    Reconfigured,
 }
 
 /// Identifies a callback registered with a breaker, to remove it with

@@ -14,6 +14,10 @@ impl Core {
     pub(crate) fn transition_to(&'static self, target: CircuitState) {
         let mut word = self.load();
         loop {
+            if word.is_retired() {
+                // Reconfigured meanwhile: the breaker is its successor now.
+                return self.latest().transition_to(target);
+            }
             if word.state() == target {
                 return;
             }
@@ -39,16 +43,19 @@ impl Core {
     pub(crate) fn reset(&'static self) {
         let mut word = self.load();
         loop {
+            if word.is_retired() {
+                return self.latest().reset();
+            }
             let now = self.now();
             let next = Word::plain(CircuitState::Closed, word.epoch().next());
             match self.swap(word, next) {
                 Ok(()) => {
                     self.entered(word, next, TransitionCause::Reset, now, None);
                     self.restart_rejections(next.epoch());
-                    tracing::info!(breaker = &*self.name, from = %word.state(), "circuit breaker reset");
-                    self.events.emit(
+                    tracing::info!(breaker = self.name(), from = %word.state(), "circuit breaker reset");
+                    self.shared.events.emit(
                         self.name(),
-                        || self.time.instant(now),
+                        || self.shared.time.instant(now),
                         EventKind::Reset,
                         false,
                     );
@@ -98,7 +105,7 @@ impl Core {
             successful_calls: totals.calls.saturating_sub(totals.failed),
             slow_calls: totals.slow,
             not_permitted_calls: self.not_permitted(),
-            last_transition_at: self.time.instant(self.last_transition()),
+            last_transition_at: self.shared.time.instant(self.last_transition()),
             retry_after,
         }
     }

@@ -28,7 +28,7 @@ impl Core {
         if let (Admission::Closed(epoch), Outcome::Success, None, Window::Count(window)) =
             (admission, outcome, start, &self.window)
         {
-            if !self.events.per_call() {
+            if !self.shared.events.per_call() {
                 // An outcome from an earlier state is discarded: the window's 8-bit generation
                 // tag alone cannot tell an outcome that many transitions old.
                 if self.is_current(epoch) {
@@ -250,9 +250,13 @@ impl Core {
     }
 
     pub(super) fn emit_per_call(&'static self, kind: EventKind) {
-        if self.events.per_call() {
-            self.events
-                .emit(self.name(), || self.time.instant(self.now()), kind, true);
+        if self.shared.events.per_call() {
+            self.shared.events.emit(
+                self.name(),
+                || self.shared.time.instant(self.now()),
+                kind,
+                true,
+            );
         }
     }
 }

@@ -120,11 +120,16 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
         &self.breaker
     }
 
-    fn decide(&self) -> Decision {
-        let core = self.breaker.core();
-        match core.try_acquire() {
-            Ok(admission) => Decision::Admitted(CallPermit::new(core, admission)),
-            Err(rejection) => Decision::Rejected(rejection),
+    fn decide(&mut self) -> Decision {
+        loop {
+            let core = self.breaker.core();
+            match core.try_acquire() {
+                Ok(admission) => return Decision::Admitted(CallPermit::new(core, admission)),
+                // The breaker was reconfigured: from now on, go straight to its latest
+                // generation.
+                Err(rejection) if rejection.retired() => self.breaker = self.breaker.refreshed(),
+                Err(rejection) => return Decision::Rejected(rejection),
+            }
         }
     }
 

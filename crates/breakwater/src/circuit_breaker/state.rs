@@ -173,6 +173,7 @@ impl Probes {
 pub(crate) struct Word(pub(crate) u64);
 
 impl Word {
+    #[cfg(test)]
     pub(crate) const INITIAL: Word = Word(0);
 
     const fn new(state: CircuitState, epoch: Epoch, payload: u64) -> Self {
@@ -211,6 +212,16 @@ impl Word {
         self.0 & PAYLOAD_MASK
     }
 
+    /// The state word of a generation replaced by a reconfiguration: forced open, marked.
+    pub(crate) const fn retired(epoch: Epoch) -> Self {
+        Self::new(CircuitState::ForcedOpen, epoch, RETIRED)
+    }
+
+    /// Whether this generation of the breaker was replaced by a reconfiguration.
+    pub(crate) const fn is_retired(self) -> bool {
+        self.0 >> STATE_SHIFT == CircuitState::ForcedOpen.code() && self.0 & RETIRED != 0
+    }
+
     /// Half-open: the probe counters.
     pub(crate) const fn probes(self) -> Probes {
         Probes::unpack(self.0 & PAYLOAD_MASK)
@@ -238,6 +249,9 @@ impl fmt::Debug for Word {
 
 /// Milliseconds since the breaker was built, for the open deadline: 40 bits last 34 years.
 pub(crate) const MAX_UNTIL_MS: u64 = PAYLOAD_MASK;
+
+/// The payload that marks a retired generation (forced open has no other payload).
+const RETIRED: u64 = 1 << (PAYLOAD_BITS - 1);
 
 #[cfg(test)]
 mod tests {
@@ -271,6 +285,11 @@ mod tests {
             assert_eq!(Word::plain(state, Epoch(3)).state(), state);
         }
         assert_eq!(Word::INITIAL.state(), CircuitState::Closed);
+        let retired = Word::retired(Epoch(9));
+        assert!(retired.is_retired());
+        assert_eq!(retired.epoch(), Epoch(9));
+        assert!(!Word::plain(CircuitState::ForcedOpen, Epoch(9)).is_retired());
+        assert!(!Word::open(Epoch(9), MAX_UNTIL_MS).is_retired());
     }
 
     #[test]

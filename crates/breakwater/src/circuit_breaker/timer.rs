@@ -54,14 +54,14 @@ impl Core {
     pub(super) fn schedule_half_open(&'static self, open: Word) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::debug!(
-                breaker = &*self.name,
+                breaker = self.name(),
                 "no tokio runtime: the move to half-open stays lazy"
             );
             return;
         };
         // The mark stands in for clock reads only when the timer sleeps on the breaker's own
         // clock; a custom clock may run ahead of tokio's.
-        let pending = self.time.is_tokio().then(|| {
+        let pending = self.shared.time.is_tokio().then(|| {
             let mark = mark(open.epoch());
             self.open_timer.store(mark, Ordering::Release);
             Pending { core: self, mark }

@@ -183,9 +183,9 @@ impl Core {
         self.notify.notify_waiters();
         if from.state() != to.state() {
             self.log_transition(from.state(), to, cause, now);
-            self.events.emit(
+            self.shared.events.emit(
                 self.name(),
-                || self.time.instant(now),
+                || self.shared.time.instant(now),
                 EventKind::StateTransition {
                     from: from.state(),
                     to: to.state(),
@@ -197,7 +197,7 @@ impl Core {
     }
 
     fn log_transition(&self, from: CircuitState, to: Word, cause: TransitionCause, now: u64) {
-        let name = &*self.name;
+        let name: &str = &self.shared.name;
         match to.state() {
             CircuitState::Open => {
                 let wait_ms = to.open_until_ms().saturating_sub(now / NANOS_PER_MS);
