@@ -164,11 +164,11 @@ pub(crate) struct Timeline {
 
 enum Source {
     Tokio,
-    Custom(Box<dyn Clock>),
+    Custom(Arc<dyn Clock>),
 }
 
 impl Timeline {
-    pub(crate) fn new(custom: Option<Box<dyn Clock>>) -> Self {
+    pub(crate) fn new(custom: Option<Arc<dyn Clock>>) -> Self {
         let source = custom.map_or(Source::Tokio, Source::Custom);
         let origin = source.now();
         Self { source, origin }

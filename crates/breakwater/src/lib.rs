@@ -58,6 +58,7 @@ mod builder;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod clock;
+pub mod registry;
 mod sealed;
 pub mod timeout;
 
@@ -66,6 +67,7 @@ pub use circuit_breaker::{
     CircuitBreaker, CircuitBreakerLayer, CircuitBreakerService, CircuitOpen, CircuitState,
     ConfigError, MetricsSnapshot,
 };
+pub use registry::Registry;
 pub use timeout::{Elapsed, TimeoutLayer};
 
 /// A type-erased error, as tower layers return them: `Box<dyn Error + Send + Sync>`, the same

@@ -2,6 +2,7 @@
 
 use std::error::Error;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::CircuitBreaker;
@@ -169,14 +170,14 @@ impl ExponentialBackoff {
 /// # Ok::<(), breakwater::ConfigError>(())
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Builder {
     settings: Settings,
-    clock: Option<Box<dyn Clock>>,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 /// The settings as given, before validation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Settings {
     name: String,
     window: WindowSetting,
@@ -304,7 +305,7 @@ impl Builder {
 
     /// Reads time from `clock` instead of tokio's clock (see [`clock`](crate::clock)).
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Some(Box::new(clock));
+        self.clock = Some(Arc::new(clock));
         self
     }
 
@@ -325,6 +326,33 @@ impl Builder {
 }
 
 impl Builder {
+    /// Checks every setting without building.
+    pub(crate) fn check(&self) -> Result<Config, ConfigError> {
+        self.settings.validate()
+    }
+
+    /// The same settings for a breaker named `name`.
+    pub(crate) fn named(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.settings.name);
+        self
+    }
+
+    /// Reads time from `clock`, shared with others.
+    pub(crate) fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Builds a breaker from settings checked before (under another name: any name goes
+    /// here, even an empty one). Settings that fail after all give way to the defaults.
+    pub(crate) fn build_checked(self) -> CircuitBreaker {
+        let config = self
+            .settings
+            .validate_settings()
+            .unwrap_or_else(|_| defaults());
+        CircuitBreaker::from_config(self.settings.name, config, self.clock)
+    }
+
     /// The configuration to replace a breaker's with; a breaker keeps its clock.
     pub(crate) fn validate_for_reconfigure(self) -> Result<Config, ConfigError> {
         if self.clock.is_some() {
@@ -339,17 +367,41 @@ impl Builder {
     }
 }
 
+/// The configuration of a builder left at its defaults, which needs no checking.
+fn defaults() -> Config {
+    Config {
+        window: WindowKind::Count(100),
+        minimum_calls: 100,
+        failure_rate_threshold: 50.0,
+        slow_calls: None,
+        open_wait: OpenWait::Fixed(Duration::from_secs(60)),
+        permitted_calls_in_half_open: 10,
+        max_wait_in_half_open: None,
+        automatic_transition: false,
+    }
+}
+
 const PERCENT: &str = "a percentage greater than 0 and at most 100";
 const WAIT: &str = "a duration of at least 1 ms and at most 365 days";
 
 impl Settings {
     fn validate(&self) -> Result<Config, ConfigError> {
+        if self.name.trim().is_empty() {
+            return Err(ConfigError::new(
+                &self.name,
+                "name",
+                format!("{:?}", self.name),
+                "a non-empty name",
+            ));
+        }
+        self.validate_settings()
+    }
+
+    /// Every setting but the name.
+    fn validate_settings(&self) -> Result<Config, ConfigError> {
         let error = |setting: &'static str, value: String, allowed: &'static str| {
             Err(ConfigError::new(&self.name, setting, value, allowed))
         };
-        if self.name.trim().is_empty() {
-            return error("name", format!("{:?}", self.name), "a non-empty name");
-        }
         let window = match self.window {
             WindowSetting::Count(calls) => {
                 if calls == 0 || calls > count::MAX_SIZE {
@@ -544,6 +596,11 @@ impl Error for ConfigError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_defaults_need_no_checking() {
+        assert_eq!(Builder::new("x".into()).check(), Ok(defaults()));
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters_within_bounds() {

@@ -38,7 +38,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(name: String, clock: Option<Box<dyn Clock>>) -> Self {
+    pub(crate) fn new(name: String, clock: Option<std::sync::Arc<dyn Clock>>) -> Self {
         Self {
             name: name.into_boxed_str(),
             events: Events::default(),

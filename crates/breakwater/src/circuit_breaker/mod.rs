@@ -158,7 +158,11 @@ impl CircuitBreaker {
         Builder::new(name.into())
     }
 
-    pub(crate) fn from_config(name: String, config: Config, clock: Option<Box<dyn Clock>>) -> Self {
+    pub(crate) fn from_config(
+        name: String,
+        config: Config,
+        clock: Option<std::sync::Arc<dyn Clock>>,
+    ) -> Self {
         // Never freed: see "Sharing, lifetime and cost" in the module docs.
         let shared: &'static Shared = Box::leak(Box::new(Shared::new(name, clock)));
         let core: &'static Core =
@@ -200,6 +204,13 @@ impl CircuitBreaker {
     /// The state and the window's numbers, at this moment.
     pub fn metrics(&self) -> MetricsSnapshot {
         self.latest().snapshot()
+    }
+
+    /// How long the breaker has been in its state (since its last transition, reset or
+    /// reconfiguration), by its clock.
+    pub(crate) fn time_in_state(&self) -> std::time::Duration {
+        let core = self.latest();
+        std::time::Duration::from_nanos(core.now().saturating_sub(core.last_transition()))
     }
 
     /// Replaces the breaker's configuration, keeping the breaker: every handle, layer and

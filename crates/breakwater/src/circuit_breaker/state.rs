@@ -95,6 +95,14 @@ impl CircuitState {
     }
 }
 
+#[cfg(feature = "serde")]
+impl serde::Serialize for CircuitState {
+    /// As its [`as_str`](Self::as_str) name.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for CircuitState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -1,0 +1,426 @@
+//! Named breakers built from configuration files in resilience4j's shape.
+//!
+//! A [`Registry`] holds configurations and the breakers made from them: ask it for a breaker by
+//! name and it returns the same breaker every time, built from the instance configuration of
+//! that name, or from the default configuration for a name it does not know. It is cheap to
+//! clone (clones share everything) and safe to share across threads.
+//!
+//! # The file
+//!
+//! A resilience4j Spring Boot `application.yml` loads unchanged: the registry reads
+//! `resilience4j.circuitbreaker` and ignores every other top-level key.
+//!
+//! ```yaml
+//! resilience4j:
+//!   circuitbreaker:
+//!     configs:
+//!       default:                    # every name the file does not list gets this
+//!         sliding-window-size: 10
+//!         failure-rate-threshold: 50
+//!         wait-duration-in-open-state: 10000
+//!     instances:
+//!       beeceptor-payment:
+//!         base-config: default      # inherit, then override
+//!         minimum-number-of-calls: 10
+//!         wait-duration-in-open-state: 30s
+//!         permitted-number-of-calls-in-half-open-state: 5
+//!         ignore-exceptions:
+//!           - org.springframework.web.client.HttpClientErrorException
+//! ```
+//!
+//! TOML has the same shape, with a `circuitbreaker` table at the top (or
+//! `resilience4j.circuitbreaker`):
+//!
+//! ```toml
+//! [circuitbreaker.configs.default]
+//! sliding-window-size = 10
+//!
+//! [circuitbreaker.instances.beeceptor-payment]
+//! base-config = "default"
+//! wait-duration-in-open-state = "30s"
+//! ```
+//!
+//! - Keys are read in kebab-case, camelCase or snake_case (`failure-rate-threshold`,
+//!   `failureRateThreshold`). An unknown key is an error that lists the known ones.
+//! - Durations are whole milliseconds (`10000`), a whole number with a unit (`500ms`, `30s`,
+//!   `5m`, `1h`, `1d`, `100us`, `10ns`), or ISO-8601 (`PT30S`).
+//! - `sliding-window-type` is `COUNT_BASED` (the last `sliding-window-size` calls) or
+//!   `TIME_BASED` (the calls of the last `sliding-window-size` seconds).
+//! - `base-config` names a shared config to inherit from. Without it, every instance and every
+//!   config but `default` itself inherits `configs.default` when the file has one, as in
+//!   resilience4j. Inheritance chains are followed; a circle is an error.
+//! - `enable-exponential-backoff` (with `exponential-backoff-multiplier`, 1.5 by default, and
+//!   `exponential-max-wait-duration-in-open-state`) and `enable-randomized-wait` (with
+//!   `randomized-wait-factor`, 0.5 by default) shape the open wait; a
+//!   `max-wait-duration-in-half-open-state` of 0 means no limit, as in resilience4j.
+//! - `record-exceptions` and `ignore-exceptions` name Java exception classes. Those whose
+//!   meaning for an HTTP client is clear are understood (`HttpClientErrorException`: `4xx`,
+//!   and its nested classes such as `HttpClientErrorException.NotFound`: one status;
+//!   `HttpServerErrorException`: `5xx`; `TimeoutException`, `SocketTimeoutException`:
+//!   timeouts; `IOException`, `ResourceAccessException`: transport errors and timeouts;
+//!   `ConnectException`, `UnknownHostException`: transport errors; `Exception`: everything);
+//!   any other class is an error that lists those understood. They shape the
+//!   [`HttpClassifier`] of [`Registry::classifier`] and [`Registry::layer`] as resilience4j
+//!   applies them: without `record-exceptions`, breakwater's default (`5xx` and errors fail,
+//!   `4xx` is ignored — resilience4j would count a client's exception for a `4xx` as a
+//!   failure); with it, what it names fails and all else succeeds; what `ignore-exceptions`
+//!   names is ignored, whatever `record-exceptions` says.
+//! - `register-health-indicator`, `allow-health-indicator-to-fail`,
+//!   `event-consumer-buffer-size` and `writable-stack-trace-enabled` are accepted and have no
+//!   effect ([`Registry::health`] reports every breaker). Predicates (`record-failure-predicate`
+//!   and the like) name Java code and are refused: classify with
+//!   [`CircuitBreaker::layer_with`] instead.
+//! - Defaults are breakwater's (see [`Builder`]), which are resilience4j's except that
+//!   slow-call detection is off until one of its settings is given.
+//!
+//! A YAML file may hold several documents; one of them may have the breakers' section (Spring
+//! profiles are not followed).
+//!
+//! # Reconfiguring at run time
+//!
+//! [`Registry::reload`] takes the configurations of another registry (a file read again) and
+//! reconfigures every breaker already made whose configuration changed, with
+//! [`CircuitBreaker::reconfigure`]: layers and services in use follow, subscribers stay, the
+//! window starts afresh. [`Registry::reconfigure`] does the same for one instance, from code.
+//! The classification from `record-exceptions`/`ignore-exceptions` is copied into a layer
+//! when the layer is made: layers made before a reload keep the classification they had.
+//!
+//! # Example
+//!
+//! ```
+//! # #[cfg(feature = "yaml")] {
+//! use std::time::Duration;
+//! use breakwater::{CircuitState, Registry};
+//!
+//! let registry = Registry::from_yaml(
+//!     "
+//! spring.application.name: payments   # not ours: ignored
+//! resilience4j.circuitbreaker:
+//!   configs:
+//!     default:
+//!       slidingWindowSize: 10            # camelCase works too
+//!   instances:
+//!     pg:
+//!       wait-duration-in-open-state: 30s
+//! ",
+//! )?;
+//! let pg = registry.circuit_breaker("pg");
+//! assert_eq!(pg, registry.circuit_breaker("pg")); // the same breaker
+//! let other = registry.circuit_breaker("search"); // not listed: the default config
+//! assert_eq!(other.state(), CircuitState::Closed);
+//! # }
+//! # Ok::<(), breakwater::registry::LoadError>(())
+//! ```
+
+#[cfg(any(feature = "yaml", feature = "toml"))]
+mod document;
+#[cfg(any(feature = "yaml", feature = "toml"))]
+mod duration;
+mod error;
+#[cfg(any(feature = "yaml", feature = "toml"))]
+mod exceptions;
+mod health;
+#[cfg(any(feature = "yaml", feature = "toml"))]
+mod settings;
+#[cfg(any(feature = "yaml", feature = "toml"))]
+mod tree;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+pub use self::error::LoadError;
+pub use self::health::{BreakerHealth, HealthReport, HealthStatus};
+
+use crate::CircuitBreaker;
+use crate::circuit_breaker::{Builder, CircuitBreakerLayer, ConfigError};
+use crate::classify::http::HttpClassifier;
+use crate::clock::Clock;
+
+/// Named circuit breakers and the configurations they are built from; see the
+/// [module docs](self) for the file format.
+///
+/// # Example
+///
+/// ```
+/// use breakwater::Registry;
+///
+/// // No file: every breaker gets breakwater's defaults, or what `reconfigure` sets.
+/// let registry = Registry::new();
+/// registry.reconfigure("ledger", |b| b.count_window(20).minimum_calls(20))?;
+/// let ledger = registry.circuit_breaker("ledger");
+/// assert_eq!(ledger.name(), "ledger");
+/// assert_eq!(registry.breakers(), [ledger]);
+/// # Ok::<(), breakwater::ConfigError>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<RwLock<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    templates: Templates,
+    breakers: BTreeMap<String, CircuitBreaker>,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+/// Every configuration of a file, resolved.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Templates {
+    pub(crate) default: Template,
+    pub(crate) configs: BTreeMap<String, Template>,
+    pub(crate) instances: BTreeMap<String, Template>,
+}
+
+impl Templates {
+    /// The configuration of the breaker `name`: its instance's, or the default.
+    fn of(&self, name: &str) -> &Template {
+        self.instances.get(name).unwrap_or(&self.default)
+    }
+}
+
+/// One resolved configuration: the breaker it builds (checked) and its classification.
+#[derive(Debug, Clone)]
+pub(crate) struct Template {
+    builder: Builder,
+    classifier: HttpClassifier,
+}
+
+impl Template {
+    pub(crate) const fn new(builder: Builder, classifier: HttpClassifier) -> Self {
+        Self {
+            builder,
+            classifier,
+        }
+    }
+
+    pub(crate) fn library_default() -> Self {
+        Self::new(CircuitBreaker::builder("default"), HttpClassifier::new())
+    }
+
+    /// Whether a breaker built from `self` would behave as one built from `other`.
+    fn same_as(&self, other: &Template) -> bool {
+        self.classifier == other.classifier
+            && matches!((self.builder.check(), other.builder.check()), (Ok(a), Ok(b)) if a == b)
+    }
+}
+
+impl Default for Template {
+    fn default() -> Self {
+        Self::library_default()
+    }
+}
+
+impl Registry {
+    /// A registry without a file: every breaker gets breakwater's defaults (see [`Builder`])
+    /// until [`reconfigure`](Self::reconfigure) says otherwise.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    fn with_templates(templates: Templates) -> Self {
+        Self {
+            inner: Arc::new(RwLock::new(State {
+                templates,
+                ..State::default()
+            })),
+        }
+    }
+
+    /// Reads a YAML file's `resilience4j.circuitbreaker` section (feature `yaml`).
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] for a syntax error, an unknown key or exception class, or a value out
+    /// of range, naming the key path, the line, the value and what is allowed.
+    #[cfg(feature = "yaml")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "yaml")))]
+    pub fn from_yaml(text: &str) -> Result<Self, LoadError> {
+        let documents =
+            tree::yaml::parse(text).map_err(|e| LoadError::syntax("YAML", e.line, e.message))?;
+        Ok(Self::with_templates(document::templates(&documents)?))
+    }
+
+    /// Reads a TOML file's `circuitbreaker` (or `resilience4j.circuitbreaker`) table (feature
+    /// `toml`).
+    ///
+    /// # Errors
+    ///
+    /// As [`from_yaml`](Self::from_yaml).
+    #[cfg(feature = "toml")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "toml")))]
+    pub fn from_toml(text: &str) -> Result<Self, LoadError> {
+        let root =
+            tree::toml::parse(text).map_err(|e| LoadError::syntax("TOML", e.line, e.message))?;
+        Ok(Self::with_templates(document::templates(&[root])?))
+    }
+
+    /// Reads a file, YAML or TOML by its extension (`.yml`, `.yaml`, `.toml`; each needs its
+    /// feature).
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] if the file cannot be read, its extension is not one of those (or its
+    /// feature is off), or its contents are refused (see [`from_yaml`](Self::from_yaml)).
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
+    pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<Self, LoadError> {
+        let path = path.as_ref();
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let parse: fn(&str) -> Result<Self, LoadError> = match extension.as_deref() {
+            #[cfg(feature = "yaml")]
+            Some("yml" | "yaml") => Self::from_yaml,
+            #[cfg(feature = "toml")]
+            Some("toml") => Self::from_toml,
+            _ => return Err(LoadError::format(path.into())),
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError::io(path.into(), e))?;
+        parse(&text)
+    }
+
+    /// Breakers made from now on read time from `clock` (tests; see
+    /// [`clock`](crate::clock)). Breakers already made keep theirs.
+    pub fn with_clock(self, clock: impl Clock) -> Self {
+        self.write().clock = Some(Arc::new(clock));
+        self
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // The state is valid whatever a panicking thread left: every change is one assignment.
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The breaker named `name`: the same breaker for the same name, every time. Made on
+    /// first use from the instance configuration of that name, or from the default
+    /// configuration for a name the registry does not list.
+    ///
+    /// Breakers live as long as the process (see [`CircuitBreaker`]): names should come from
+    /// a fixed set (downstreams), not from requests.
+    pub fn circuit_breaker(&self, name: &str) -> CircuitBreaker {
+        if let Some(breaker) = self.read().breakers.get(name) {
+            return breaker.clone();
+        }
+        let mut state = self.write();
+        if let Some(breaker) = state.breakers.get(name) {
+            return breaker.clone();
+        }
+        let breaker = state.build(name);
+        state.breakers.insert(name.to_owned(), breaker.clone());
+        breaker
+    }
+
+    /// The classification of `name`'s configuration: its `record-exceptions` and
+    /// `ignore-exceptions` applied to breakwater's HTTP default.
+    pub fn classifier(&self, name: &str) -> HttpClassifier {
+        self.read().templates.of(name).classifier
+    }
+
+    /// A layer for `name`'s breaker, classifying `http::Response`s as its configuration says.
+    pub fn layer(&self, name: &str) -> CircuitBreakerLayer<HttpClassifier> {
+        self.circuit_breaker(name).layer_with(self.classifier(name))
+    }
+
+    /// Replaces the configuration of the instance `name`: `configure` gets a builder with
+    /// breakwater's defaults. If its breaker is made already, it is reconfigured (see
+    /// [`CircuitBreaker::reconfigure`]): the window starts afresh, layers in use follow.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] if a setting is out of range; nothing changes then.
+    pub fn reconfigure(
+        &self,
+        name: &str,
+        configure: impl FnOnce(Builder) -> Builder,
+    ) -> Result<(), ConfigError> {
+        let builder = configure(CircuitBreaker::builder(name));
+        builder.check()?;
+        let mut state = self.write();
+        let classifier = state.templates.of(name).classifier;
+        state
+            .templates
+            .instances
+            .insert(name.to_owned(), Template::new(builder.clone(), classifier));
+        if let Some(breaker) = state.breakers.get(name) {
+            breaker.reconfigure(|_| builder)?;
+        }
+        Ok(())
+    }
+
+    /// Takes every configuration of `from` (a file read again, say) in place of this
+    /// registry's, and reconfigures each breaker already made whose configuration changed.
+    /// Returns the names of the breakers reconfigured.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[cfg(feature = "toml")] {
+    /// use breakwater::Registry;
+    ///
+    /// let registry = Registry::from_toml("[circuitbreaker.instances.pg]\nsliding-window-size = 10")?;
+    /// let pg = registry.circuit_breaker("pg");
+    /// let search = registry.circuit_breaker("search");
+    ///
+    /// let changed = Registry::from_toml("[circuitbreaker.instances.pg]\nsliding-window-size = 20")?;
+    /// assert_eq!(registry.reload(&changed), ["pg"]);
+    /// # }
+    /// # Ok::<(), breakwater::registry::LoadError>(())
+    /// ```
+    pub fn reload(&self, from: &Registry) -> Vec<String> {
+        let templates = from.read().templates.clone();
+        let mut state = self.write();
+        let mut reconfigured = Vec::new();
+        for (name, breaker) in &state.breakers {
+            let (old, new) = (state.templates.of(name), templates.of(name));
+            if old.same_as(new) {
+                continue;
+            }
+            let builder = new.builder.clone().named(name);
+            // Checked when the file was read; a failure would leave the breaker as it was.
+            if breaker.reconfigure(|_| builder).is_ok() {
+                reconfigured.push(name.clone());
+            }
+        }
+        state.templates = templates;
+        reconfigured
+    }
+
+    /// Every breaker made so far, by name.
+    pub fn breakers(&self) -> Vec<CircuitBreaker> {
+        self.read().breakers.values().cloned().collect()
+    }
+
+    /// The health of every breaker made so far (see [`HealthReport`]).
+    pub fn health(&self) -> HealthReport {
+        HealthReport::of(&self.breakers())
+    }
+}
+
+impl State {
+    fn build(&self, name: &str) -> CircuitBreaker {
+        let mut builder = self.templates.of(name).builder.clone().named(name);
+        if let Some(clock) = &self.clock {
+            builder = builder.shared_clock(clock.clone());
+        }
+        builder.build_checked()
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.read();
+        f.debug_struct("Registry")
+            .field("configs", &state.templates.configs.keys())
+            .field("instances", &state.templates.instances.keys())
+            .field("breakers", &state.breakers.keys())
+            .finish()
+    }
+}
