@@ -10,6 +10,8 @@
 //!   response body, and a `504` mode for servers.
 //! - The [`BreakwaterExt`] trait: `ServiceBuilder::new().circuit_breaker(&b).deadline(d)`.
 //! - [`clock`]: breakers follow `tokio::time::pause()` in tests, or a clock of your own.
+//! - [`registry`]: named breakers from resilience4j's `application.yml` (or TOML), reloadable,
+//!   with a health report of them all.
 //!
 //! # Example
 //!
@@ -49,6 +51,29 @@
 //! |---|---|
 //! | `tonic` | a rejected call reaches a tonic client as `UNAVAILABLE`, a timeout as `DEADLINE_EXCEEDED` |
 //! | `tower-http` | `CircuitBreaker::tower_http_layer`: any tower-http `MakeClassifier` drives a breaker |
+//! | `yaml` | `Registry::from_yaml` (and `.yml` files for `Registry::from_path`) |
+//! | `toml` | `Registry::from_toml` (and `.toml` files) |
+//! | `serde` | `Serialize` for [`registry::HealthReport`] and [`CircuitState`] |
+//! | `metrics` | every breaker's calls, states and durations through the [`metrics`](https://docs.rs/metrics) facade (below) |
+//!
+//! # Metrics
+//!
+//! With the `metrics` feature, every breaker registers its handles once, when it is built,
+//! with the recorder installed then (install it first), labelled `breaker` = the breaker's
+//! name:
+//!
+//! | metric | kind | other labels |
+//! |---|---|---|
+//! | `breakwater_circuit_breaker_calls_total` | counter | `outcome` = `success`, `failure`, `ignored` or `rejected` |
+//! | `breakwater_circuit_breaker_slow_calls_total` | counter | |
+//! | `breakwater_circuit_breaker_state` | gauge: 1 for the current state, 0 for the others | `state` = `closed`, `open`, `half_open`, `disabled`, `forced_open` or `metrics_only` |
+//! | `breakwater_circuit_breaker_call_duration_seconds` | histogram | `outcome` = `success`, `failure` or `ignored` |
+//!
+//! Every call that ends is counted, even one whose outcome the window discards (it ended
+//! after a transition), and calls through a disabled breaker. The histogram needs every call
+//! timed: two clock reads per call. On the machine the benchmarks ran on, a closed call with a
+//! count window took 72 ns with the feature (no recorder installed) against 13 ns without
+//! (`cargo bench -p breakwater --features metrics --bench circuit_breaker`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 // Library code handles its errors; tests and examples may unwrap.

@@ -35,11 +35,15 @@ pub(crate) struct Shared {
     /// What a tonic client sees of a rejected call: made once, shared by every rejection.
     #[cfg(feature = "tonic")]
     pub(super) unavailable: OnceLock<tonic::Status>,
+    #[cfg(feature = "metrics")]
+    pub(super) metrics: super::observe::Handles,
 }
 
 impl Shared {
     pub(crate) fn new(name: String, clock: Option<std::sync::Arc<dyn Clock>>) -> Self {
         Self {
+            #[cfg(feature = "metrics")]
+            metrics: super::observe::Handles::new(&name),
             name: name.into_boxed_str(),
             events: Events::default(),
             time: Timeline::new(clock),
@@ -197,7 +201,10 @@ impl Core {
     /// per-call subscriber.
     #[inline]
     pub(crate) fn times_calls(&self) -> bool {
-        self.config.slow_calls.is_some() || self.shared.events.per_call()
+        // With metrics, every call is timed for the duration histogram.
+        cfg!(feature = "metrics")
+            || self.config.slow_calls.is_some()
+            || self.shared.events.per_call()
     }
 
     #[inline]

@@ -95,6 +95,8 @@ pub mod future;
 mod layer;
 mod manual;
 mod metrics;
+#[cfg(feature = "metrics")]
+mod observe;
 mod reconfigure;
 mod record;
 mod recording;

@@ -46,6 +46,8 @@ impl Core {
             }
         }
         self.notify.notify_waiters();
+        #[cfg(feature = "metrics")]
+        self.shared.metrics.state(successor.latest().state());
         let now = successor.now();
         successor.last_transition.store(now, Ordering::Release);
         let from = word.state();

@@ -28,7 +28,8 @@ impl Core {
         if let (Admission::Closed(epoch), Outcome::Success, None, Window::Count(window)) =
             (admission, outcome, start, &self.window)
         {
-            if !self.shared.events.per_call() {
+            // With metrics, every call is counted: no shortcut.
+            if !cfg!(feature = "metrics") && !self.shared.events.per_call() {
                 // An outcome from an earlier state is discarded: the window's 8-bit generation
                 // tag alone cannot tell an outcome that many transitions old.
                 if self.is_current(epoch) {
@@ -47,15 +48,12 @@ impl Core {
     #[inline(never)]
     fn record_in(&'static self, admission: Admission, outcome: Outcome, start: Option<u64>) {
         let (epoch, probe) = match admission {
-            Admission::Closed(epoch) | Admission::MetricsOnly(epoch) => (epoch, false),
-            Admission::Probe(epoch) => (epoch, true),
+            Admission::Closed(epoch) | Admission::MetricsOnly(epoch) => (Some(epoch), false),
+            Admission::Probe(epoch) => (Some(epoch), true),
+            // Disabled: nothing to record, but a call to count.
+            Admission::Passthrough(_) if cfg!(feature = "metrics") => (None, false),
             Admission::Passthrough(_) | Admission::Spent => return,
         };
-        // An outcome from an earlier state is discarded (a probe's is checked again by the step
-        // that records it).
-        if !self.is_current(epoch) {
-            return;
-        }
         let end = (start.is_some() || self.window.needs_clock()).then(|| self.now());
         let elapsed = start.zip(end).map(|(start, end)| end.saturating_sub(start));
         let slow = match (self.config.slow_calls, elapsed) {
@@ -63,6 +61,13 @@ impl Core {
             _ => false,
         };
         let elapsed = elapsed.map(Duration::from_nanos);
+        #[cfg(feature = "metrics")]
+        self.shared.metrics.call(outcome, slow, elapsed);
+        // An outcome from an earlier state is discarded (a probe's is checked again by the step
+        // that records it).
+        let Some(epoch) = epoch.filter(|&epoch| self.is_current(epoch)) else {
+            return;
+        };
         if outcome == Outcome::Ignored {
             if !probe || self.give_back(epoch) {
                 self.emit_per_call(EventKind::Ignored { elapsed });

@@ -32,6 +32,8 @@ impl Core {
             }
             // A half-open rejection counts toward the opening before it.
         }
+        #[cfg(feature = "metrics")]
+        self.shared.metrics.rejected();
         self.emit_per_call(EventKind::CallNotPermitted {
             state: rejection.state,
         });
@@ -181,6 +183,9 @@ impl Core {
         }
         // Waiters first: a subscriber's callback may panic.
         self.notify.notify_waiters();
+        // The state now, not `to`: a later transition may have finished first.
+        #[cfg(feature = "metrics")]
+        self.shared.metrics.state(self.latest().state());
         if from.state() != to.state() {
             self.log_transition(from.state(), to, cause, now);
             self.shared.events.emit(

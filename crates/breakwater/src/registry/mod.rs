@@ -248,7 +248,8 @@ impl Registry {
     ///
     /// # Errors
     ///
-    /// As [`from_yaml`](Self::from_yaml).
+    /// As `from_yaml`: a [`LoadError`] naming the key path, the line, the value and what is
+    /// allowed.
     #[cfg(feature = "toml")]
     #[cfg_attr(docsrs, doc(cfg(feature = "toml")))]
     pub fn from_toml(text: &str) -> Result<Self, LoadError> {
@@ -263,7 +264,7 @@ impl Registry {
     /// # Errors
     ///
     /// A [`LoadError`] if the file cannot be read, its extension is not one of those (or its
-    /// feature is off), or its contents are refused (see [`from_yaml`](Self::from_yaml)).
+    /// feature is off), or its contents are refused (as by `from_yaml`).
     #[cfg(any(feature = "yaml", feature = "toml"))]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
     pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<Self, LoadError> {

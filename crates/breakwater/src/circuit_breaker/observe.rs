@@ -1,0 +1,85 @@
+//! A breaker's metrics through the `metrics` facade (feature `metrics`).
+//!
+//! The metric names, labels and costs are documented in the crate docs ("Metrics").
+
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+
+use super::CircuitState;
+use crate::classify::Outcome;
+
+const STATES: [CircuitState; 6] = [
+    CircuitState::Closed,
+    CircuitState::Open,
+    CircuitState::HalfOpen,
+    CircuitState::Disabled,
+    CircuitState::ForcedOpen,
+    CircuitState::MetricsOnly,
+];
+
+const CALLS: &str = "breakwater_circuit_breaker_calls_total";
+const SLOW_CALLS: &str = "breakwater_circuit_breaker_slow_calls_total";
+const STATE: &str = "breakwater_circuit_breaker_state";
+const DURATION: &str = "breakwater_circuit_breaker_call_duration_seconds";
+
+/// One breaker's handles, made once.
+pub(crate) struct Handles {
+    success: Counter,
+    failure: Counter,
+    ignored: Counter,
+    rejected: Counter,
+    slow: Counter,
+    states: [Gauge; 6],
+    success_duration: Histogram,
+    failure_duration: Histogram,
+    ignored_duration: Histogram,
+}
+
+impl Handles {
+    pub(crate) fn new(name: &str) -> Self {
+        let calls = |outcome: &'static str| counter!(CALLS, "breaker" => name.to_owned(), "outcome" => outcome);
+        let duration = |outcome: &'static str| histogram!(DURATION, "breaker" => name.to_owned(), "outcome" => outcome);
+        let handles = Self {
+            success: calls("success"),
+            failure: calls("failure"),
+            ignored: calls("ignored"),
+            rejected: calls("rejected"),
+            slow: counter!(SLOW_CALLS, "breaker" => name.to_owned()),
+            states: STATES
+                .map(|s| gauge!(STATE, "breaker" => name.to_owned(), "state" => s.as_str())),
+            success_duration: duration("success"),
+            failure_duration: duration("failure"),
+            ignored_duration: duration("ignored"),
+        };
+        handles.state(CircuitState::Closed);
+        handles
+    }
+
+    /// A call ended with `outcome`, after `elapsed` if it was timed.
+    pub(crate) fn call(&self, outcome: Outcome, slow: bool, elapsed: Option<Duration>) {
+        let (count, duration) = match outcome {
+            Outcome::Ignored => (&self.ignored, &self.ignored_duration),
+            o if o.is_failure() => (&self.failure, &self.failure_duration),
+            _ => (&self.success, &self.success_duration),
+        };
+        count.increment(1);
+        if slow {
+            self.slow.increment(1);
+        }
+        if let Some(elapsed) = elapsed {
+            duration.record(elapsed.as_secs_f64());
+        }
+    }
+
+    pub(crate) fn rejected(&self) {
+        self.rejected.increment(1);
+    }
+
+    /// The breaker is in `state` now.
+    pub(crate) fn state(&self, state: CircuitState) {
+        for (gauge, s) in self.states.iter().zip(STATES) {
+            gauge.set(if s == state { 1.0 } else { 0.0 });
+        }
+    }
+}
