@@ -150,3 +150,38 @@ async fn a_refused_connection_is_a_failure() {
     assert_eq!(b.metrics().failed_calls, 4);
     assert_eq!(b.state(), CircuitState::Open);
 }
+
+#[tokio::test]
+async fn a_keyed_layer_cuts_off_the_failing_server_only() {
+    let failing = FlakyServer::start(Answer::Status(503)).await.unwrap();
+    let healthy = FlakyServer::start(Answer::Status(200)).await.unwrap();
+    let per_host = CircuitBreaker::builder("partners")
+        .count_window(4)
+        .minimum_calls(4)
+        .wait_duration_in_open(Duration::from_secs(60))
+        .keyed()
+        .max_keys(8)
+        .build()
+        .unwrap();
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(1)));
+    let mut c = ServiceBuilder::new()
+        .layer(per_host.clone())
+        .layer(TimeoutLayer::new(Duration::from_secs(5)).covering_body())
+        .service(Client::builder(TokioExecutor::new()).build(connector));
+    for _ in 0..4 {
+        assert_eq!(get(&mut c, &failing.url("/hook")).await.unwrap().0, 503);
+        assert_eq!(get(&mut c, &healthy.url("/hook")).await.unwrap().0, 200);
+    }
+    for _ in 0..100 {
+        let error = get(&mut c, &failing.url("/hook")).await.unwrap_err();
+        let open = error.downcast_ref::<CircuitOpen>().unwrap();
+        assert_eq!(open.key().unwrap(), format!("http://{}", failing.addr()));
+    }
+    assert_eq!(failing.hits(), 4);
+    for _ in 0..10 {
+        assert_eq!(get(&mut c, &healthy.url("/hook")).await.unwrap().0, 200);
+    }
+    assert_eq!(healthy.hits(), 14);
+    assert_eq!(per_host.len(), 2);
+}

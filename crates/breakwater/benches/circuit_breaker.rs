@@ -105,5 +105,73 @@ fn bench_rejected(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_closed, bench_rejected);
+/// A service of `http::Request`s that is always ready and answers `200` at once.
+#[derive(Clone, Copy)]
+struct BareHttp;
+
+impl Service<http::Request<()>> for BareHttp {
+    type Response = http::Response<()>;
+    type Error = Infallible;
+    type Future = Ready<Result<http::Response<()>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<()>) -> Self::Future {
+        ready(Ok(http::Response::new(())))
+    }
+}
+
+/// One call of a request made fresh each time (as a client makes them): ready, call, poll.
+#[inline(always)]
+fn one_request<S: Service<http::Request<()>>>(
+    svc: &mut S,
+    cx: &mut Context<'_>,
+    uri: &'static str,
+) -> bool {
+    match svc.poll_ready(cx) {
+        Poll::Ready(Ok(())) => {}
+        _ => return false,
+    }
+    let request = http::Request::get(uri).body(()).unwrap();
+    let future = pin!(svc.call(request));
+    matches!(future.poll(cx), Poll::Ready(Ok(_)))
+}
+
+/// A breaker per downstream: the key of each request, and finding its breaker.
+fn bench_keyed(c: &mut Criterion) {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut group = c.benchmark_group("keyed");
+    group.bench_function("bare_service", |b| {
+        let mut svc = BareHttp;
+        b.iter(|| black_box(one_request(&mut svc, &mut cx, "http://127.0.0.1:9001/a")));
+    });
+    let single = CircuitBreaker::builder("single").build().unwrap();
+    group.bench_function("one_breaker", |b| {
+        let mut svc = single.layer().layer(BareHttp);
+        b.iter(|| black_box(one_request(&mut svc, &mut cx, "http://127.0.0.1:9001/a")));
+    });
+    let keyed = CircuitBreaker::builder("keyed").keyed().build().unwrap();
+    group.bench_function("same_key", |b| {
+        let mut svc = keyed.layer(BareHttp);
+        b.iter(|| black_box(one_request(&mut svc, &mut cx, "http://127.0.0.1:9001/a")));
+    });
+    group.bench_function("alternating_keys", |b| {
+        let mut svc = keyed.layer(BareHttp);
+        let mut odd = false;
+        b.iter(|| {
+            odd = !odd;
+            let uri = if odd {
+                "http://127.0.0.1:9001/a"
+            } else {
+                "http://127.0.0.1:9002/a"
+            };
+            black_box(one_request(&mut svc, &mut cx, uri))
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_closed, bench_rejected, bench_keyed);
 criterion_main!(benches);

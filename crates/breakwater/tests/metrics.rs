@@ -13,53 +13,79 @@ use breakwater::clock::ManualClock;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use support::call;
 
-/// Every metric of the recorder, by name and sorted labels.
-fn read(snapshotter: &Snapshotter) -> HashMap<String, DebugValue> {
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(key, _, _, value)| {
+/// What a recorder has recorded so far. The debugging recorder's snapshots drain it
+/// (counters and gauges go back to zero, histograms are emptied), so each reading is added to
+/// what was read before.
+struct Recorded {
+    snapshotter: Snapshotter,
+    values: HashMap<String, f64>,
+    histograms: HashMap<String, Vec<f64>>,
+}
+
+impl Recorded {
+    fn of(recorder: &DebuggingRecorder) -> Self {
+        Self {
+            snapshotter: recorder.snapshotter(),
+            values: HashMap::new(),
+            histograms: HashMap::new(),
+        }
+    }
+
+    /// Reads the recorder; metrics are named by name and sorted labels.
+    fn read(&mut self) -> &Self {
+        for (key, _, _, value) in self.snapshotter.snapshot().into_vec() {
             let (_, key) = key.into_parts();
             let mut labels: Vec<String> = key
                 .labels()
                 .map(|l| format!("{}={}", l.key(), l.value()))
                 .collect();
             labels.sort();
-            (format!("{}{{{}}}", key.name(), labels.join(",")), value)
-        })
-        .collect()
-}
-
-fn counter(metrics: &HashMap<String, DebugValue>, key: &str) -> u64 {
-    match metrics.get(key) {
-        Some(DebugValue::Counter(n)) => *n,
-        other => panic!("{key}: {other:?}"),
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            match value {
+                DebugValue::Counter(n) => *self.values.entry(name).or_default() += n as f64,
+                DebugValue::Gauge(x) => *self.values.entry(name).or_default() += x.into_inner(),
+                DebugValue::Histogram(v) => self
+                    .histograms
+                    .entry(name)
+                    .or_default()
+                    .extend(v.iter().map(|x| x.into_inner())),
+            }
+        }
+        self
     }
-}
 
-fn gauge(metrics: &HashMap<String, DebugValue>, state: &str) -> f64 {
-    match metrics.get(&format!(
-        "breakwater_circuit_breaker_state{{breaker=pg,state={state}}}"
-    )) {
-        Some(DebugValue::Gauge(x)) => x.into_inner(),
-        other => panic!("{state}: {other:?}"),
+    fn value(&self, key: &str) -> f64 {
+        *self
+            .values
+            .get(key)
+            .unwrap_or_else(|| panic!("{key}: not recorded"))
     }
-}
 
-fn histogram(metrics: &HashMap<String, DebugValue>, outcome: &str) -> Vec<f64> {
-    match metrics.get(&format!(
-        "breakwater_circuit_breaker_call_duration_seconds{{breaker=pg,outcome={outcome}}}"
-    )) {
-        Some(DebugValue::Histogram(v)) => v.iter().map(|x| x.into_inner()).collect(),
-        other => panic!("{outcome}: {other:?}"),
+    fn calls(&self, outcome: &str) -> f64 {
+        self.value(&format!(
+            "breakwater_circuit_breaker_calls_total{{breaker=pg,outcome={outcome}}}"
+        ))
+    }
+
+    fn gauge(&self, state: &str) -> f64 {
+        self.value(&format!(
+            "breakwater_circuit_breaker_state{{breaker=pg,state={state}}}"
+        ))
+    }
+
+    fn histogram(&self, outcome: &str) -> &[f64] {
+        self.histograms
+            .get(&format!(
+                "breakwater_circuit_breaker_call_duration_seconds{{breaker=pg,outcome={outcome}}}"
+            ))
+            .map_or(&[], Vec::as_slice)
     }
 }
 
 #[test]
 fn outcomes_states_and_durations_reach_the_recorder() {
     let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
+    let mut seen = Recorded::of(&recorder);
     let clock = ManualClock::new();
     // Handles are made when the breaker is built, with the recorder installed then.
     let pg = metrics::with_local_recorder(&recorder, || {
@@ -73,9 +99,9 @@ fn outcomes_states_and_durations_reach_the_recorder() {
             .build()
             .unwrap()
     });
-    let metrics = read(&snapshotter);
-    assert_eq!(gauge(&metrics, "closed"), 1.0);
-    assert_eq!(gauge(&metrics, "open"), 0.0);
+    seen.read();
+    assert_eq!(seen.gauge("closed"), 1.0);
+    assert_eq!(seen.gauge("open"), 0.0);
 
     call(&pg, &clock, Outcome::Success, Duration::from_millis(250));
     call(&pg, &clock, Outcome::Success, Duration::from_millis(1_500));
@@ -89,43 +115,35 @@ fn outcomes_states_and_durations_reach_the_recorder() {
         assert!(pg.try_acquire().is_err());
     }
 
-    let metrics = read(&snapshotter);
-    let calls = |outcome| {
-        counter(
-            &metrics,
-            &format!("breakwater_circuit_breaker_calls_total{{breaker=pg,outcome={outcome}}}"),
-        )
-    };
+    seen.read();
     assert_eq!(
         [
-            calls("success"),
-            calls("failure"),
-            calls("ignored"),
-            calls("rejected")
+            seen.calls("success"),
+            seen.calls("failure"),
+            seen.calls("ignored"),
+            seen.calls("rejected")
         ],
-        [2, 3, 1, 3]
+        [2.0, 3.0, 1.0, 3.0]
     );
     assert_eq!(
-        counter(
-            &metrics,
-            "breakwater_circuit_breaker_slow_calls_total{breaker=pg}"
-        ),
-        1
+        seen.value("breakwater_circuit_breaker_slow_calls_total{breaker=pg}"),
+        1.0
     );
-    assert_eq!(gauge(&metrics, "closed"), 0.0);
-    assert_eq!(gauge(&metrics, "open"), 1.0);
-    assert_eq!(histogram(&metrics, "success"), [0.25, 1.5]);
-    assert_eq!(histogram(&metrics, "failure"), [0.5, 0.5, 0.5]);
-    assert_eq!(histogram(&metrics, "ignored"), [0.01]);
+    assert_eq!(seen.gauge("closed"), 0.0);
+    assert_eq!(seen.gauge("open"), 1.0);
+    assert_eq!(seen.histogram("success"), [0.25, 1.5]);
+    assert_eq!(seen.histogram("failure"), [0.5, 0.5, 0.5]);
+    assert_eq!(seen.histogram("ignored"), [0.01]);
 
     // Forced open, then reconfigured: the gauge follows every move.
     pg.force_open();
-    assert_eq!(gauge(&read(&snapshotter), "forced_open"), 1.0);
-    assert_eq!(gauge(&read(&snapshotter), "open"), 0.0);
+    seen.read();
+    assert_eq!(seen.gauge("forced_open"), 1.0);
+    assert_eq!(seen.gauge("open"), 0.0);
     pg.reset();
     pg.reconfigure(|b| b.count_window(2)).unwrap();
     pg.metrics_only();
-    let metrics = read(&snapshotter);
+    seen.read();
     let states: Vec<f64> = [
         "closed",
         "open",
@@ -135,7 +153,7 @@ fn outcomes_states_and_durations_reach_the_recorder() {
         "metrics_only",
     ]
     .iter()
-    .map(|s| gauge(&metrics, s))
+    .map(|s| seen.gauge(s))
     .collect();
     assert_eq!(states, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
 }
@@ -143,7 +161,7 @@ fn outcomes_states_and_durations_reach_the_recorder() {
 #[test]
 fn a_disabled_breaker_still_counts_its_calls() {
     let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
+    let mut seen = Recorded::of(&recorder);
     let clock = ManualClock::new();
     let pg = metrics::with_local_recorder(&recorder, || {
         CircuitBreaker::builder("pg")
@@ -153,14 +171,66 @@ fn a_disabled_breaker_still_counts_its_calls() {
     });
     pg.disable();
     call(&pg, &clock, Outcome::Failure, Duration::from_millis(20));
-    let metrics = read(&snapshotter);
-    assert_eq!(
-        counter(
-            &metrics,
-            "breakwater_circuit_breaker_calls_total{breaker=pg,outcome=failure}"
-        ),
-        1
-    );
-    assert_eq!(gauge(&metrics, "disabled"), 1.0);
+    seen.read();
+    assert_eq!(seen.calls("failure"), 1.0);
+    assert_eq!(seen.gauge("disabled"), 1.0);
+    assert_eq!(seen.gauge("closed"), 0.0);
+    assert_eq!(seen.histogram("failure"), [0.02]);
     assert_eq!(pg.metrics().buffered_calls, 0, "recorded nowhere");
+}
+
+#[tokio::test]
+async fn the_state_gauges_of_a_keyed_layer_count_its_keys() {
+    use tower::{Layer, Service, ServiceExt};
+
+    let recorder = DebuggingRecorder::new();
+    let mut seen = Recorded::of(&recorder);
+    let clock = ManualClock::new();
+    let layer = CircuitBreaker::builder("pg")
+        .count_window(2)
+        .minimum_calls(2)
+        .clock(clock.clone())
+        .keyed()
+        .max_keys(2)
+        .build()
+        .unwrap();
+    let partners = tower::service_fn(|request: http::Request<()>| async move {
+        let status = if request.uri().port_u16() == Some(9001) {
+            500
+        } else {
+            200
+        };
+        Ok::<_, std::io::Error>(http::Response::builder().status(status).body(()).unwrap())
+    });
+    let mut svc = layer.layer(partners);
+    let get = |port: u16| {
+        http::Request::get(format!("http://127.0.0.1:{port}/"))
+            .body(())
+            .unwrap()
+    };
+    // Breakers are made on a key's first call: the recorder must be there then.
+    metrics::with_local_recorder(&recorder, || {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        for port in [9001, 9002] {
+            let _ = svc.poll_ready(&mut cx);
+            drop(svc.call(get(port)));
+        }
+    });
+    for _ in 0..2 {
+        svc.ready().await.unwrap().call(get(9001)).await.unwrap();
+    }
+    seen.read();
+    assert_eq!((seen.gauge("closed"), seen.gauge("open")), (1.0, 1.0));
+    // A third key evicts the closed one: its breaker leaves the count until it serves again.
+    metrics::with_local_recorder(&recorder, || {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let _ = svc.poll_ready(&mut cx);
+        drop(svc.call(get(9003)));
+    });
+    seen.read();
+    assert_eq!((seen.gauge("closed"), seen.gauge("open")), (1.0, 1.0));
+    assert_eq!(
+        layer.keys(),
+        ["http://127.0.0.1:9001", "http://127.0.0.1:9003"]
+    );
 }

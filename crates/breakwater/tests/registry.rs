@@ -724,3 +724,70 @@ fn the_health_report_covers_every_breaker() {
     pg.reset();
     assert_eq!(registry.health().status, HealthStatus::Degraded);
 }
+
+#[tokio::test]
+async fn a_keyed_layer_takes_its_configuration_and_shows_in_the_health_report() {
+    use tower::{Layer, Service, ServiceExt};
+
+    let clock = ManualClock::new();
+    let registry = seed(&clock);
+    let layer = registry.keyed_layer("beeceptor-payment");
+    assert_eq!(layer.name(), "beeceptor-payment");
+    // Port 9001 fails, port 9002 rejects every request as the caller's mistake.
+    let partners = tower::service_fn(|request: http::Request<()>| async move {
+        let status = match request.uri().port_u16() {
+            Some(9001) => 500,
+            _ => 404,
+        };
+        Ok::<_, std::io::Error>(http::Response::builder().status(status).body(()).unwrap())
+    });
+    let mut svc = layer.layer(partners);
+    let get = |port: u16| {
+        http::Request::get(format!("http://127.0.0.1:{port}/confirm"))
+            .body(())
+            .unwrap()
+    };
+    for _ in 0..20 {
+        let response = svc.ready().await.unwrap().call(get(9002)).await.unwrap();
+        assert_eq!(response.status(), 404);
+    }
+    for _ in 0..10 {
+        svc.ready().await.unwrap().call(get(9001)).await.unwrap();
+    }
+    assert!(svc.ready().await.unwrap().call(get(9001)).await.is_err());
+    // The same layer for the same name: it holds the keys already.
+    assert_eq!(
+        registry.keyed_layer("beeceptor-payment").keys(),
+        ["http://127.0.0.1:9001", "http://127.0.0.1:9002"]
+    );
+    registry.circuit_breaker("search");
+
+    let report = registry.health();
+    assert_eq!(report.status, HealthStatus::Down);
+    let rows: Vec<_> = report
+        .breakers
+        .iter()
+        .map(|b| (b.name.as_str(), b.key.as_deref(), b.state, b.buffered_calls))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                "beeceptor-payment",
+                Some("http://127.0.0.1:9001"),
+                CircuitState::Open,
+                10
+            ),
+            (
+                "beeceptor-payment",
+                Some("http://127.0.0.1:9002"),
+                CircuitState::Closed,
+                0
+            ),
+            ("search", None, CircuitState::Closed, 0),
+        ]
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["breakers"][0]["key"], "http://127.0.0.1:9001");
+    assert!(json["breakers"][2].get("key").is_none());
+}

@@ -326,6 +326,24 @@ impl Builder {
 }
 
 impl Builder {
+    /// A layer keeping a breaker of this configuration per key (per downstream): see
+    /// [`keyed`](super::keyed).
+    pub fn keyed(self) -> super::keyed::KeyedBuilder {
+        super::keyed::KeyedBuilder::new(self)
+    }
+
+    /// The name of the breaker being built.
+    pub(crate) fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// The clock the breaker will read: the one given, or tokio's.
+    pub(crate) fn clock_or_tokio(&self) -> Arc<dyn Clock> {
+        self.clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(crate::clock::TokioClock))
+    }
+
     /// Checks every setting without building.
     pub(crate) fn check(&self) -> Result<Config, ConfigError> {
         self.settings.validate()

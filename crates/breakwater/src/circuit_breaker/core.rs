@@ -37,6 +37,9 @@ pub(crate) struct Shared {
     pub(super) unavailable: OnceLock<tonic::Status>,
     #[cfg(feature = "metrics")]
     pub(super) metrics: super::observe::Handles,
+    /// The key this breaker serves, for a breaker of a keyed layer (it changes when the layer
+    /// recycles the breaker for another key); read by logs only.
+    pub(super) key: Mutex<Option<std::sync::Arc<str>>>,
 }
 
 impl Shared {
@@ -49,6 +52,19 @@ impl Shared {
             time: Timeline::new(clock),
             #[cfg(feature = "tonic")]
             unavailable: OnceLock::new(),
+            key: Mutex::new(None),
+        }
+    }
+
+    /// The breaker's name in logs: its name, and its key if it has one (`name[key]`).
+    pub(super) fn label(&self) -> std::borrow::Cow<'_, str> {
+        match &*self
+            .key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some(key) => format!("{}[{key}]", self.name).into(),
+            None => (*self.name).into(),
         }
     }
 }

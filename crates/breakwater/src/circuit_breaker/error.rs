@@ -2,6 +2,7 @@
 
 use std::error::Error;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::CircuitState;
@@ -35,13 +36,15 @@ use super::core::{Core, Rejection};
 /// assert!(rejected.to_string().starts_with("circuit breaker `pg-payment` is open; retry after "));
 /// # Ok::<(), breakwater::ConfigError>(())
 /// ```
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct CircuitOpen {
     core: &'static Core,
     state: CircuitState,
     /// When the rejection may end, in nanoseconds since the breaker was built (`u64::MAX`:
     /// only a transition can end it).
     deadline: u64,
+    /// The key of a keyed breaker.
+    key: Option<Arc<str>>,
 }
 
 impl CircuitOpen {
@@ -50,12 +53,25 @@ impl CircuitOpen {
             core,
             state: rejection.state,
             deadline: rejection.deadline,
+            key: None,
         }
+    }
+
+    /// The rejection of a keyed breaker's call, for `key`.
+    pub(crate) fn with_key(mut self, key: Arc<str>) -> Self {
+        self.key = Some(key);
+        self
     }
 
     /// The name of the breaker that rejected the call.
     pub fn breaker(&self) -> &'static str {
         self.core.name()
+    }
+
+    /// For a breaker of a [keyed layer](super::keyed): the key (the downstream) whose breaker
+    /// rejected the call.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
     }
 
     /// The state that rejected it: [`Open`](CircuitState::Open), [`ForcedOpen`](CircuitState::ForcedOpen),
@@ -78,6 +94,7 @@ impl PartialEq for CircuitOpen {
         std::ptr::eq(self.core, other.core)
             && self.state == other.state
             && self.deadline == other.deadline
+            && self.key == other.key
     }
 }
 
@@ -87,6 +104,7 @@ impl fmt::Debug for CircuitOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitOpen")
             .field("breaker", &self.breaker())
+            .field("key", &self.key)
             .field("state", &self.state)
             .field("retry_after", &self.retry_after())
             .finish()
@@ -95,7 +113,11 @@ impl fmt::Debug for CircuitOpen {
 
 impl fmt::Display for CircuitOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "circuit breaker `{}` is ", self.breaker())?;
+        write!(f, "circuit breaker `{}` ", self.breaker())?;
+        if let Some(key) = &self.key {
+            write!(f, "for `{key}` ")?;
+        }
+        f.write_str("is ")?;
         match (self.state, self.retry_after()) {
             (CircuitState::Open, Some(wait)) => write!(f, "open; retry after {wait:?}"),
             (CircuitState::HalfOpen, _) => {

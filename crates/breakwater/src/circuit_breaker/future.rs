@@ -34,7 +34,7 @@ pin_project! {
             pending: Option<(CallPermit, K)>,
         },
         Rejected {
-            open: CircuitOpen,
+            open: Option<CircuitOpen>,
         },
     }
 }
@@ -52,7 +52,7 @@ impl<F, K, R> ResponseFuture<F, K, R> {
 
     pub(crate) fn rejected(open: CircuitOpen) -> Self {
         Self {
-            kind: Kind::Rejected { open },
+            kind: Kind::Rejected { open: Some(open) },
             mode: PhantomData,
         }
     }
@@ -77,7 +77,10 @@ where
                     .expect("a breakwater ResponseFuture was polled after it completed");
                 Poll::Ready(call.finish(permit, result).map_err(R::error))
             }
-            KindProj::Rejected { open } => Poll::Ready(R::rejected(*open)),
+            KindProj::Rejected { open } => Poll::Ready(R::rejected(
+                open.take()
+                    .expect("a breakwater ResponseFuture was polled after it completed"),
+            )),
         }
     }
 }

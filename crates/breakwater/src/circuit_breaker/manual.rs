@@ -110,3 +110,31 @@ impl Core {
         }
     }
 }
+
+impl Core {
+    /// Makes the breaker new, for another key of a keyed layer: closed, an empty window, no
+    /// backoff history, no rejections; calls in flight for the old key become stale. Quiet: no
+    /// event and no log (the layer's eviction is not the breaker's doing).
+    pub(crate) fn recycle(&'static self) {
+        let mut word = self.load();
+        let next = loop {
+            let next = Word::plain(CircuitState::Closed, word.epoch().next());
+            match self.swap(word, next) {
+                Ok(()) => break next,
+                Err(actual) => word = actual,
+            }
+        };
+        let now = self.now();
+        self.last_transition
+            .store(now, std::sync::atomic::Ordering::Release);
+        self.open_attempts
+            .store(0, std::sync::atomic::Ordering::Release);
+        self.window.reset(next.epoch().window_tag(), now);
+        self.restart_rejections(next.epoch());
+        self.notify.notify_waiters();
+        #[cfg(feature = "metrics")]
+        self.shared
+            .metrics
+            .moved(word.state(), CircuitState::Closed);
+    }
+}

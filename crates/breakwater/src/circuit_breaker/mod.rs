@@ -92,6 +92,7 @@ mod core;
 mod error;
 mod events;
 pub mod future;
+pub mod keyed;
 mod layer;
 mod manual;
 mod metrics;
@@ -113,6 +114,7 @@ pub use self::body::{ClassifyEnd, RecordingBody};
 pub use self::config::{Builder, ConfigError, ExponentialBackoff};
 pub use self::error::CircuitOpen;
 pub use self::events::{Event, EventKind, SubscriptionId, TransitionCause};
+pub use self::keyed::KeyedCircuitBreakerLayer;
 pub use self::layer::CircuitBreakerLayer;
 pub use self::metrics::MetricsSnapshot;
 pub use self::recording::{

@@ -52,7 +52,7 @@ impl Handles {
             failure_duration: duration("failure"),
             ignored_duration: duration("ignored"),
         };
-        handles.state(CircuitState::Closed);
+        handles.enter(CircuitState::Closed);
         handles
     }
 
@@ -76,10 +76,28 @@ impl Handles {
         self.rejected.increment(1);
     }
 
-    /// The breaker is in `state` now.
-    pub(crate) fn state(&self, state: CircuitState) {
-        for (gauge, s) in self.states.iter().zip(STATES) {
-            gauge.set(if s == state { 1.0 } else { 0.0 });
+    /// The breaker moved from `from` to `to`. The state gauges count breakers: 1 or 0 for a
+    /// breaker of its own, and for the breakers of a keyed layer (which share a name) how many
+    /// keys are in each state. Increments and decrements commute, so transitions that finish
+    /// in any order leave the right counts.
+    pub(crate) fn moved(&self, from: CircuitState, to: CircuitState) {
+        if from != to {
+            self.leave(from);
+            self.enter(to);
         }
     }
+
+    /// One more breaker in `state`.
+    pub(crate) fn enter(&self, state: CircuitState) {
+        self.states[index(state)].increment(1.0);
+    }
+
+    /// One breaker fewer in `state`.
+    pub(crate) fn leave(&self, state: CircuitState) {
+        self.states[index(state)].decrement(1.0);
+    }
+}
+
+fn index(state: CircuitState) -> usize {
+    STATES.iter().position(|&s| s == state).unwrap_or(0)
 }

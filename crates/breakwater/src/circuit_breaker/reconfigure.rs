@@ -47,7 +47,7 @@ impl Core {
         }
         self.notify.notify_waiters();
         #[cfg(feature = "metrics")]
-        self.shared.metrics.state(successor.latest().state());
+        self.shared.metrics.moved(word.state(), state);
         let now = successor.now();
         successor.last_transition.store(now, Ordering::Release);
         let from = word.state();

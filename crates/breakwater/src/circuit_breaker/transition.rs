@@ -183,9 +183,8 @@ impl Core {
         }
         // Waiters first: a subscriber's callback may panic.
         self.notify.notify_waiters();
-        // The state now, not `to`: a later transition may have finished first.
         #[cfg(feature = "metrics")]
-        self.shared.metrics.state(self.latest().state());
+        self.shared.metrics.moved(from.state(), to.state());
         if from.state() != to.state() {
             self.log_transition(from.state(), to, cause, now);
             self.shared.events.emit(
@@ -202,7 +201,8 @@ impl Core {
     }
 
     fn log_transition(&self, from: CircuitState, to: Word, cause: TransitionCause, now: u64) {
-        let name: &str = &self.shared.name;
+        let label = self.shared.label();
+        let name: &str = &label;
         match to.state() {
             CircuitState::Open => {
                 let wait_ms = to.open_until_ms().saturating_sub(now / NANOS_PER_MS);

@@ -82,6 +82,8 @@ impl HealthStatus {
 pub struct BreakerHealth {
     /// The breaker's name.
     pub name: String,
+    /// For a breaker of a [keyed layer](crate::circuit_breaker::keyed): its key.
+    pub key: Option<String>,
     /// Its state.
     pub state: CircuitState,
     /// Failed calls in percent, once the window holds enough calls.
@@ -113,6 +115,7 @@ impl BreakerHealth {
         let in_state = breaker.time_in_state();
         Self {
             name: breaker.name().to_owned(),
+            key: None,
             state: m.state,
             failure_rate: m.failure_rate,
             slow_call_rate: m.slow_call_rate,
@@ -129,10 +132,22 @@ impl BreakerHealth {
     }
 }
 
+impl BreakerHealth {
+    /// The same, for the breaker of `key` in a keyed layer.
+    pub(crate) fn for_key(mut self, key: &str) -> Self {
+        self.key = Some(key.to_owned());
+        self
+    }
+}
+
 impl HealthReport {
     /// The health of `breakers`, now.
     pub fn of(breakers: &[CircuitBreaker]) -> Self {
-        let breakers: Vec<BreakerHealth> = breakers.iter().map(BreakerHealth::of).collect();
+        Self::from_entries(breakers.iter().map(BreakerHealth::of).collect())
+    }
+
+    /// A report of these entries.
+    pub(crate) fn from_entries(breakers: Vec<BreakerHealth>) -> Self {
         let status = breakers
             .iter()
             .map(|b| HealthStatus::of(b.state))
@@ -170,8 +185,12 @@ mod serialize {
 
     impl Serialize for BreakerHealth {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            let mut s = serializer.serialize_struct("BreakerHealth", 11)?;
+            let mut s = serializer.serialize_struct("BreakerHealth", 12)?;
             s.serialize_field("name", &self.name)?;
+            match &self.key {
+                Some(key) => s.serialize_field("key", key)?,
+                None => s.skip_field("key")?,
+            }
             s.serialize_field("state", &self.state)?;
             s.serialize_field("failure_rate", &self.failure_rate)?;
             s.serialize_field("slow_call_rate", &self.slow_call_rate)?;

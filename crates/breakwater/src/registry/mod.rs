@@ -133,7 +133,7 @@ pub use self::error::LoadError;
 pub use self::health::{BreakerHealth, HealthReport, HealthStatus};
 
 use crate::CircuitBreaker;
-use crate::circuit_breaker::{Builder, CircuitBreakerLayer, ConfigError};
+use crate::circuit_breaker::{Builder, CircuitBreakerLayer, ConfigError, KeyedCircuitBreakerLayer};
 use crate::classify::http::HttpClassifier;
 use crate::clock::Clock;
 
@@ -162,6 +162,7 @@ pub struct Registry {
 struct State {
     templates: Templates,
     breakers: BTreeMap<String, CircuitBreaker>,
+    keyed: BTreeMap<String, KeyedCircuitBreakerLayer>,
     clock: Option<Arc<dyn Clock>>,
 }
 
@@ -330,6 +331,31 @@ impl Registry {
         self.circuit_breaker(name).layer_with(self.classifier(name))
     }
 
+    /// A [keyed layer](crate::circuit_breaker::keyed) whose breakers (one per downstream) get
+    /// `name`'s configuration and classification, with the default bounds (1024 keys, 10
+    /// minutes idle): the same layer (the same breakers) for the same name, every time. Its
+    /// breakers are in [`health`](Self::health), with their keys. A reload does not change
+    /// them: their configuration is the one the layer was made with.
+    pub fn keyed_layer(&self, name: &str) -> KeyedCircuitBreakerLayer {
+        if let Some(layer) = self.read().keyed.get(name) {
+            return layer.clone();
+        }
+        let mut state = self.write();
+        if let Some(layer) = state.keyed.get(name) {
+            return layer.clone();
+        }
+        let template = state.templates.of(name);
+        let mut builder = template.builder.clone().named(name);
+        if let Some(clock) = &state.clock {
+            builder = builder.shared_clock(clock.clone());
+        }
+        let classifier = template.classifier;
+        // Checked when the file was read (under another name: any name goes here).
+        let layer = builder.keyed().assemble().classify_with(classifier);
+        state.keyed.insert(name.to_owned(), layer.clone());
+        layer
+    }
+
     /// Replaces the configuration of the instance `name`: `configure` gets a builder with
     /// breakwater's defaults. If its breaker is made already, it is reconfigured (see
     /// [`CircuitBreaker::reconfigure`]): the window starts afresh, layers in use follow.
@@ -399,9 +425,21 @@ impl Registry {
         self.read().breakers.values().cloned().collect()
     }
 
-    /// The health of every breaker made so far (see [`HealthReport`]).
+    /// The health of every breaker made so far (see [`HealthReport`]), the breakers of keyed
+    /// layers included, by name (and key).
     pub fn health(&self) -> HealthReport {
-        HealthReport::of(&self.breakers())
+        let (breakers, keyed) = {
+            let state = self.read();
+            let breakers: Vec<CircuitBreaker> = state.breakers.values().cloned().collect();
+            let keyed: Vec<KeyedCircuitBreakerLayer> = state.keyed.values().cloned().collect();
+            (breakers, keyed)
+        };
+        let mut entries: Vec<BreakerHealth> = breakers.iter().map(BreakerHealth::of).collect();
+        for layer in keyed {
+            entries.extend(layer.health().breakers);
+        }
+        entries.sort_by(|a, b| (&a.name, &a.key).cmp(&(&b.name, &b.key)));
+        HealthReport::from_entries(entries)
     }
 }
 
