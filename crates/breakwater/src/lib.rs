@@ -99,6 +99,7 @@ pub use timeout::{Elapsed, TimeoutLayer};
 /// type as `tower::BoxError`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-#[cfg(doctest)]
+// The README's snippets use every feature.
+#[cfg(all(doctest, feature = "yaml", feature = "tonic"))]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
