@@ -266,3 +266,26 @@ async fn a_call_is_recorded_once_whatever_its_body_does_after_the_end() {
     assert_eq!(recorded.len(), 1, "{recorded:?}");
     assert_eq!(b.metrics().successful_calls, 1);
 }
+
+/// A body read to its end in a spawned task (a `Send` future): what every hyper or axum
+/// caller does. The recording body's `Data` must be provably `Send` there, whatever the
+/// error type's lifetimes.
+#[tokio::test]
+async fn a_recording_body_is_read_in_a_spawned_task() {
+    use http_body_util::{BodyExt, Full};
+
+    let breaker = breaker();
+    let mut service = breaker
+        .layer()
+        .end_of_stream()
+        .layer(service_fn(|_: Request<()>| async {
+            Ok::<_, breakwater::BoxError>(Response::new(Full::new(bytes::Bytes::from("ok"))))
+        }));
+    let read = tokio::spawn(async move {
+        let response = service.ready().await?.call(Request::new(())).await?;
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, breakwater::BoxError>(body)
+    });
+    assert_eq!(read.await.unwrap().unwrap(), "ok");
+    assert_eq!(breaker.metrics().buffered_calls, 1);
+}

@@ -48,7 +48,7 @@ impl Sealed for AtResponse {}
 impl Sealed for AtEndOfStream {}
 impl<C> Sealed for ResponseCall<C> {}
 impl<C, E> Sealed for EndOfStreamCall<C, E> {}
-impl<C, B, E> Sealed for HeadOutcome<C, B, E> {}
+impl<C> Sealed for HeadOutcome<C> {}
 
 impl<C, Req, Res, E> RecordAt<C, Req, Res, E> for AtResponse
 where
@@ -133,7 +133,7 @@ where
     C: Classify<Response<B>, E>,
     B: Body,
 {
-    type Output = Response<RecordingBody<B, HeadOutcome<C, B, E>>>;
+    type Output = Response<RecordingBody<B, HeadOutcome<C>>>;
 
     fn finish(self, permit: CallPermit, result: Result<Response<B>, E>) -> Result<Self::Output, E> {
         let classifier = self.0;
@@ -160,7 +160,12 @@ where
                 let end = HeadOutcome {
                     classifier,
                     head,
-                    types: PhantomData,
+                    end: |classifier, head, trailers| {
+                        Classify::<Response<B>, E>::classify_end(classifier, head, trailers)
+                    },
+                    error: |classifier, head, error| {
+                        Classify::<Response<B>, E>::classify_body_error(classifier, head, error)
+                    },
                 };
                 Ok(response.map(|body| RecordingBody::new(body, permit, end)))
             }
@@ -177,13 +182,19 @@ where
 
 /// The outcome of a response head, and the classifier that will settle it at the end of the
 /// body.
-pub struct HeadOutcome<C, B, E> {
+///
+/// The classifier's methods are resolved when the head arrives, where the classifier's
+/// bounds are known, and kept as function pointers: the body's type then carries no bound
+/// on the response or error types, so a future reading the body stays provably `Send` (a
+/// bound like `E: 'static` on a boxed error, proven inside an `async` block, would not be).
+pub struct HeadOutcome<C> {
     classifier: C,
     head: Outcome,
-    types: PhantomData<fn() -> (B, E)>,
+    end: fn(&C, Outcome, Option<&http::HeaderMap>) -> Outcome,
+    error: fn(&C, Outcome, &(dyn std::error::Error + 'static)) -> Outcome,
 }
 
-impl<C, B, E> fmt::Debug for HeadOutcome<C, B, E> {
+impl<C> fmt::Debug for HeadOutcome<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HeadOutcome")
             .field("head", &self.head)
@@ -191,15 +202,12 @@ impl<C, B, E> fmt::Debug for HeadOutcome<C, B, E> {
     }
 }
 
-impl<C, B, E> ClassifyEnd for HeadOutcome<C, B, E>
-where
-    C: Classify<Response<B>, E>,
-{
+impl<C> ClassifyEnd for HeadOutcome<C> {
     fn classify_end(self, trailers: Option<&http::HeaderMap>) -> Outcome {
-        Classify::<Response<B>, E>::classify_end(&self.classifier, self.head, trailers)
+        (self.end)(&self.classifier, self.head, trailers)
     }
 
     fn classify_error(self, error: &crate::BoxError) -> Outcome {
-        Classify::<Response<B>, E>::classify_body_error(&self.classifier, self.head, &**error)
+        (self.error)(&self.classifier, self.head, &**error)
     }
 }
