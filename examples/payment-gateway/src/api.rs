@@ -1,0 +1,272 @@
+//! The payment service's HTTP API (axum), in the seed's shape. Every answer is JSON
+//! `{"result": "SUCCESS" | "ERROR", "data": ..., "error": {"code", "message"}}`, but
+//! `/metrics` (Prometheus text).
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /v1/payments` `{"orderId", "name", "amount"}` | `201` the payment, `ready`; `409 ORDER_EXISTS`; `400 INVALID_REQUEST` |
+//! | `GET /v1/payments/{orderId}` | `200` the payment; `404 PAYMENT_NOT_FOUND` |
+//! | `POST /v1/payments/callback/success?orderId=&paymentKey=&amount=` | `200` the payment, `done`; `400 PAYMENT_REJECTED` (the PG refused: `failed`); `502 PAYMENT_EXTERNAL_API_FAIL` (`failed`, or `unknown` if the PG may have charged); `503 PAYMENT_EXTERNAL_API_UNAVAILABLE` with `Retry-After` (breaker open, PG not called: `ready` again); `400 INVALID_AMOUNT`; `404 PAYMENT_NOT_FOUND`; `409 PAYMENT_NOT_READY` |
+//! | `POST /v1/payments/callback/fail?orderId=&code=&message=` | `200` the payment, `failed`; `404`; `409 PAYMENT_NOT_READY` |
+//! | `GET /health` | `200` `{"status": "up", "breakers": [...]}`, `503` when a breaker is open (`"down"`) |
+//! | `GET /metrics` | `200` Prometheus text: breakwater's breaker metrics and `payment_confirmations_total{outcome}` |
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use breakwater::Registry;
+use breakwater::registry::HealthStatus;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::confirm::{ConfirmError, PaymentConfirm};
+use crate::pg_client::PgError;
+use crate::store::{Payment, StoreError};
+use crate::telemetry;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    confirm: PaymentConfirm,
+    registry: Arc<Registry>,
+}
+
+impl AppState {
+    /// The flow, and the registry whose breakers `/health` reports.
+    pub fn new(confirm: PaymentConfirm, registry: Registry) -> Self {
+        Self {
+            confirm,
+            registry: Arc::new(registry),
+        }
+    }
+}
+
+/// The service's routes.
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/payments", post(create))
+        .route("/v1/payments/{order_id}", get(payment))
+        .route("/v1/payments/callback/success", post(success))
+        .route("/v1/payments/callback/fail", post(fail))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+fn ok(status: StatusCode, payment: &Payment) -> Response {
+    (
+        status,
+        Json(json!({ "result": "SUCCESS", "data": payment })),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, code: &str, message: &str, data: Option<&Payment>) -> Response {
+    let body = json!({
+        "result": "ERROR",
+        "data": data,
+        "error": { "code": code, "message": message },
+    });
+    (status, Json(body)).into_response()
+}
+
+fn store_error(e: &StoreError) -> Response {
+    let message = e.to_string();
+    let (status, code) = match e {
+        StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "PAYMENT_NOT_FOUND"),
+        StoreError::Duplicate { .. } => (StatusCode::CONFLICT, "ORDER_EXISTS"),
+        StoreError::AmountMismatch { .. } => (StatusCode::BAD_REQUEST, "INVALID_AMOUNT"),
+        StoreError::WrongState { .. } => (StatusCode::CONFLICT, "PAYMENT_NOT_READY"),
+        StoreError::UnsupportedUrl(_) | StoreError::Database(_) | StoreError::Migration(_) => {
+            tracing::error!("[STORE] {e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
+        }
+    };
+    error(status, code, &message, None)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatePayment {
+    order_id: String,
+    name: String,
+    amount: i64,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    body: Result<Json<CreatePayment>, JsonRejection>,
+) -> Response {
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(rejection) => {
+            let message = format!(
+                "the body must be {{\"orderId\", \"name\", \"amount\"}}: {}",
+                rejection.body_text()
+            );
+            return error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &message, None);
+        }
+    };
+    if let Err(message) = validate(&request) {
+        return error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &message, None);
+    }
+    match state
+        .confirm
+        .store()
+        .create_payment(&request.order_id, &request.name, request.amount)
+        .await
+    {
+        Ok(payment) => ok(StatusCode::CREATED, &payment),
+        Err(e) => store_error(&e),
+    }
+}
+
+fn validate(request: &CreatePayment) -> Result<(), String> {
+    let id = &request.order_id;
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "orderId `{id}` is not allowed: it must be 1 to 64 letters, digits, - or _"
+        ));
+    }
+    if request.amount <= 0 {
+        return Err(format!(
+            "amount {} is not allowed: it must be above 0",
+            request.amount
+        ));
+    }
+    Ok(())
+}
+
+async fn payment(State(state): State<AppState>, Path(order_id): Path<String>) -> Response {
+    match state.confirm.store().payment(&order_id).await {
+        Ok(payment) => ok(StatusCode::OK, &payment),
+        Err(e) => store_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SuccessParams {
+    order_id: String,
+    payment_key: String,
+    amount: i64,
+}
+
+async fn success(
+    State(state): State<AppState>,
+    params: Result<Query<SuccessParams>, QueryRejection>,
+) -> Response {
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => {
+            let message = format!(
+                "the query must be ?orderId=&paymentKey=&amount=: {}",
+                rejection.body_text()
+            );
+            return error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &message, None);
+        }
+    };
+    let result = state
+        .confirm
+        .confirm(&params.order_id, &params.payment_key, params.amount)
+        .await;
+    match result {
+        Ok(payment) => ok(StatusCode::OK, &payment),
+        Err(ConfirmError::Store(e)) => store_error(&e),
+        Err(ConfirmError::Pg { error: pg, payment }) => {
+            let message = pg.to_string();
+            let status = match &pg {
+                PgError::Rejected { .. } => StatusCode::BAD_REQUEST,
+                PgError::ExternalApiFailed { .. } => StatusCode::BAD_GATEWAY,
+                PgError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            let mut response = error(status, pg.code(), &message, payment.as_deref());
+            if let PgError::Unavailable {
+                retry_after: Some(wait),
+            } = pg
+            {
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            response
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FailParams {
+    order_id: String,
+    code: String,
+    message: String,
+}
+
+async fn fail(
+    State(state): State<AppState>,
+    params: Result<Query<FailParams>, QueryRejection>,
+) -> Response {
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => {
+            let message = format!(
+                "the query must be ?orderId=&code=&message=: {}",
+                rejection.body_text()
+            );
+            return error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &message, None);
+        }
+    };
+    match state
+        .confirm
+        .fail(&params.order_id, &params.code, &params.message)
+        .await
+    {
+        Ok(payment) => ok(StatusCode::OK, &payment),
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let report = state.registry.health();
+    let status = if report.status == HealthStatus::Down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body: Value = serde_json::to_value(&report)
+        .unwrap_or_else(|e| json!({ "status": report.status.as_str(), "error": e.to_string() }));
+    (status, Json(body)).into_response()
+}
+
+async fn metrics() -> Response {
+    match telemetry::prometheus() {
+        Some(handle) => {
+            handle.run_upkeep();
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                )],
+                handle.render(),
+            )
+                .into_response()
+        }
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "METRICS_UNAVAILABLE",
+            "another metrics recorder was installed before this service's",
+            None,
+        ),
+    }
+}

@@ -1,0 +1,107 @@
+//! The payment service put together: the PG client, the confirm flow and the API, served on
+//! a loopback port.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+
+use breakwater::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::confirm::PaymentConfirm;
+use crate::pg_client::{PgClient, PgSettings};
+use crate::store::Store;
+use crate::telemetry;
+
+/// The service, running. It stops when dropped.
+#[derive(Debug)]
+pub struct App {
+    addr: SocketAddr,
+    confirm: PaymentConfirm,
+    registry: Registry,
+    shutdown: Option<oneshot::Sender<()>>,
+    serving: JoinHandle<std::io::Result<()>>,
+}
+
+impl App {
+    /// Serves the API on `addr` (`127.0.0.1:0`: a port the system picks), confirming through
+    /// the PG of `pg` behind `registry`'s breaker, storing in `store`.
+    ///
+    /// It installs the Prometheus recorder first (see [`telemetry::prometheus`]), so that
+    /// the breakers it builds report to `/metrics`.
+    ///
+    /// # Errors
+    ///
+    /// If `addr` cannot be bound.
+    pub async fn start(
+        addr: SocketAddr,
+        registry: Registry,
+        store: Store,
+        pg: PgSettings,
+    ) -> std::io::Result<Self> {
+        let _ = telemetry::prometheus();
+        let client = PgClient::new(&registry, pg);
+        let confirm = PaymentConfirm::new(store, client);
+        let router = api::router(AppState::new(confirm.clone(), registry.clone()));
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let serving = tokio::spawn(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .into_future(),
+        );
+        Ok(Self {
+            addr,
+            confirm,
+            registry,
+            shutdown: Some(shutdown),
+            serving,
+        })
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The confirm flow (its store and PG client).
+    pub fn confirm(&self) -> &PaymentConfirm {
+        &self.confirm
+    }
+
+    /// The registry of its breakers.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Serves until stopped, then returns how serving ended.
+    ///
+    /// # Errors
+    ///
+    /// If serving failed.
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        match (&mut self.serving).await {
+            Ok(result) => result,
+            Err(join) => Err(std::io::Error::other(join)),
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.serving.abort();
+    }
+}

@@ -1,0 +1,42 @@
+//! The payment system of breakwater's seeds, runnable offline: a mock PG (payment gateway), a
+//! PG client protected by breakwater, a store on SQLite through sqlx, the confirm flow, an axum
+//! API and a demo that drives it all through a PG outage.
+//!
+//! ```text
+//!  customer ──► axum API ──► confirm flow ──► store (SQLite): prepare, one transaction
+//!                                  │
+//!                                  ├────────► PG client ──► mock PG   (no transaction open)
+//!                                  │          breaker ► timeout ► hyper-util client
+//!                                  └────────► store: complete, one transaction
+//! ```
+//!
+//! - [`mock_pg`]: the PG, on loopback, with switchable faults and a ledger.
+//! - [`pg_client`]: the protected client, whose outcomes are [`PgError::Rejected`] (4xx, not
+//!   counted by the breaker), [`PgError::ExternalApiFailed`] (5xx, timeout, transport: counted)
+//!   and [`PgError::Unavailable`] (the breaker is open: no request made).
+//! - [`store`]: orders and payments with explicit states.
+//! - [`confirm`]: prepare → PG → complete.
+//! - [`api`]: the service's HTTP API, `/health` and `/metrics`.
+//! - [`demo`]: the phases, the timeline and the chart.
+//!
+//! Run with: `cargo run -p payment-gateway`.
+
+pub mod api;
+pub mod app;
+pub mod confirm;
+pub mod demo;
+pub mod mock_pg;
+pub mod pg_client;
+pub mod store;
+pub mod telemetry;
+
+pub use app::App;
+pub use confirm::{ConfirmError, PaymentConfirm};
+pub use pg_client::{PgClient, PgError, PgSettings};
+pub use store::{PaymentState, Store};
+
+/// The configuration file shipped with the example (the seed's values).
+pub const CONFIG_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/application.yml");
+
+/// The name of the breaker in front of the PG, as the configuration file names its instance.
+pub const PG_BREAKER: &str = "beeceptor-payment";

@@ -1,0 +1,446 @@
+//! The PG client: a hyper-util client behind a [`TimeoutLayer`] and the breaker of the
+//! configuration file's `beeceptor-payment` instance.
+//!
+//! ```text
+//! CircuitBreakerLayer   records each call when its body ends: 5xx, timeouts and I/O errors
+//!                       fail, 4xx is ignored (the file's ignore-exceptions)
+//! TimeoutLayer          the read timeout, covering headers and body (3 s)
+//! hyper-util Client     the connect timeout (3 s)
+//! ```
+//!
+//! Every outcome other than success is one [`PgError`], logged as the seed logs it: a
+//! rejection (a 4xx) and an open breaker at `warn` (nothing for the on-call engineer to do),
+//! a failure of the PG at `error`.
+
+use std::fmt;
+use std::time::Duration;
+
+use breakwater::circuit_breaker::{AtEndOfStream, CircuitBreakerService, WithError};
+use breakwater::classify::http::HttpClassifier;
+use breakwater::timeout::{CoveringBody, Timeout};
+use breakwater::{BoxError, CircuitBreaker, CircuitOpen, Elapsed, Registry, TimeoutLayer};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+use tower::{Layer, Service, ServiceExt};
+
+use crate::PG_BREAKER;
+
+/// Where the PG is and how long to wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    /// The PG's base URL, `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    /// How long to wait for a connection (the seed's 3 s).
+    pub connect_timeout: Duration,
+    /// How long to wait for an answer, headers and body (the seed's 3 s).
+    pub read_timeout: Duration,
+    /// The largest answer read, in bytes; a longer one is an error.
+    pub max_body: usize,
+}
+
+impl PgSettings {
+    /// The seed's settings (3 s to connect, 3 s to read) for the PG at `base_url`.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            connect_timeout: Duration::from_secs(3),
+            read_timeout: Duration::from_secs(3),
+            max_body: 64 * 1024,
+        }
+    }
+}
+
+/// What the merchant asks the PG to confirm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfirmCommand {
+    /// The key the PG gave when the customer authorised the payment.
+    pub payment_key: String,
+    /// The merchant's order id.
+    pub order_id: String,
+    /// In won.
+    pub amount: i64,
+}
+
+/// A payment as the PG answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PgReceipt {
+    /// The PG's key.
+    pub payment_key: String,
+    /// The merchant's order id.
+    pub order_id: String,
+    /// `DONE` or `CANCELED`.
+    pub status: String,
+    /// How the customer paid.
+    pub method: String,
+    /// The approval number.
+    pub approve_no: String,
+    /// Charged, in won.
+    pub total_amount: i64,
+    /// The PG's message.
+    pub message: String,
+}
+
+impl PgReceipt {
+    /// Whether the PG holds the money (charged and not cancelled).
+    pub fn is_charged(&self) -> bool {
+        self.status == "DONE"
+    }
+}
+
+/// Why a PG call did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgError {
+    /// The PG refused (a 4xx: insufficient balance, a duplicate, not found). Not a failure of
+    /// the PG: the breaker does not count it.
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// The PG's code, `REJECT_CARD_PAYMENT` say.
+        code: String,
+        /// The PG's message.
+        message: String,
+    },
+    /// The PG failed: a 5xx, a timeout, a broken connection, an answer that cannot be read.
+    /// The breaker counts it.
+    ExternalApiFailed {
+        /// What went wrong.
+        cause: FailureCause,
+        /// The details, for the log.
+        detail: String,
+    },
+    /// The breaker is open: no request was made.
+    Unavailable {
+        /// When the breaker lets a probe through.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// How a PG call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    /// It answered this 5xx status: it did not do the work.
+    ServerError(u16),
+    /// No answer within the read timeout.
+    Timeout,
+    /// The connection failed or broke before the answer was complete.
+    Transport,
+    /// A 2xx answer that is not what the PG's API answers.
+    Malformed,
+}
+
+impl PgError {
+    /// Whether the PG may have done the work although the caller cannot tell: no answer, or
+    /// one that could not be read. A payment in that case is settled by asking the PG.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            PgError::ExternalApiFailed {
+                cause: FailureCause::Timeout | FailureCause::Transport | FailureCause::Malformed,
+                ..
+            }
+        )
+    }
+
+    /// The code the API answers with: `PAYMENT_REJECTED`, `PAYMENT_EXTERNAL_API_FAIL` or
+    /// `PAYMENT_EXTERNAL_API_UNAVAILABLE`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PgError::Rejected { .. } => "PAYMENT_REJECTED",
+            PgError::ExternalApiFailed { .. } => "PAYMENT_EXTERNAL_API_FAIL",
+            PgError::Unavailable { .. } => "PAYMENT_EXTERNAL_API_UNAVAILABLE",
+        }
+    }
+}
+
+impl fmt::Display for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PgError::Rejected {
+                status,
+                code,
+                message,
+            } => write!(
+                f,
+                "the PG rejected the payment ({status} {code}: {message})"
+            ),
+            PgError::ExternalApiFailed { detail, .. } => write!(f, "the PG call failed: {detail}"),
+            PgError::Unavailable {
+                retry_after: Some(wait),
+            } => write!(
+                f,
+                "the PG is unavailable (circuit open, retry in {} ms)",
+                wait.as_millis()
+            ),
+            PgError::Unavailable { retry_after: None } => {
+                f.write_str("the PG is unavailable (circuit open)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PgError {}
+
+type Stack = CircuitBreakerService<
+    Timeout<Client<HttpConnector, Full<Bytes>>, CoveringBody>,
+    HttpClassifier,
+    WithError,
+    AtEndOfStream,
+>;
+
+/// The PG client. Cheap to clone: clones share the connection pool and the breaker.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use payment_gateway::pg_client::{ConfirmCommand, PgClient, PgSettings};
+///
+/// let registry = breakwater::Registry::from_path(payment_gateway::CONFIG_FILE)?;
+/// let pg = PgClient::new(&registry, PgSettings::new("http://127.0.0.1:9090"));
+/// let receipt = pg
+///     .confirm(&ConfirmCommand {
+///         payment_key: "pk-1".into(),
+///         order_id: "order-1".into(),
+///         amount: 25_000,
+///     })
+///     .await?;
+/// println!("approved: {}", receipt.approve_no);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PgClient {
+    stack: Stack,
+    breaker: CircuitBreaker,
+    base_url: String,
+    max_body: usize,
+}
+
+impl PgClient {
+    /// A client of the PG at `settings.base_url`, behind `registry`'s `beeceptor-payment`
+    /// breaker (see [`PG_BREAKER`]).
+    pub fn new(registry: &Registry, settings: PgSettings) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let timeout = TimeoutLayer::new(settings.read_timeout).covering_body();
+        let stack = registry
+            .layer(PG_BREAKER)
+            .end_of_stream()
+            .layer(timeout.layer(client));
+        let mut base_url = settings.base_url;
+        while base_url.ends_with('/') {
+            base_url.pop();
+        }
+        Self {
+            stack,
+            breaker: registry.circuit_breaker(PG_BREAKER),
+            base_url,
+            max_body: settings.max_body,
+        }
+    }
+
+    /// The breaker in front of the PG.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Fails fast if the breaker would reject a call now ([`PgError::Unavailable`], logged
+    /// and counted by the breaker as a rejected call), so that a caller does no work for a
+    /// call that will not be made. A probe permit taken to check is given back.
+    ///
+    /// # Errors
+    ///
+    /// [`PgError::Unavailable`].
+    pub fn check_available(&self) -> Result<(), PgError> {
+        match self.breaker.try_acquire() {
+            Ok(_permit) => Ok(()),
+            Err(open) => {
+                let error = PgError::Unavailable {
+                    retry_after: open.retry_after(),
+                };
+                log::<()>("check", self.breaker.name(), &Err(error.clone()));
+                Err(error)
+            }
+        }
+    }
+
+    /// Asks the PG to charge a payment the customer authorised (`POST /v1/payments/confirm`).
+    ///
+    /// # Errors
+    ///
+    /// A [`PgError`]: rejected, failed or unavailable.
+    pub async fn confirm(&self, command: &ConfirmCommand) -> Result<PgReceipt, PgError> {
+        let body = serde_json::to_vec(command).map_err(|e| malformed(&e))?;
+        let receipt = self
+            .send(Method::POST, "/v1/payments/confirm", Some(body))
+            .await
+            .and_then(|bytes| receipt(&bytes));
+        log("confirm", &command.order_id, &receipt);
+        receipt
+    }
+
+    /// Asks the PG to cancel (refund) a payment (`POST /v1/payments/{paymentKey}/cancel`).
+    /// Cancelling a cancelled payment answers it again.
+    ///
+    /// # Errors
+    ///
+    /// A [`PgError`]; `Rejected` with status 404 if the PG has no such payment.
+    pub async fn cancel(&self, payment_key: &str, reason: &str) -> Result<PgReceipt, PgError> {
+        let body = serde_json::to_vec(&serde_json::json!({ "cancelReason": reason }))
+            .map_err(|e| malformed(&e))?;
+        let path = format!("/v1/payments/{payment_key}/cancel");
+        let receipt = self
+            .send(Method::POST, &path, Some(body))
+            .await
+            .and_then(|bytes| receipt(&bytes));
+        log("cancel", payment_key, &receipt);
+        receipt
+    }
+
+    /// Asks the PG for the payment of an order (`GET /v1/payments/orders/{orderId}`):
+    /// `None` if it has none.
+    ///
+    /// # Errors
+    ///
+    /// A [`PgError`] if the PG could not say.
+    pub async fn payment_of(&self, order_id: &str) -> Result<Option<PgReceipt>, PgError> {
+        let path = format!("/v1/payments/orders/{order_id}");
+        let found = match self.send(Method::GET, &path, None).await {
+            Ok(bytes) => receipt(&bytes).map(Some),
+            Err(PgError::Rejected { status: 404, .. }) => Ok(None),
+            Err(other) => Err(other),
+        };
+        log("look-up", order_id, &found);
+        found
+    }
+
+    /// One request through the stack, its body read whole: the body of a 2xx, or the error.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, PgError> {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base_url))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| PgError::ExternalApiFailed {
+                cause: FailureCause::Transport,
+                detail: format!("cannot build the request to {path}: {e}"),
+            })?;
+        let mut stack = self.stack.clone();
+        let answer = async {
+            let response = stack.ready().await?.call(request).await?;
+            let (parts, body) = response.into_parts();
+            let bytes = Limited::new(body, self.max_body)
+                .collect()
+                .await?
+                .to_bytes();
+            Ok::<_, BoxError>((parts.status, bytes))
+        }
+        .await;
+        match answer {
+            Ok((status, bytes)) if status.is_success() => Ok(bytes),
+            Ok((status, bytes)) if status.is_client_error() => Err(rejected(status, &bytes)),
+            Ok((status, bytes)) => Err(PgError::ExternalApiFailed {
+                cause: FailureCause::ServerError(status.as_u16()),
+                detail: format!(
+                    "{path} answered {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                ),
+            }),
+            Err(error) => Err(failed(path, &error)),
+        }
+    }
+}
+
+impl fmt::Debug for PgClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgClient")
+            .field("base_url", &self.base_url)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct PgErrorBody {
+    code: String,
+    message: String,
+}
+
+fn rejected(status: StatusCode, body: &[u8]) -> PgError {
+    let (code, message) = match serde_json::from_slice::<PgErrorBody>(body) {
+        Ok(error) => (error.code, error.message),
+        Err(_) => (
+            status.as_u16().to_string(),
+            String::from_utf8_lossy(body).into_owned(),
+        ),
+    };
+    PgError::Rejected {
+        status: status.as_u16(),
+        code,
+        message,
+    }
+}
+
+fn failed(path: &str, error: &BoxError) -> PgError {
+    if let Some(open) = error.downcast_ref::<CircuitOpen>() {
+        return PgError::Unavailable {
+            retry_after: open.retry_after(),
+        };
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+    let mut cause = FailureCause::Transport;
+    while let Some(e) = source {
+        if e.is::<Elapsed>() {
+            cause = FailureCause::Timeout;
+            break;
+        }
+        source = e.source();
+    }
+    let mut detail = format!("{path}: {error}");
+    let mut next = error.source();
+    while let Some(e) = next {
+        detail.push_str(&format!(": {e}"));
+        next = e.source();
+    }
+    PgError::ExternalApiFailed { cause, detail }
+}
+
+fn malformed(error: &dyn std::error::Error) -> PgError {
+    PgError::ExternalApiFailed {
+        cause: FailureCause::Malformed,
+        detail: error.to_string(),
+    }
+}
+
+fn receipt(bytes: &[u8]) -> Result<PgReceipt, PgError> {
+    serde_json::from_slice(bytes).map_err(|e| PgError::ExternalApiFailed {
+        cause: FailureCause::Malformed,
+        detail: format!("the PG's answer is not a payment: {e}"),
+    })
+}
+
+/// The seed's log lines: warn for what needs no one, error for what needs someone.
+fn log<T>(operation: &str, subject: &str, result: &Result<T, PgError>) {
+    match result {
+        Ok(_) => tracing::debug!(operation, subject, "[PG] ok"),
+        Err(error @ PgError::Rejected { .. }) => {
+            tracing::warn!(operation, subject, "[PAYMENT_REJECTED] {error}");
+        }
+        Err(error @ PgError::Unavailable { .. }) => {
+            tracing::warn!(operation, subject, "[CIRCUIT_OPEN] {error}");
+        }
+        Err(error @ PgError::ExternalApiFailed { .. }) => {
+            tracing::error!(operation, subject, "[PAYMENT_FAILED] {error}");
+        }
+    }
+}

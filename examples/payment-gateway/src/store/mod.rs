@@ -1,0 +1,519 @@
+//! Orders and payments through sqlx: a SQLite file by default (any sqlx URL of a driver
+//! compiled in). Every operation is one transaction, and every state change is conditional
+//! on the state it starts from, so two requests for one order cannot both move it. Every
+//! writing transaction writes first, so that SQLite queues concurrent writers instead of
+//! failing them.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), payment_gateway::store::StoreError> {
+//! use payment_gateway::store::{Completion, Store};
+//!
+//! let store = Store::open("sqlite://payments.db?mode=rwc").await?;
+//! store.create_payment("order-1", "hoodie", 25_000).await?;
+//! store.prepare("order-1", "pk-1", 25_000).await?;   // ready -> in_progress
+//! // ... the PG call, with no transaction open ...
+//! store
+//!     .complete("order-1", Completion::Approved { method: "CARD".into(), approve_no: "1".into() })
+//!     .await?;                                          // in_progress -> done
+//! # Ok(()) }
+//! ```
+
+mod model;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, Row};
+
+pub use model::{Payment, PaymentState};
+
+/// The schema, embedded in the binary: `migrations/` of this example.
+const MIGRATIONS: [(i64, &str, &str); 1] = [(
+    1,
+    "orders and payments",
+    include_str!("../../migrations/0001_orders_and_payments.sql"),
+)];
+
+/// Why a store operation did not happen.
+#[derive(Debug)]
+pub enum StoreError {
+    /// No order (or payment) with that id.
+    NotFound {
+        /// The order id asked for.
+        order_id: String,
+    },
+    /// An order with that id exists already.
+    Duplicate {
+        /// The order id.
+        order_id: String,
+    },
+    /// The amount to confirm is not the order's.
+    AmountMismatch {
+        /// The order's amount.
+        expected: i64,
+        /// The amount given.
+        given: i64,
+    },
+    /// The payment is not in a state the operation starts from.
+    WrongState {
+        /// The order id.
+        order_id: String,
+        /// Where the payment stands.
+        state: PaymentState,
+        /// What the operation needs.
+        expected: &'static str,
+    },
+    /// The database URL names no driver compiled in.
+    UnsupportedUrl(String),
+    /// The database failed.
+    Database(sqlx::Error),
+    /// The schema could not be brought up to date.
+    Migration(sqlx::migrate::MigrateError),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NotFound { order_id } => write!(f, "no payment for order `{order_id}`"),
+            StoreError::Duplicate { order_id } => write!(f, "order `{order_id}` exists already"),
+            StoreError::AmountMismatch { expected, given } => write!(
+                f,
+                "amount {given} is not the order's: it must be {expected}"
+            ),
+            StoreError::WrongState {
+                order_id,
+                state,
+                expected,
+            } => write!(
+                f,
+                "the payment of order `{order_id}` is {state}: it must be {expected}"
+            ),
+            StoreError::UnsupportedUrl(url) => write!(
+                f,
+                "database URL `{url}` is not allowed: it must start with sqlite:"
+            ),
+            StoreError::Database(e) => write!(f, "database error: {e}"),
+            StoreError::Migration(e) => write!(f, "cannot migrate the database: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Database(e) => Some(e),
+            StoreError::Migration(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Database(e)
+    }
+}
+
+/// How a confirmation ended, for [`Store::complete`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// Charged: the payment is done and the order paid.
+    Approved {
+        /// How it was paid.
+        method: String,
+        /// The approval number.
+        approve_no: String,
+    },
+    /// Not charged: the payment failed.
+    Failed {
+        /// The PG's code, or ours.
+        code: String,
+        /// In words.
+        message: String,
+    },
+    /// No answer from the PG: it may have charged. The payment is left `unknown`.
+    Unknown {
+        /// What happened, in words.
+        detail: String,
+    },
+    /// The PG was not called (its breaker is open): the payment is ready again.
+    NotCalled,
+}
+
+/// The store: a pool of connections to one database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path/to/file.db?mode=rwc` creates the file) and brings
+    /// the schema up to date.
+    ///
+    /// # Errors
+    ///
+    /// If the URL names no driver compiled in, or the database cannot be reached or migrated.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    // WAL lets readers go on during a write; NORMAL syncs at checkpoints, not at
+                    // every commit (a crash loses no committed transaction, a power cut may
+                    // lose the last few); the busy timeout queues writers instead of failing.
+                    connection
+                        .execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        Migrator::new(Embedded)
+            .await
+            .map_err(StoreError::Migration)?
+            .run(&pool)
+            .await
+            .map_err(StoreError::Migration)?;
+        Ok(Self { pool })
+    }
+
+    /// Opens (creating it if need be) the SQLite file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub async fn sqlite_file(path: &Path) -> Result<Self, StoreError> {
+        Self::open(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Creates an order and its payment, `ready`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Duplicate`] if the order exists.
+    pub async fn create_payment(
+        &self,
+        order_id: &str,
+        name: &str,
+        amount: i64,
+    ) -> Result<Payment, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO orders (order_id, name, amount, state, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'created', $4, $4)",
+        )
+        .bind(order_id)
+        .bind(name)
+        .bind(amount)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Duplicate {
+                    order_id: order_id.to_owned(),
+                });
+            }
+            other => other?,
+        };
+        sqlx::query(
+            "INSERT INTO payments (payment_id, order_id, amount, state, attempts, created_at, \
+             updated_at) VALUES ($1, $2, $3, 'ready', 0, $4, $4)",
+        )
+        .bind(new_payment_id())
+        .bind(order_id)
+        .bind(amount)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let payment = fetch(&mut tx, order_id).await?;
+        tx.commit().await?;
+        Ok(payment)
+    }
+
+    /// Step 1 of a confirmation: checks the amount and moves the payment from `ready` to
+    /// `in_progress` under `payment_key`.
+    ///
+    /// # Errors
+    ///
+    /// Not found, a wrong amount, or a payment not `ready` (a confirmation under way, or
+    /// done).
+    pub async fn prepare(
+        &self,
+        order_id: &str,
+        payment_key: &str,
+        amount: i64,
+    ) -> Result<Payment, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The write comes first: on SQLite a transaction that reads first and writes later
+        // cannot wait for another writer (its upgrade fails at once with "database is
+        // locked"); one that writes first waits its turn (the busy timeout).
+        let moved = sqlx::query(
+            "UPDATE payments SET state = 'in_progress', payment_key = $1, \
+             attempts = attempts + 1, updated_at = $2 \
+             WHERE order_id = $3 AND state = 'ready' AND amount = $4",
+        )
+        .bind(payment_key)
+        .bind(now_ms())
+        .bind(order_id)
+        .bind(amount)
+        .execute(&mut *tx)
+        .await?;
+        let payment = fetch(&mut tx, order_id).await?;
+        if moved.rows_affected() != 1 {
+            return Err(if payment.amount != amount {
+                StoreError::AmountMismatch {
+                    expected: payment.amount,
+                    given: amount,
+                }
+            } else {
+                StoreError::WrongState {
+                    order_id: order_id.to_owned(),
+                    state: payment.state,
+                    expected: "ready",
+                }
+            });
+        }
+        tx.commit().await?;
+        Ok(payment)
+    }
+
+    /// Step 3 of a confirmation: records how it ended, from `in_progress`; an approval
+    /// marks the order paid in the same transaction.
+    ///
+    /// # Errors
+    ///
+    /// Not found, or a payment not `in_progress`.
+    pub async fn complete(
+        &self,
+        order_id: &str,
+        completion: Completion,
+    ) -> Result<Payment, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let (state, method, approve_no, code, message) = match completion {
+            Completion::Approved { method, approve_no } => (
+                PaymentState::Done,
+                Some(method),
+                Some(approve_no),
+                None,
+                None,
+            ),
+            Completion::Failed { code, message } => {
+                (PaymentState::Failed, None, None, Some(code), Some(message))
+            }
+            Completion::Unknown { detail } => (
+                PaymentState::Unknown,
+                None,
+                None,
+                Some("PG_NO_ANSWER".to_owned()),
+                Some(detail),
+            ),
+            Completion::NotCalled => (PaymentState::Ready, None, None, None, None),
+        };
+        let moved = sqlx::query(
+            "UPDATE payments SET state = $1, method = $2, approve_no = $3, fail_code = $4, \
+             fail_message = $5, updated_at = $6 WHERE order_id = $7 AND state = 'in_progress'",
+        )
+        .bind(state.as_str())
+        .bind(method)
+        .bind(approve_no)
+        .bind(code)
+        .bind(message)
+        .bind(now)
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != 1 {
+            let payment = fetch(&mut tx, order_id).await?;
+            return Err(StoreError::WrongState {
+                order_id: order_id.to_owned(),
+                state: payment.state,
+                expected: "in_progress",
+            });
+        }
+        if state == PaymentState::Done {
+            sqlx::query("UPDATE orders SET state = 'paid', updated_at = $1 WHERE order_id = $2")
+                .bind(now)
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let payment = fetch(&mut tx, order_id).await?;
+        tx.commit().await?;
+        Ok(payment)
+    }
+
+    /// The PG told the customer's browser the authorisation failed (the fail callback): the
+    /// payment, `ready`, fails with the PG's code and message.
+    ///
+    /// # Errors
+    ///
+    /// Not found, or a payment not `ready`.
+    pub async fn fail(
+        &self,
+        order_id: &str,
+        code: &str,
+        message: &str,
+    ) -> Result<Payment, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE payments SET state = 'failed', fail_code = $1, fail_message = $2, \
+             updated_at = $3 WHERE order_id = $4 AND state = 'ready'",
+        )
+        .bind(code)
+        .bind(message)
+        .bind(now_ms())
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?;
+        let payment = fetch(&mut tx, order_id).await?;
+        if moved.rows_affected() != 1 {
+            return Err(StoreError::WrongState {
+                order_id: order_id.to_owned(),
+                state: payment.state,
+                expected: "ready",
+            });
+        }
+        tx.commit().await?;
+        Ok(payment)
+    }
+
+    /// The payment of `order_id`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`], or the database's error.
+    pub async fn payment(&self, order_id: &str) -> Result<Payment, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        fetch(&mut connection, order_id).await
+    }
+
+    /// How many payments are in each state (every state listed, zeros included).
+    ///
+    /// # Errors
+    ///
+    /// The database's error.
+    pub async fn count_by_state(&self) -> Result<BTreeMap<PaymentState, i64>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM payments GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts: BTreeMap<PaymentState, i64> =
+            PaymentState::ALL.into_iter().map(|s| (s, 0)).collect();
+        for row in rows {
+            let state: String = row.try_get("state")?;
+            counts.insert(parse_state(&state)?, row.try_get("n")?);
+        }
+        Ok(counts)
+    }
+}
+
+async fn fetch(
+    connection: &mut sqlx::AnyConnection,
+    order_id: &str,
+) -> Result<Payment, StoreError> {
+    let row = sqlx::query(
+        "SELECT payment_id, order_id, amount, state, payment_key, method, approve_no, \
+         fail_code, fail_message, attempts, created_at, updated_at \
+         FROM payments WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *connection)
+    .await?;
+    match row {
+        Some(row) => payment_of(&row),
+        None => Err(StoreError::NotFound {
+            order_id: order_id.to_owned(),
+        }),
+    }
+}
+
+fn payment_of(row: &AnyRow) -> Result<Payment, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(Payment {
+        payment_id: row.try_get("payment_id")?,
+        order_id: row.try_get("order_id")?,
+        amount: row.try_get("amount")?,
+        state: parse_state(&state)?,
+        payment_key: row.try_get("payment_key")?,
+        method: row.try_get("method")?,
+        approve_no: row.try_get("approve_no")?,
+        fail_code: row.try_get("fail_code")?,
+        fail_message: row.try_get("fail_message")?,
+        attempts: row.try_get("attempts")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn parse_state(state: &str) -> Result<PaymentState, StoreError> {
+    state
+        .parse()
+        .map_err(|e: String| StoreError::Database(sqlx::Error::Decode(e.into())))
+}
+
+/// Unix milliseconds, now.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `pay_` and 24 hex digits: the time in nanoseconds and a counter, unique in a process and
+/// practically unique across processes.
+fn new_payment_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("pay_{:016x}{:08x}", nanos as u64, count as u32)
+}
+
+/// The migrations in [`MIGRATIONS`], for sqlx's migrator.
+#[derive(Debug)]
+struct Embedded;
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        Box::pin(async {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
