@@ -66,7 +66,7 @@
 //! |---|---|---|
 //! | `breakwater_circuit_breaker_calls_total` | counter | `outcome` = `success`, `failure`, `ignored` or `rejected` |
 //! | `breakwater_circuit_breaker_slow_calls_total` | counter | |
-//! | `breakwater_circuit_breaker_state` | gauge: 1 for the current state, 0 for the others | `state` = `closed`, `open`, `half_open`, `disabled`, `forced_open` or `metrics_only` |
+//! | `breakwater_circuit_breaker_state` | gauge: 1 for the current state, 0 for the others; for a keyed layer, how many of its keys are in each state (give a keyed layer and a breaker different names, or their series add up) | `state` = `closed`, `open`, `half_open`, `disabled`, `forced_open` or `metrics_only` |
 //! | `breakwater_circuit_breaker_call_duration_seconds` | histogram | `outcome` = `success`, `failure` or `ignored` |
 //!
 //! Every call that ends is counted, even one whose outcome the window discards (it ended

@@ -196,6 +196,33 @@ async fn a_service_waiting_in_backpressure_mode_wakes_up() {
     assert_eq!(waiter.await.unwrap(), 7);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_service_waiting_on_a_forced_open_breaker_listens_to_the_new_generation() {
+    let b = CircuitBreaker::builder("pg").build().unwrap();
+    b.force_open();
+    let mut svc = b
+        .layer_with(FailOnError)
+        .backpressure()
+        .layer(service_fn(|()| async { Ok::<_, std::io::Error>(7) }));
+    let waiter = tokio::spawn(async move { send(&mut svc, ()).await.unwrap() });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    // Still forced open after it: the service must now wait on the new generation.
+    b.reconfigure(|c| c.count_window(5)).unwrap();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiter.is_finished());
+    assert_eq!(b.state(), CircuitState::ForcedOpen);
+    b.reset();
+    let answer = tokio::time::timeout(Duration::from_secs(1), waiter)
+        .await
+        .expect("the waiting service was never woken")
+        .unwrap();
+    assert_eq!(answer, 7);
+}
+
 #[test]
 fn a_bad_configuration_changes_nothing() {
     let clock = ManualClock::new();

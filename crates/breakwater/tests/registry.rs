@@ -666,6 +666,34 @@ fn reconfigure_replaces_one_instance_from_code() {
     let fresh = registry.circuit_breaker("fresh");
     err(&fresh, &clock);
     assert_eq!(fresh.state(), CircuitState::Open);
+    // A clock of its own is refused, made or not, and changes nothing.
+    for name in ["beeceptor-payment", "not-made"] {
+        let error = registry
+            .reconfigure(name, |b| b.clock(ManualClock::new()))
+            .unwrap_err();
+        assert_eq!(error.setting(), "clock");
+    }
+    assert_eq!(pg.state(), CircuitState::Open, "unchanged");
+    // Made from the file's default, on the registry's clock (not the refused one).
+    let not_made = registry.circuit_breaker("not-made");
+    for _ in 0..10 {
+        err(&not_made, &clock);
+    }
+    assert_eq!(not_made.state(), CircuitState::Open);
+    clock.advance(Duration::from_secs(10));
+    assert!(not_made.try_acquire().is_ok());
+    assert_eq!(not_made.state(), CircuitState::HalfOpen);
+}
+
+#[test]
+fn a_huge_randomized_wait_is_refused_not_a_panic() {
+    let error = refused(
+        "resilience4j:\n  circuitbreaker:\n    instances:\n      pg:\n        enable-randomized-wait: true\n        wait-duration-in-open-state: 200000000000000d\n",
+    );
+    assert!(
+        error.to_string().contains("wait-duration-in-open-state"),
+        "{error}"
+    );
 }
 
 #[test]

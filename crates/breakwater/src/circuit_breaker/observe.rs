@@ -64,7 +64,8 @@ impl Handles {
             _ => (&self.success, &self.success_duration),
         };
         count.increment(1);
-        if slow {
+        // An ignored call is not recorded, slow or not: the counter agrees with the window.
+        if slow && outcome != Outcome::Ignored {
             self.slow.increment(1);
         }
         if let Some(elapsed) = elapsed {

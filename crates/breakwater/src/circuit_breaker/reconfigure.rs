@@ -12,12 +12,7 @@ impl Core {
     pub(crate) fn reconfigure(&'static self, config: &Config) {
         let mut current = self.latest();
         loop {
-            let state = match current.load().state() {
-                manual @ (CircuitState::Disabled
-                | CircuitState::ForcedOpen
-                | CircuitState::MetricsOnly) => manual,
-                _ => CircuitState::Closed,
-            };
+            let state = carried(current.load().state());
             let mut made = false;
             let successor = current.successor.get_or_init(|| {
                 made = true;
@@ -72,5 +67,21 @@ impl Core {
                 false,
             );
         }
+        // An operator's transition made on this generation after `state` was read (and
+        // before the successor was published, when transitions started going to it) is in
+        // the word swapped out: the successor follows it, unless it has moved on since.
+        let wanted = carried(from);
+        if wanted != state && successor.load().state() == state {
+            successor.transition_to(wanted);
+        }
+    }
+}
+
+/// The state a new generation starts in: a manual state is kept, any other restarts closed.
+fn carried(state: CircuitState) -> CircuitState {
+    match state {
+        manual
+        @ (CircuitState::Disabled | CircuitState::ForcedOpen | CircuitState::MetricsOnly) => manual,
+        _ => CircuitState::Closed,
     }
 }

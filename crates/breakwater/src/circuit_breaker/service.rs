@@ -126,8 +126,14 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
             match core.try_acquire() {
                 Ok(admission) => return Decision::Admitted(CallPermit::new(core, admission)),
                 // The breaker was reconfigured: from now on, go straight to its latest
-                // generation.
-                Err(rejection) if rejection.retired() => self.breaker = self.breaker.refreshed(),
+                // generation. A backpressure waiter listens to the retired one, which will
+                // never be told anything again: listen afresh.
+                Err(rejection) if rejection.retired() => {
+                    self.breaker = self.breaker.refreshed();
+                    if let Some(waiter) = &mut self.waiter {
+                        waiter.notified = None;
+                    }
+                }
                 Err(rejection) => return Decision::Rejected(rejection),
             }
         }

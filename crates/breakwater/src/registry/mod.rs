@@ -369,7 +369,10 @@ impl Registry {
         configure: impl FnOnce(Builder) -> Builder,
     ) -> Result<(), ConfigError> {
         let builder = configure(CircuitBreaker::builder(name));
-        builder.check()?;
+        // The registry's clock serves every breaker it makes: a builder may not bring its
+        // own (the same refusal as `CircuitBreaker::reconfigure`'s), checked before anything
+        // changes.
+        builder.clone().validate_for_reconfigure()?;
         let mut state = self.write();
         let classifier = state.templates.of(name).classifier;
         state
@@ -385,6 +388,10 @@ impl Registry {
     /// Takes every configuration of `from` (a file read again, say) in place of this
     /// registry's, and reconfigures each breaker already made whose configuration changed.
     /// Returns the names of the breakers reconfigured.
+    ///
+    /// A change of `record-exceptions` or `ignore-exceptions` reaches the layers made after
+    /// the reload ([`layer`](Self::layer), [`classifier`](Self::classifier)); layers in use
+    /// keep the classification they were made with. Keyed layers keep their configuration.
     ///
     /// # Example
     ///

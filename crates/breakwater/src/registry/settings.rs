@@ -289,7 +289,15 @@ impl Spec {
             )
         } else if randomized {
             // A fixed wait spread by `± factor`: a backoff that does not grow.
-            let max = wait.mul_f64(1.0 + factor.clamp(0.0, 1.0)).min(MAX_WAIT);
+            // Never panics on a huge wait or a bad factor: the builder's check names those.
+            let spread = if factor.is_finite() {
+                factor.clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            let max = Duration::try_from_secs_f64(wait.as_secs_f64() * (1.0 + spread))
+                .unwrap_or(MAX_WAIT)
+                .min(MAX_WAIT);
             builder.wait_backoff_in_open(
                 ExponentialBackoff::new(wait, max)
                     .multiplier(1.0)

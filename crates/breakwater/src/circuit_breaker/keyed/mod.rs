@@ -12,9 +12,12 @@
 //!   [`key`](crate::CircuitOpen::key)
 //!   names the downstream) without reaching the inner service; there is no backpressure mode
 //!   and no 503 mode. Outcomes are recorded when the response arrives.
-//! - **Bounded.** At most [`max_keys`](KeyedBuilder::max_keys) breakers (1024 by default). A key
-//!   unused for [`idle_timeout`](KeyedBuilder::idle_timeout) (10 minutes by default; at most
-//!   one and a half times it) is evicted when the layer next meets a new key. When every slot
+//! - **Bounded.** At most [`max_keys`](KeyedBuilder::max_keys) breakers (1024 by default). Idle
+//!   keys are swept when the layer meets a new key, at most once every half
+//!   [`idle_timeout`](KeyedBuilder::idle_timeout) (10 minutes by default); a sweep evicts the
+//!   keys unused since the sweep two before it. A key is so evicted once idle for at least
+//!   `idle_timeout`; how much later depends on how often new keys come (without new keys
+//!   nothing is swept, and nothing grows either). When every slot
 //!   is taken, a new key evicts the least recently used key whose breaker is closed, or, if
 //!   every breaker is open or half-open, the least recently used of all. A flood of hosts
 //!   therefore cannot grow memory: breakers of evicted keys are recycled (closed, emptied)
