@@ -20,7 +20,7 @@ const PLOT_TOP: f64 = 50.0;
 const PLOT_HEIGHT: f64 = 300.0;
 const STRIP_TOP: f64 = 375.0;
 const STRIP_HEIGHT: f64 = 24.0;
-const HEIGHT: f64 = 500.0;
+const HEIGHT: f64 = 515.0;
 /// The least share of the width a phase gets.
 const MIN_SHARE: f64 = 0.07;
 /// The latency axis: 0.1 ms to 10 s.
@@ -157,12 +157,15 @@ pub(crate) fn render(
         .iter()
         .map(|p| format!("{} {}", p.number, p.name))
         .collect();
-    let _ = writeln!(
-        svg,
-        r##"<text x="{LEFT}" y="{}" fill="#333" font-size="11">{}</text>"##,
-        HEIGHT - 36.0,
-        escape(&names.join(" · "))
-    );
+    let half = names.len().div_ceil(2);
+    for (line, chunk) in names.chunks(half.max(1)).enumerate() {
+        let _ = writeln!(
+            svg,
+            r##"<text x="{LEFT}" y="{}" fill="#333" font-size="11">{}</text>"##,
+            HEIGHT - 50.0 + 14.0 * line as f64,
+            escape(&chunk.join(" · "))
+        );
+    }
     // Legend.
     let legend: [(&str, &str); 7] = [
         (colour(Outcome::Approved), "approved"),
@@ -196,11 +199,13 @@ struct TimeAxis {
 
 impl TimeAxis {
     fn new(phases: &[PhaseReport], total: Duration) -> Self {
+        // The first phase starts the axis at zero (the set-up before it shows nothing).
         let mut edges: Vec<Duration> = phases.iter().map(|p| p.started).collect();
-        edges.push(total);
-        if edges.first() != Some(&Duration::ZERO) {
-            edges.insert(0, Duration::ZERO);
+        match edges.first_mut() {
+            Some(first) => *first = Duration::ZERO,
+            None => edges.push(Duration::ZERO),
         }
+        edges.push(total);
         let span = total.as_secs_f64().max(1e-3);
         let shares: Vec<f64> = edges
             .windows(2)
