@@ -24,7 +24,7 @@ impl Api {
     async fn start() -> Self {
         let pg = MockPg::start().await.unwrap();
         let db = TempDb::new();
-        let store = Store::sqlite_file(&db.0).await.unwrap();
+        let store = Store::sqlite_file(db.path()).await.unwrap();
         let app = App::start(
             "127.0.0.1:0".parse().unwrap(),
             support::registry(),

@@ -25,7 +25,7 @@ mod report;
 use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,7 @@ use self::driver::{Driver, DriverError, Sample};
 use self::report::Millis;
 use crate::mock_pg::{CARD_LIMIT, EntryKind, Fault, MockPg};
 use crate::pg_client::PgSettings;
-use crate::store::{PaymentState, Store};
+use crate::store::{PaymentState, Store, TemporaryFile};
 use crate::telemetry::{self, LogCounts};
 use crate::{App, PG_BREAKER};
 
@@ -116,36 +116,6 @@ impl DemoError {
     }
 }
 
-/// A SQLite file in the temporary directory, removed (with its WAL files) when dropped.
-#[derive(Debug)]
-struct TemporaryDatabase(PathBuf);
-
-impl TemporaryDatabase {
-    fn new() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        TemporaryDatabase(std::env::temp_dir().join(format!(
-            "payment-gateway-demo-{}-{nanos}.db",
-            std::process::id()
-        )))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TemporaryDatabase {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = self.0.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
 /// Runs the demo, printing its timeline to `out`.
 ///
 /// # Errors
@@ -158,7 +128,7 @@ pub async fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoRepor
     let pg = MockPg::start_on(loopback)
         .await
         .map_err(|e| DemoError::new("cannot start the mock PG", e))?;
-    let database = TemporaryDatabase::new();
+    let database = TemporaryFile::new("payment-gateway-demo");
     let store = Store::sqlite_file(database.path())
         .await
         .map_err(|e| DemoError::new("cannot open the database", e))?;

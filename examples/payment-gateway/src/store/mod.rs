@@ -493,6 +493,40 @@ fn new_payment_id() -> String {
     format!("pay_{:016x}{:08x}", nanos as u64, count as u32)
 }
 
+/// A SQLite file in the system's temporary directory, named uniquely, removed (with its WAL
+/// files) when dropped: the demo's database, and the tests'.
+#[derive(Debug)]
+pub struct TemporaryFile(std::path::PathBuf);
+
+impl TemporaryFile {
+    /// A new name, `PREFIX-PID-NANOS-N.db`; nothing is created until the store opens it.
+    pub fn new(prefix: &str) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        TemporaryFile(
+            std::env::temp_dir().join(format!("{prefix}-{}-{nanos}-{n}.db", std::process::id())),
+        )
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TemporaryFile {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// The migrations in [`MIGRATIONS`], for sqlx's migrator.
 #[derive(Debug)]
 struct Embedded;

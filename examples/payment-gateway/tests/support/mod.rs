@@ -3,36 +3,25 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::time::Duration;
 
 use breakwater::Registry;
 use payment_gateway::demo::CONFIG;
 use payment_gateway::mock_pg::MockPg;
+use payment_gateway::store::TemporaryFile;
 use payment_gateway::{PaymentConfirm, PgClient, PgSettings, Store};
 
 /// A SQLite file of its own per test, removed when dropped.
-pub struct TempDb(pub PathBuf);
+pub struct TempDb(pub TemporaryFile);
 
 impl TempDb {
     pub fn new() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        TempDb(std::env::temp_dir().join(format!(
-            "payment-gateway-test-{}-{n}.db",
-            std::process::id()
-        )))
+        TempDb(TemporaryFile::new("payment-gateway-test"))
     }
-}
 
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = self.0.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
+    pub fn path(&self) -> &Path {
+        self.0.path()
     }
 }
 
@@ -55,7 +44,7 @@ impl Setup {
     pub async fn new(read_timeout: Duration) -> Self {
         let pg = MockPg::start().await.unwrap();
         let db = TempDb::new();
-        let store = Store::sqlite_file(&db.0).await.unwrap();
+        let store = Store::sqlite_file(db.path()).await.unwrap();
         let registry = registry();
         let mut settings = PgSettings::new(pg.url());
         settings.read_timeout = read_timeout;
