@@ -75,6 +75,12 @@ fn error(status: StatusCode, code: &str, message: &str, data: Option<&Payment>) 
     (status, Json(body)).into_response()
 }
 
+/// `400 INVALID_REQUEST`: what the request must look like, and what axum found wrong.
+fn invalid(shape: &str, problem: &str) -> Response {
+    let message = format!("{shape}: {problem}");
+    error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &message, None)
+}
+
 fn store_error(e: &StoreError) -> Response {
     let message = e.to_string();
     let (status, code) = match e {
@@ -105,11 +111,10 @@ async fn create(
     let request = match body {
         Ok(Json(request)) => request,
         Err(rejection) => {
-            let message = format!(
-                "the body must be {{\"orderId\", \"name\", \"amount\"}}: {}",
-                rejection.body_text()
+            return invalid(
+                "the body must be {\"orderId\", \"name\", \"amount\"}",
+                &rejection.body_text(),
             );
-            return error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &message, None);
         }
     };
     if let Err(message) = validate(&request) {
@@ -169,11 +174,10 @@ async fn success(
     let params = match params {
         Ok(Query(params)) => params,
         Err(rejection) => {
-            let message = format!(
-                "the query must be ?orderId=&paymentKey=&amount=: {}",
-                rejection.body_text()
+            return invalid(
+                "the query must be ?orderId=&paymentKey=&amount=",
+                &rejection.body_text(),
             );
-            return error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &message, None);
         }
     };
     let result = state
@@ -220,11 +224,10 @@ async fn fail(
     let params = match params {
         Ok(Query(params)) => params,
         Err(rejection) => {
-            let message = format!(
-                "the query must be ?orderId=&code=&message=: {}",
-                rejection.body_text()
+            return invalid(
+                "the query must be ?orderId=&code=&message=",
+                &rejection.body_text(),
             );
-            return error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", &message, None);
         }
     };
     match state

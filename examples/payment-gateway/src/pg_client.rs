@@ -397,18 +397,14 @@ fn failed(path: &str, error: &BoxError) -> PgError {
             retry_after: open.retry_after(),
         };
     }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+    // One walk down the source chain: the details for the log, and whether a timeout is in it.
     let mut cause = FailureCause::Transport;
-    while let Some(e) = source {
+    let mut detail = path.to_owned();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+    while let Some(e) = next {
         if e.is::<Elapsed>() {
             cause = FailureCause::Timeout;
-            break;
         }
-        source = e.source();
-    }
-    let mut detail = format!("{path}: {error}");
-    let mut next = error.source();
-    while let Some(e) = next {
         detail.push_str(&format!(": {e}"));
         next = e.source();
     }

@@ -130,6 +130,10 @@ impl Shared {
         *self.fault.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn set_fault(&self, fault: Fault) {
+        *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = fault;
+    }
+
     fn ledger(&self) -> MutexGuard<'_, ledger::Ledger> {
         // Every change to the ledger is complete before the guard drops; a panic cannot leave
         // half of one behind.

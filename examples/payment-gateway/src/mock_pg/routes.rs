@@ -185,10 +185,7 @@ async fn set_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     };
     match Fault::parse(&request.fault, request.delay_ms) {
         Ok(fault) => {
-            *shared
-                .fault
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = fault;
+            shared.set_fault(fault);
             describe(fault)
         }
         Err(message) => error(StatusCode::BAD_REQUEST, "INVALID_FAULT", &message),
