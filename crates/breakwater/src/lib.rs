@@ -10,6 +10,8 @@
 //!   response body, and a `504` mode for servers.
 //! - The [`BreakwaterExt`] trait: `ServiceBuilder::new().circuit_breaker(&b).deadline(d)`.
 //! - [`clock`]: breakers follow `tokio::time::pause()` in tests, or a clock of your own.
+//! - [`chaos`]: a fault-injection layer (failures, lost responses, latency), seeded so a run
+//!   replays, off unless enabled.
 //! - [`registry`]: named breakers from resilience4j's `application.yml` (or TOML), reloadable,
 //!   with a health report of them all.
 //!
@@ -80,6 +82,7 @@
 #![warn(clippy::unwrap_used)]
 
 mod builder;
+pub mod chaos;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod clock;

@@ -540,7 +540,7 @@ fn every_other_mistake_is_explained() {
             "spring.application.name: payments
 ",
             "resilience4j.circuitbreaker: missing: the file has no `resilience4j.circuitbreaker` \
-             (or `circuitbreaker`) section",
+             (or `circuitbreaker`) section, nor a `breakwater.chaos` section",
         ),
         (
             "resilience4j.circuitbreaker.instances.pg.sliding-window-size: 5
@@ -818,4 +818,162 @@ async fn a_keyed_layer_takes_its_configuration_and_shows_in_the_health_report() 
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["breakers"][0]["key"], "http://127.0.0.1:9001");
     assert!(json["breakers"][2].get("key").is_none());
+}
+
+#[test]
+fn chaos_settings_are_read_beside_the_breakers_in_yaml_and_toml() {
+    use breakwater::chaos::{Chaos, FaultKind};
+
+    let yaml = Registry::from_yaml(
+        "
+resilience4j.circuitbreaker:
+  instances:
+    pg:
+      sliding-window-size: 5
+breakwater:
+  chaos:
+    instances:
+      pg-client:
+        enabled: true
+        seed: 7
+        failureRate: 0.25
+        response_loss_rate: 0.05
+        latency-rate: 0.5
+        latency-min: 100ms
+        latency-max: PT2S
+      database: { seed: 3, failure-rate: 0.3 }
+",
+    )
+    .unwrap();
+    let toml = Registry::from_toml(
+        "
+[breakwater.chaos.instances.pg-client]
+enabled = true
+seed = 7
+failure-rate = 0.25
+response-loss-rate = 0.05
+latency-rate = 0.5
+latency-min = \"100ms\"
+latency-max = \"2s\"
+",
+    )
+    .unwrap();
+    let expected = Chaos::builder()
+        .enabled(true)
+        .seed(7)
+        .failure_rate(0.25)
+        .response_loss_rate(0.05)
+        .latency_rate(0.5)
+        .latency(Duration::from_millis(100)..=Duration::from_secs(2));
+    for registry in [&yaml, &toml] {
+        let chaos = registry.chaos("pg-client");
+        assert_eq!(chaos.settings(), expected);
+        // One Chaos per name: one call counter.
+        let again = registry.chaos("pg-client");
+        assert_eq!(again.plan(0), chaos.plan(0));
+        let reference = expected.build().unwrap();
+        let faults = |c: &Chaos| (0..200).map(|n| c.plan(n)).collect::<Vec<_>>();
+        assert_eq!(faults(&chaos), faults(&reference));
+    }
+    // Listed but not enabled, and not listed: both do nothing.
+    assert!(!yaml.chaos("database").is_enabled());
+    let database = Chaos::builder().seed(3).failure_rate(0.3).build().unwrap();
+    let faults = |c: &Chaos| (0..100).map(|n| c.plan(n).fault()).collect::<Vec<_>>();
+    assert_eq!(faults(&yaml.chaos("database")), faults(&database));
+    assert!(faults(&database).contains(&Some(FaultKind::Failed)));
+    assert!(!yaml.chaos("search").is_enabled());
+    assert_eq!(yaml.circuit_breaker("pg").name(), "pg");
+
+    // A file with chaos settings only is a registry with default breakers.
+    let alone =
+        Registry::from_yaml("breakwater.chaos:\n  instances:\n    db:\n      failure-rate: 0.1")
+            .unwrap();
+    assert_eq!(
+        alone.chaos("db").settings(),
+        Chaos::builder().failure_rate(0.1)
+    );
+}
+
+#[test]
+fn chaos_mistakes_are_named_with_their_key_line_and_what_is_allowed() {
+    let cases = [
+        (
+            "breakwater.chaos:\n  instances:\n    pg:\n      failure-rate: 1.5\n",
+            "breakwater.chaos.instances.pg.failure-rate (line 4): 1.5 is not allowed: it must be \
+             a fraction from 0 to 1 (0.3 is 30%)",
+        ),
+        (
+            "breakwater.chaos:\n  instances:\n    pg:\n      failure-rate: 0.6\n      response-loss-rate: 0.6\n",
+            "breakwater.chaos.instances.pg.response-loss-rate (line 5): 0.6 is not allowed: it \
+             must be a fraction from 0 to 1 minus failure_rate (0.6): a call fails or loses its \
+             response, not both",
+        ),
+        (
+            "breakwater.chaos:\n  instances:\n    pg:\n      seed: -1\n",
+            "breakwater.chaos.instances.pg.seed (line 4): -1 is not allowed: it must be a whole \
+             number from 0 to 18446744073709551615",
+        ),
+        (
+            "breakwater.chaos:\n  instances:\n    pg:\n      latency: 1s\n      latency-max: 2s\n",
+            "breakwater.chaos.instances.pg.latency-max (line 5): give `latency` (a fixed latency) \
+             or `latency-min` and `latency-max`, not both",
+        ),
+        (
+            "breakwater.chaos:\n  instances:\n    pg:\n      latency-min: 3s\n      latency-max: 2s\n",
+            "breakwater.chaos.instances.pg.latency-max (line 5): 3s..=2s is not allowed: it must \
+             be a range whose minimum is at most its maximum",
+        ),
+        (
+            "breakwater.chaos:\n  instances:\n    pg:\n      latency-min: 3s\n",
+            "breakwater.chaos.instances.pg.latency-min (line 4): `latency-min` and `latency-max` \
+             go together; for a fixed latency write `latency: 3s`",
+        ),
+        (
+            "breakwater.chaos:\n  instances:\n    pg:\n      enabled: yes please\n",
+            "breakwater.chaos.instances.pg.enabled (line 4): \"yes please\" is not allowed: it \
+             must be true or false",
+        ),
+        (
+            "breakwater.chaos:\n  instances:\n    pg:\n      rate: 0.1\n",
+            "breakwater.chaos.instances.pg.rate (line 4): unknown setting; the chaos settings \
+             are enabled, seed, failure-rate, response-loss-rate, latency-rate, latency, \
+             latency-min, latency-max (kebab-case, camelCase or snake_case)",
+        ),
+        (
+            "breakwater.chaos:\n  pg:\n    failure-rate: 0.1\n",
+            "breakwater.chaos.pg (line 3): unknown key; the chaos section holds `instances`",
+        ),
+        (
+            "breakwater.chaos.instances.pg.failure-rate: 0.1\n",
+            "breakwater.chaos.instances.pg.failure-rate (line 1): write this setting nested \
+             under `breakwater.chaos`",
+        ),
+    ];
+    for (yaml, message) in cases {
+        assert_eq!(refused(yaml).to_string(), message, "{yaml}");
+    }
+}
+
+#[test]
+fn a_reload_reconfigures_the_chaos_in_use_and_disables_what_is_gone() {
+    let registry = Registry::from_yaml(
+        "breakwater.chaos:\n  instances:\n    pg: { enabled: true, failure-rate: 1 }",
+    )
+    .unwrap();
+    let pg = registry.chaos("pg");
+    let db = registry.chaos("db");
+    assert_eq!(
+        pg.plan(0).fault(),
+        Some(breakwater::chaos::FaultKind::Failed)
+    );
+
+    let changed = Registry::from_yaml(
+        "breakwater.chaos:\n  instances:\n    db: { enabled: true, latency-rate: 1, latency: 5ms }",
+    )
+    .unwrap();
+    assert_eq!(registry.reload(&changed), ["db", "pg"]);
+    assert!(!pg.is_enabled());
+    assert!(db.is_enabled());
+    assert_eq!(db.plan(0).latency(), Some(Duration::from_millis(5)));
+    assert_eq!(registry.reload(&changed), Vec::<String>::new());
 }

@@ -32,16 +32,27 @@ pub(crate) fn templates(roots: &[Node]) -> Result<Templates, LoadError> {
             found = Some(section);
         }
     }
+    let chaos = super::chaos::instances(roots)?;
     let Some(section) = found else {
+        if !chaos.is_empty() {
+            // Chaos settings alone: every breaker gets breakwater's defaults.
+            return Ok(Templates {
+                chaos,
+                ..Templates::default()
+            });
+        }
         return Err(LoadError::key(
             "resilience4j.circuitbreaker",
             0,
             "missing: the file has no `resilience4j.circuitbreaker` (or `circuitbreaker`) \
-             section"
+             section, nor a `breakwater.chaos` section"
                 .into(),
         ));
     };
-    resolve(&section)
+    Ok(Templates {
+        chaos,
+        ..resolve(&section)?
+    })
 }
 
 /// The breakers' sections of one document: `resilience4j.circuitbreaker`, nested or dotted, or
@@ -162,6 +173,7 @@ fn resolve(section: &Section<'_>) -> Result<Templates, LoadError> {
         default,
         configs: shared,
         instances: named,
+        chaos: BTreeMap::new(),
     })
 }
 

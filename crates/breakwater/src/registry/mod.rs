@@ -76,6 +76,30 @@
 //! A YAML file may hold several documents; one of them may have the breakers' section (Spring
 //! profiles are not followed).
 //!
+//! # Chaos
+//!
+//! A `breakwater.chaos` section (nested or dotted, beside `resilience4j`) configures
+//! [fault injection](crate::chaos) by name; [`Registry::chaos`] hands out the [`Chaos`] of a
+//! name, to put in a stack with [`Chaos::layer`]:
+//!
+//! ```yaml
+//! breakwater:
+//!   chaos:
+//!     instances:
+//!       pg-client:
+//!         enabled: true          # nothing happens without it
+//!         seed: 7                # the same seed replays the same faults
+//!         failure-rate: 0.05     # fractions from 0 to 1
+//!         response-loss-rate: 0.02
+//!         latency-rate: 0.1
+//!         latency-min: 200ms     # or `latency: 1s` for a fixed one
+//!         latency-max: 2s
+//! ```
+//!
+//! Keys are read in any of the three cases, durations as above; an unknown key or a value out
+//! of range is an error naming the key path, the line, the value and what is allowed. A file
+//! may hold chaos settings without a breakers' section.
+//!
 //! # Reconfiguring at run time
 //!
 //! [`Registry::reload`] takes the configurations of another registry (a file read again) and
@@ -113,6 +137,8 @@
 //! ```
 
 #[cfg(any(feature = "yaml", feature = "toml"))]
+mod chaos;
+#[cfg(any(feature = "yaml", feature = "toml"))]
 mod document;
 #[cfg(any(feature = "yaml", feature = "toml"))]
 mod duration;
@@ -133,6 +159,7 @@ pub use self::error::LoadError;
 pub use self::health::{BreakerHealth, HealthReport, HealthStatus};
 
 use crate::CircuitBreaker;
+use crate::chaos::{Chaos, ChaosBuilder};
 use crate::circuit_breaker::{Builder, CircuitBreakerLayer, ConfigError, KeyedCircuitBreakerLayer};
 use crate::classify::http::HttpClassifier;
 use crate::clock::Clock;
@@ -163,6 +190,7 @@ struct State {
     templates: Templates,
     breakers: BTreeMap<String, CircuitBreaker>,
     keyed: BTreeMap<String, KeyedCircuitBreakerLayer>,
+    chaos: BTreeMap<String, Chaos>,
     clock: Option<Arc<dyn Clock>>,
 }
 
@@ -172,6 +200,8 @@ pub(crate) struct Templates {
     pub(crate) default: Template,
     pub(crate) configs: BTreeMap<String, Template>,
     pub(crate) instances: BTreeMap<String, Template>,
+    /// The `breakwater.chaos` instances, checked.
+    pub(crate) chaos: BTreeMap<String, ChaosBuilder>,
 }
 
 impl Templates {
@@ -356,6 +386,47 @@ impl Registry {
         layer
     }
 
+    /// The [`Chaos`] named `name` (see [Chaos](self#chaos)): the same one (one call counter)
+    /// for the same name, every time, with the settings of `breakwater.chaos.instances.NAME`,
+    /// or disabled for a name the file does not list (so that it can stay in the stack).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[cfg(feature = "yaml")] {
+    /// use breakwater::Registry;
+    ///
+    /// let registry = Registry::from_yaml(
+    ///     "
+    /// breakwater.chaos:
+    ///   instances:
+    ///     pg-client: { enabled: true, seed: 7, failure-rate: 0.05, latency-rate: 0.1, latency: 2s }
+    /// ",
+    /// )?;
+    /// assert!(registry.chaos("pg-client").is_enabled());
+    /// assert!(!registry.chaos("database").is_enabled());
+    /// # }
+    /// # Ok::<(), breakwater::registry::LoadError>(())
+    /// ```
+    pub fn chaos(&self, name: &str) -> Chaos {
+        if let Some(chaos) = self.read().chaos.get(name) {
+            return chaos.clone();
+        }
+        let mut state = self.write();
+        if let Some(chaos) = state.chaos.get(name) {
+            return chaos.clone();
+        }
+        // Checked when the file was read; a name it does not list gets a disabled one.
+        let chaos = state
+            .templates
+            .chaos
+            .get(name)
+            .and_then(|builder| builder.build().ok())
+            .unwrap_or_default();
+        state.chaos.insert(name.to_owned(), chaos.clone());
+        chaos
+    }
+
     /// Replaces the configuration of the instance `name`: `configure` gets a builder with
     /// breakwater's defaults. If its breaker is made already, it is reconfigured (see
     /// [`CircuitBreaker::reconfigure`]): the window starts afresh, layers in use follow.
@@ -386,8 +457,9 @@ impl Registry {
     }
 
     /// Takes every configuration of `from` (a file read again, say) in place of this
-    /// registry's, and reconfigures each breaker already made whose configuration changed.
-    /// Returns the names of the breakers reconfigured.
+    /// registry's, and reconfigures each breaker already made whose configuration changed, and
+    /// each [`Chaos`] already handed out whose settings changed (one the file no longer lists
+    /// is disabled). Returns the names of the breakers and chaos instances reconfigured.
     ///
     /// A change of `record-exceptions` or `ignore-exceptions` reaches the layers made after
     /// the reload ([`layer`](Self::layer), [`classifier`](Self::classifier)); layers in use
@@ -420,6 +492,12 @@ impl Registry {
             let builder = new.builder.clone().named(name);
             // Checked when the file was read; a failure would leave the breaker as it was.
             if breaker.reconfigure(|_| builder).is_ok() {
+                reconfigured.push(name.clone());
+            }
+        }
+        for (name, chaos) in &state.chaos {
+            let builder = templates.chaos.get(name).cloned().unwrap_or_default();
+            if chaos.settings() != builder && chaos.reconfigure(&builder).is_ok() {
                 reconfigured.push(name.clone());
             }
         }

@@ -404,7 +404,7 @@ fn text(path: &str, node: &Node) -> Result<String, LoadError> {
     }
 }
 
-fn whole(path: &str, node: &Node) -> Result<u32, LoadError> {
+pub(super) fn whole(path: &str, node: &Node) -> Result<u32, LoadError> {
     let parsed = match &node.value {
         Value::Integer(n) => u32::try_from(*n).ok(),
         Value::Text(text) => text.trim().parse().ok(),
@@ -420,7 +420,7 @@ fn whole(path: &str, node: &Node) -> Result<u32, LoadError> {
     })
 }
 
-fn number(path: &str, node: &Node) -> Result<f64, LoadError> {
+pub(super) fn number(path: &str, node: &Node) -> Result<f64, LoadError> {
     let parsed = match &node.value {
         Value::Integer(n) => Some(*n as f64),
         Value::Float(x) => Some(*x),
@@ -432,7 +432,7 @@ fn number(path: &str, node: &Node) -> Result<f64, LoadError> {
         .ok_or_else(|| LoadError::bad_value(path, node.line, node.value.to_string(), NUMBER))
 }
 
-fn boolean(path: &str, node: &Node) -> Result<bool, LoadError> {
+pub(super) fn boolean(path: &str, node: &Node) -> Result<bool, LoadError> {
     match &node.value {
         Value::Bool(b) => Ok(*b),
         Value::Text(text) if text.eq_ignore_ascii_case("true") => Ok(true),
