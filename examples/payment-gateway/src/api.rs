@@ -88,7 +88,10 @@ fn store_error(e: &StoreError) -> Response {
         StoreError::Duplicate { .. } => (StatusCode::CONFLICT, "ORDER_EXISTS"),
         StoreError::AmountMismatch { .. } => (StatusCode::BAD_REQUEST, "INVALID_AMOUNT"),
         StoreError::WrongState { .. } => (StatusCode::CONFLICT, "PAYMENT_NOT_READY"),
-        StoreError::UnsupportedUrl(_) | StoreError::Database(_) | StoreError::Migration(_) => {
+        StoreError::UnsupportedUrl(_)
+        | StoreError::Database(_)
+        | StoreError::Migration(_)
+        | StoreError::Injected(_) => {
             tracing::error!("[STORE] {e}");
             (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
         }
@@ -187,6 +190,12 @@ async fn success(
     match result {
         Ok(payment) => ok(StatusCode::OK, &payment),
         Err(ConfirmError::Store(e)) => store_error(&e),
+        Err(e @ ConfirmError::NotRecorded { .. }) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "PAYMENT_NOT_RECORDED",
+            &e.to_string(),
+            None,
+        ),
         Err(ConfirmError::Pg { error: pg, payment }) => {
             let message = pg.to_string();
             let status = match &pg {

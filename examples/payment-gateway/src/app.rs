@@ -43,7 +43,8 @@ impl App {
     ) -> std::io::Result<Self> {
         let _ = telemetry::prometheus();
         let client = PgClient::new(&registry, pg);
-        let confirm = PaymentConfirm::new(store, client);
+        let confirm =
+            PaymentConfirm::new(store, client).with_db_chaos(&registry.chaos(crate::DB_CHAOS));
         let router = api::router(AppState::new(confirm.clone(), registry.clone()));
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;

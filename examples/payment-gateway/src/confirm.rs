@@ -8,15 +8,25 @@
 //! 2. **the PG call**, no transaction;
 //! 3. **complete**, one transaction: `done` (and the order paid), `failed` (rejected, or the
 //!    PG answered 5xx: nothing charged), `unknown` (no answer: it may have charged), or
-//!    `ready` again (the breaker is open: the PG was not called, the customer may retry).
+//!    `ready` again (the breaker is open: the PG was not called, the customer may retry);
+//! 4. **compensation**, when step 3 cannot record a charge: the charge is cancelled at the PG
+//!    (by payment key: idempotent, retried with backoff), and the cancel recorded. A cancel
+//!    that fails, or a record that fails, leaves the payment `in_progress` for the
+//!    [reconciler](crate::reconcile), which asks the PG and settles it.
+//!
+//! Every write goes through [`Writes`](crate::store::Writes): the store behind the
+//! configuration's `database` chaos, which a chaos run turns on.
 
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use breakwater::chaos::Chaos;
+use tower::ServiceExt;
 
 use metrics::{Counter, Histogram};
 
 use crate::pg_client::{ConfirmCommand, PgClient, PgError};
-use crate::store::{Completion, Payment, Store, StoreError};
+use crate::store::{Completion, Payment, Settler, Store, StoreError, Write, Writes};
 
 /// Why a confirmation did not end with a charge.
 #[derive(Debug)]
@@ -31,6 +41,32 @@ pub enum ConfirmError {
         /// was touched).
         payment: Option<Box<Payment>>,
     },
+    /// The PG charged, the charge could not be recorded, and it was compensated (or left for
+    /// the reconciler): the customer was not charged in the end, or will learn later.
+    NotRecorded {
+        /// Why the charge could not be recorded.
+        error: StoreError,
+        /// What the compensation achieved.
+        compensation: Compensation,
+    },
+}
+
+/// How a compensation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compensation {
+    /// Cancelled at the PG and recorded `cancelled`.
+    Cancelled,
+    /// Cancelled at the PG; the record failed, the reconciler will find the cancel.
+    CancelledNotRecorded,
+    /// The cancel failed: the reconciler will ask the PG and settle the payment.
+    LeftToReconciler,
+}
+
+impl Compensation {
+    /// Whether the money went back to the customer.
+    pub fn refunded(self) -> bool {
+        self != Compensation::LeftToReconciler
+    }
 }
 
 impl fmt::Display for ConfirmError {
@@ -49,6 +85,23 @@ impl fmt::Display for ConfirmError {
                 error,
                 payment: None,
             } => error.fmt(f),
+            ConfirmError::NotRecorded {
+                error,
+                compensation,
+            } => {
+                let what = match compensation {
+                    Compensation::Cancelled | Compensation::CancelledNotRecorded => {
+                        "the charge was cancelled"
+                    }
+                    Compensation::LeftToReconciler => {
+                        "the charge could not be cancelled yet: the reconciler will settle it"
+                    }
+                };
+                write!(
+                    f,
+                    "the PG charged but the payment could not be recorded ({error}): {what}"
+                )
+            }
         }
     }
 }
@@ -58,6 +111,7 @@ impl std::error::Error for ConfirmError {
         match self {
             ConfirmError::Store(e) => Some(e),
             ConfirmError::Pg { error, .. } => Some(error),
+            ConfirmError::NotRecorded { error, .. } => Some(error),
         }
     }
 }
@@ -78,6 +132,8 @@ struct Outcomes {
     unknown: Counter,
     unavailable: Counter,
     refused: Counter,
+    compensated: Counter,
+    not_recorded: Counter,
     duration: Histogram,
 }
 
@@ -91,6 +147,8 @@ impl Outcomes {
             unknown: counter("unknown"),
             unavailable: counter("unavailable"),
             refused: counter("refused"),
+            compensated: counter("compensated"),
+            not_recorded: counter("not_recorded"),
             duration: metrics::histogram!("payment_confirm_duration_seconds"),
         }
     }
@@ -99,6 +157,10 @@ impl Outcomes {
         let counter = match result {
             Ok(_) => &self.approved,
             Err(ConfirmError::Store(_)) => &self.refused,
+            Err(ConfirmError::NotRecorded { compensation, .. }) if compensation.refunded() => {
+                &self.compensated
+            }
+            Err(ConfirmError::NotRecorded { .. }) => &self.not_recorded,
             Err(ConfirmError::Pg { error, .. }) => match error {
                 PgError::Rejected { .. } => &self.rejected,
                 PgError::Unavailable { .. } => &self.unavailable,
@@ -110,22 +172,64 @@ impl Outcomes {
     }
 }
 
-/// Confirms payments: the store, the PG client and the counters.
+/// How a compensation retries its cancel: attempts and the first wait, doubled each time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Cancels tried in all.
+    pub attempts: u32,
+    /// The wait after the first failure; each next wait doubles.
+    pub first_wait: Duration,
+}
+
+impl Default for Backoff {
+    /// 4 attempts, waiting 100, 200 and 400 ms between them.
+    fn default() -> Self {
+        Self {
+            attempts: 4,
+            first_wait: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Confirms payments: the store, its writes, the PG client and the counters.
 #[derive(Debug, Clone)]
 pub struct PaymentConfirm {
     store: Store,
+    writes: Writes,
     pg: PgClient,
+    backoff: Backoff,
     outcomes: Outcomes,
 }
 
 impl PaymentConfirm {
-    /// A confirm flow over `store` and `pg`.
+    /// A confirm flow over `store` and `pg`, its writes without chaos.
     pub fn new(store: Store, pg: PgClient) -> Self {
         Self {
+            writes: store.writes(&Chaos::disabled()),
             store,
             pg,
+            backoff: Backoff::default(),
             outcomes: Outcomes::new(),
         }
+    }
+
+    /// Its writes behind `chaos` (the configuration's `database` chaos, say).
+    #[must_use]
+    pub fn with_db_chaos(mut self, chaos: &Chaos) -> Self {
+        self.writes = self.store.writes(chaos);
+        self
+    }
+
+    /// The compensation's retries.
+    #[must_use]
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The writes, behind their chaos.
+    pub fn writes(&self) -> &Writes {
+        &self.writes
     }
 
     /// The store.
@@ -171,7 +275,13 @@ impl PaymentConfirm {
             });
         }
         // 1. One transaction, closed before the PG is called.
-        let prepared = self.store.prepare(order_id, payment_key, amount).await?;
+        let prepared = self
+            .write(Write::Prepare {
+                order_id: order_id.to_owned(),
+                payment_key: payment_key.to_owned(),
+                amount,
+            })
+            .await?;
         // 2. No transaction open.
         let command = ConfirmCommand {
             payment_key: payment_key.to_owned(),
@@ -198,24 +308,92 @@ impl PaymentConfirm {
                 message: error.to_string(),
             },
         };
-        let completed = self.store.complete(order_id, completion).await;
+        let completed = self
+            .write(Write::Complete {
+                order_id: order_id.to_owned(),
+                completion,
+            })
+            .await;
         match (answer, completed) {
             (Ok(_), Ok(payment)) => Ok(payment),
             (Err(error), Ok(payment)) => Err(ConfirmError::Pg {
                 error,
                 payment: Some(Box::new(payment)),
             }),
-            (answer, Err(store)) => {
-                // The PG's answer is not recorded: the payment stays `in_progress`, for the
-                // reconciler to settle by asking the PG.
+            // 4. Charged, not recorded: give the money back.
+            (Ok(receipt), Err(error)) => {
                 tracing::error!(
                     order_id,
-                    charged = answer.is_ok(),
-                    "[PAYMENT_NOT_RECORDED] cannot complete the payment: {store}"
+                    "[PAYMENT_NOT_RECORDED] charged but cannot complete the payment: {error}; \
+                     compensating"
+                );
+                let compensation = self.compensate(order_id, &receipt.payment_key).await;
+                Err(ConfirmError::NotRecorded {
+                    error,
+                    compensation,
+                })
+            }
+            (Err(answer), Err(store)) => {
+                // Not charged, or unknown: nothing to give back now. The payment stays
+                // `in_progress`, for the reconciler to settle by asking the PG.
+                tracing::error!(
+                    order_id,
+                    "[PAYMENT_NOT_RECORDED] cannot record the PG's answer ({answer}): {store}"
                 );
                 Err(ConfirmError::Store(store))
             }
         }
+    }
+
+    /// Cancels a charge the flow could not record, retrying with backoff, then records the
+    /// cancel. Whatever fails is left `in_progress` for the reconciler.
+    async fn compensate(&self, order_id: &str, payment_key: &str) -> Compensation {
+        let mut wait = self.backoff.first_wait;
+        for attempt in 1..=self.backoff.attempts.max(1) {
+            match self
+                .pg
+                .cancel(payment_key, "payment could not be recorded")
+                .await
+            {
+                Ok(_) => {
+                    let recorded = self
+                        .write(Write::Cancelled {
+                            order_id: order_id.to_owned(),
+                            by: Settler::Compensation,
+                        })
+                        .await;
+                    return match recorded {
+                        Ok(_) => Compensation::Cancelled,
+                        Err(error) => {
+                            tracing::error!(
+                                order_id,
+                                "[COMPENSATION_NOT_RECORDED] cancelled at the PG, cannot \
+                                 record it: {error}; left to the reconciler"
+                            );
+                            Compensation::CancelledNotRecorded
+                        }
+                    };
+                }
+                // A cancel the PG refuses will not succeed later.
+                Err(error @ PgError::Rejected { .. }) => {
+                    tracing::error!(order_id, "[COMPENSATION_FAILED] {error}");
+                    break;
+                }
+                Err(error) if attempt < self.backoff.attempts => {
+                    tracing::warn!(order_id, attempt, "[COMPENSATION_RETRY] {error}");
+                    tokio::time::sleep(wait).await;
+                    wait = wait.saturating_mul(2);
+                }
+                Err(error) => {
+                    tracing::error!(order_id, attempt, "[COMPENSATION_FAILED] {error}");
+                }
+            }
+        }
+        Compensation::LeftToReconciler
+    }
+
+    async fn write(&self, write: Write) -> Result<Payment, StoreError> {
+        self.writes.clone().oneshot(write).await
     }
 
     /// The fail callback: the customer's authorisation failed at the PG.

@@ -15,7 +15,9 @@
 //!   counted by the breaker), [`PgError::ExternalApiFailed`] (5xx, timeout, transport: counted)
 //!   and [`PgError::Unavailable`] (the breaker is open: no request made).
 //! - [`store`]: orders and payments with explicit states.
-//! - [`confirm`]: prepare → PG → complete.
+//! - [`confirm`]: prepare → PG → complete, and compensation when a charge cannot be recorded.
+//! - [`reconcile`]: settles what the flow left unsettled, by asking the PG.
+//! - [`chaos_run`]: N confirmations under faults, then an audit of the DB against the PG.
 //! - [`api`]: the service's HTTP API, `/health` and `/metrics`.
 //! - [`demo`]: the phases, the timeline and the chart.
 //!
@@ -23,10 +25,12 @@
 
 pub mod api;
 pub mod app;
+pub mod chaos_run;
 pub mod confirm;
 pub mod demo;
 pub mod mock_pg;
 pub mod pg_client;
+pub mod reconcile;
 pub mod store;
 pub mod telemetry;
 
@@ -40,3 +44,10 @@ pub const CONFIG_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/appli
 
 /// The name of the breaker in front of the PG, as the configuration file names its instance.
 pub const PG_BREAKER: &str = "beeceptor-payment";
+
+/// The name of the chaos on the PG client (`breakwater.chaos.instances.pg-client`).
+pub const PG_CHAOS: &str = "pg-client";
+
+/// The name of the chaos on the payment flow's database writes
+/// (`breakwater.chaos.instances.database`).
+pub const DB_CHAOS: &str = "database";

@@ -1,7 +1,8 @@
 //! Run with: cargo run -p payment-gateway
 //!
 //! `demo` (the default) runs the whole system on loopback through a PG outage and writes a
-//! chart; `serve` runs the payment service; `mock-pg` runs the mock PG.
+//! chart; `chaos` runs confirmations under injected faults and audits the money; `serve` runs
+//! the payment service (and its reconciler); `mock-pg` runs the mock PG.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,9 +11,11 @@ use std::time::Duration;
 
 use breakwater::Registry;
 use clap::{Parser, Subcommand};
+use payment_gateway::chaos_run::{self, ChaosOptions};
 use payment_gateway::demo::{self, DemoOptions};
 use payment_gateway::mock_pg::{Fault, MockPg};
-use payment_gateway::{App, PgSettings, Store, telemetry};
+use payment_gateway::reconcile::Reconciler;
+use payment_gateway::{App, PgClient, PgSettings, Store, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -37,7 +40,37 @@ enum Command {
         #[arg(long)]
         logs: bool,
     },
-    /// Runs the payment service.
+    /// Runs N confirmations at once against the mock PG with faults injected (database
+    /// writes, PG 500s, lost responses, latency spikes), then the reconciler, then audits the
+    /// database against the PG's ledger. Exits non-zero when anything is inconsistent.
+    Chaos {
+        /// Confirmations to run.
+        #[arg(long, default_value_t = 2000)]
+        payments: usize,
+        /// The share of database writes that fail, from 0 to 1.
+        #[arg(long, default_value_t = 0.3)]
+        db_failure_rate: f64,
+        /// The seed of every fault: the same seed, the same faults.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// The database: `postgres://...` or `sqlite://...`; a temporary SQLite file if not
+        /// given.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+        /// The share of PG calls answered 500 without reaching it.
+        #[arg(long, default_value_t = 0.05)]
+        pg_failure_rate: f64,
+        /// The share of PG calls whose response is lost after the PG did the work.
+        #[arg(long, default_value_t = 0.05)]
+        pg_loss_rate: f64,
+        /// The share of PG calls delayed by a spike of 20 ms to 1.5 s (the read timeout is 1 s).
+        #[arg(long, default_value_t = 0.05)]
+        latency_rate: f64,
+        /// Confirmations in flight at once.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        concurrency: u32,
+    },
+    /// Runs the payment service, and its reconciler every 10 s.
     Serve {
         /// Where to listen.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -45,8 +78,12 @@ enum Command {
         /// The PG's base URL.
         #[arg(long, default_value = "http://127.0.0.1:9090")]
         pg_url: String,
-        /// The database.
-        #[arg(long, default_value = "sqlite://payments.db?mode=rwc")]
+        /// The database: `sqlite://...` or `postgres://...`.
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "sqlite://payments.db?mode=rwc"
+        )]
         database_url: String,
         /// The breakers' configuration (YAML or TOML); the example's application.yml if
         /// not given.
@@ -82,6 +119,25 @@ async fn main() -> ExitCode {
         logs: false,
     }) {
         Command::Demo { chart, logs } => run_demo(chart, logs).await,
+        Command::Chaos {
+            payments,
+            db_failure_rate,
+            seed,
+            database_url,
+            pg_failure_rate,
+            pg_loss_rate,
+            latency_rate,
+            concurrency,
+        } => {
+            let mut options = ChaosOptions::new(payments, db_failure_rate, seed);
+            options.database_url = database_url;
+            options.pg_failure_rate = pg_failure_rate;
+            options.pg_loss_rate = pg_loss_rate;
+            options.latency_rate = latency_rate;
+            options.concurrency = concurrency as usize;
+            options.progress = true;
+            run_chaos(&options).await
+        }
         Command::Serve {
             addr,
             pg_url,
@@ -117,6 +173,20 @@ async fn run_demo(chart: Option<PathBuf>, logs: bool) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+async fn run_chaos(options: &ChaosOptions) -> Result<(), String> {
+    telemetry::init_logs(false);
+    let report = chaos_run::run(options).await.map_err(|e| e.to_string())?;
+    println!("{report}");
+    if report.audit.is_consistent() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} payments inconsistent, {} charged twice",
+            report.audit.inconsistent, report.audit.double_charges
+        ))
+    }
+}
+
 async fn serve(
     addr: SocketAddr,
     pg_url: String,
@@ -135,13 +205,22 @@ async fn serve(
         .map_err(|e| format!("cannot open {database_url}: {e}"))?;
     let mut settings = PgSettings::new(pg_url);
     settings.read_timeout = Duration::from_millis(read_timeout_ms);
+    let reconciler = Reconciler::new(
+        store.clone(),
+        PgClient::new(&registry, settings.clone()),
+        format!("serve-{}", std::process::id()),
+    )
+    .with_db_chaos(&registry.chaos(payment_gateway::DB_CHAOS));
     let app = App::start(addr, registry, store, settings)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!("payment service on {}", app.url());
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
     tokio::select! {
         served = app.wait() => served.map_err(|e| e.to_string()),
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        () = reconciler.run_until(Duration::from_secs(10), stop) => Ok(()),
     }
 }
 

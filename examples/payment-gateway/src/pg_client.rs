@@ -5,6 +5,8 @@
 //! CircuitBreakerLayer   records each call when its body ends: 5xx, timeouts and I/O errors
 //!                       fail, 4xx is ignored (the file's ignore-exceptions)
 //! TimeoutLayer          the read timeout, covering headers and body (3 s)
+//! ChaosLayer            the file's `pg-client` chaos, off unless enabled: a 500 the PG never
+//!                       saw, a response lost after the PG did the work, a latency spike
 //! hyper-util Client     the connect timeout (3 s)
 //! ```
 //!
@@ -15,20 +17,23 @@
 use std::fmt;
 use std::time::Duration;
 
+use breakwater::chaos::{Chaos, FaultKind, Injected, InjectedFault};
 use breakwater::circuit_breaker::{AtEndOfStream, CircuitBreakerService, WithError};
 use breakwater::classify::http::HttpClassifier;
 use breakwater::timeout::{CoveringBody, Timeout};
 use breakwater::{BoxError, CircuitBreaker, CircuitOpen, Elapsed, Registry, TimeoutLayer};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
-use tower::{Layer, Service, ServiceExt};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
-use crate::PG_BREAKER;
+use crate::{PG_BREAKER, PG_CHAOS};
 
 /// Where the PG is and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,8 +192,34 @@ impl fmt::Display for PgError {
 
 impl std::error::Error for PgError {}
 
+/// The hyper-util client behind the chaos layer, its body and error boxed: the chaos layer
+/// has to make responses and errors of the client's types.
+type Transport = BoxCloneSyncService<
+    Request<Full<Bytes>>,
+    http::Response<BoxBody<Bytes, TransportError>>,
+    TransportError,
+>;
+
+/// The transport's error, of the response and of its body: the client's, or the chaos layer's
+/// lost response. (A concrete type: with `BoxError` in these places, rustc cannot prove the
+/// handlers' futures `Send`: "implementation of `From` is not general enough".)
+#[derive(Debug)]
+pub struct TransportError(BoxError);
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
 type Stack = CircuitBreakerService<
-    Timeout<Client<HttpConnector, Full<Bytes>>, CoveringBody>,
+    Timeout<Transport, CoveringBody>,
     HttpClassifier,
     WithError,
     AtEndOfStream,
@@ -216,22 +247,30 @@ type Stack = CircuitBreakerService<
 pub struct PgClient {
     stack: Stack,
     breaker: CircuitBreaker,
+    chaos: Chaos,
     base_url: String,
     max_body: usize,
 }
 
 impl PgClient {
     /// A client of the PG at `settings.base_url`, behind `registry`'s `beeceptor-payment`
-    /// breaker (see [`PG_BREAKER`]).
+    /// breaker (see [`PG_BREAKER`]) and its `pg-client` chaos (see [`PG_CHAOS`]).
     pub fn new(registry: &Registry, settings: PgSettings) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(settings.connect_timeout));
         let client = Client::builder(TokioExecutor::new()).build(connector);
+        let transport: Transport = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .layer(registry.chaos(PG_CHAOS).layer(pg_fault as PgFault))
+                .map_err(transport_error as fn(_) -> _)
+                .map_response(boxed_body as fn(_) -> _)
+                .service(client),
+        );
         let timeout = TimeoutLayer::new(settings.read_timeout).covering_body();
         let stack = registry
             .layer(PG_BREAKER)
             .end_of_stream()
-            .layer(timeout.layer(client));
+            .layer(timeout.layer(transport));
         let mut base_url = settings.base_url;
         while base_url.ends_with('/') {
             base_url.pop();
@@ -239,6 +278,7 @@ impl PgClient {
         Self {
             stack,
             breaker: registry.circuit_breaker(PG_BREAKER),
+            chaos: registry.chaos(PG_CHAOS),
             base_url,
             max_body: settings.max_body,
         }
@@ -247,6 +287,11 @@ impl PgClient {
     /// The breaker in front of the PG.
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
+    }
+
+    /// The chaos between the timeout and the connection (the registry's `pg-client`).
+    pub fn chaos(&self) -> &Chaos {
+        &self.chaos
     }
 
     /// Fails fast if the breaker would reject a call now ([`PgError::Unavailable`], logged
@@ -367,6 +412,43 @@ impl fmt::Debug for PgClient {
             .field("base_url", &self.base_url)
             .field("breaker", &self.breaker)
             .finish_non_exhaustive()
+    }
+}
+
+fn transport_error(error: hyper_util::client::legacy::Error) -> TransportError {
+    TransportError(Box::new(error))
+}
+
+fn boxed_body(
+    response: http::Response<hyper::body::Incoming>,
+) -> http::Response<BoxBody<Bytes, TransportError>> {
+    response.map(|body| body.map_err(|e| TransportError(Box::new(e))).boxed())
+}
+
+/// What the chaos layer answers for the PG.
+type PgFault =
+    fn(Injected) -> Result<http::Response<BoxBody<Bytes, TransportError>>, TransportError>;
+
+/// A call the chaos layer fails is a `500` the PG never saw, in the PG's error shape; a lost
+/// response is a broken connection after the PG did the work.
+fn pg_fault(
+    injected: Injected,
+) -> Result<http::Response<BoxBody<Bytes, TransportError>>, TransportError> {
+    match injected.kind {
+        FaultKind::ResponseLost => Err(TransportError(Box::new(InjectedFault::new(injected)))),
+        _ => {
+            let body = serde_json::json!({
+                "code": "CHAOS_INJECTED",
+                "message": InjectedFault::new(injected).to_string(),
+            });
+            let body = Full::new(Bytes::from(body.to_string()))
+                .map_err(|never| match never {})
+                .boxed();
+            let mut response = http::Response::new(body);
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response.extensions_mut().insert(injected);
+            Ok(response)
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! Orders and payments through sqlx: a SQLite file by default (any sqlx URL of a driver
-//! compiled in). Every operation is one transaction, and every state change is conditional
+//! Orders and payments through sqlx, on a SQLite file or a PostgreSQL database, with the same
+//! code and the same migrations (portable SQL: `$N` parameters, `BIGINT`s, `TEXT`s, no
+//! backend-specific types). Every operation is one transaction, and every state change is conditional
 //! on the state it starts from, so two requests for one order cannot both move it. Every
 //! writing transaction writes first, so that SQLite queues concurrent writers instead of
 //! failing them.
@@ -19,6 +20,8 @@
 //! ```
 
 mod model;
+mod settle;
+mod write;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -34,14 +37,22 @@ use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row};
 
-pub use model::{Payment, PaymentState};
+pub use model::{Payment, PaymentState, Settlement, Settler};
+pub use write::{DbFault, Write, Writes};
 
 /// The schema, embedded in the binary: `migrations/` of this example.
-const MIGRATIONS: [(i64, &str, &str); 1] = [(
-    1,
-    "orders and payments",
-    include_str!("../../migrations/0001_orders_and_payments.sql"),
-)];
+const MIGRATIONS: [(i64, &str, &str); 2] = [
+    (
+        1,
+        "orders and payments",
+        include_str!("../../migrations/0001_orders_and_payments.sql"),
+    ),
+    (
+        2,
+        "settlement",
+        include_str!("../../migrations/0002_settlement.sql"),
+    ),
+];
 
 /// Why a store operation did not happen.
 #[derive(Debug)]
@@ -74,6 +85,8 @@ pub enum StoreError {
     },
     /// The database URL names no driver compiled in.
     UnsupportedUrl(String),
+    /// A fault injected by the chaos layer on the database writes: the write did not happen.
+    Injected(breakwater::chaos::InjectedFault),
     /// The database failed.
     Database(sqlx::Error),
     /// The schema could not be brought up to date.
@@ -99,8 +112,10 @@ impl fmt::Display for StoreError {
             ),
             StoreError::UnsupportedUrl(url) => write!(
                 f,
-                "database URL `{url}` is not allowed: it must start with sqlite:"
+                "database URL `{url}` is not allowed: it must start with sqlite:, postgres: or \
+                 postgresql:"
             ),
+            StoreError::Injected(fault) => write!(f, "database write failed: {fault}"),
             StoreError::Database(e) => write!(f, "database error: {e}"),
             StoreError::Migration(e) => write!(f, "cannot migrate the database: {e}"),
         }
@@ -112,8 +127,15 @@ impl std::error::Error for StoreError {
         match self {
             StoreError::Database(e) => Some(e),
             StoreError::Migration(e) => Some(e),
+            StoreError::Injected(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<breakwater::chaos::InjectedFault> for StoreError {
+    fn from(fault: breakwater::chaos::InjectedFault) -> Self {
+        StoreError::Injected(fault)
     }
 }
 
@@ -149,25 +171,61 @@ pub enum Completion {
     NotCalled,
 }
 
+/// The database behind a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
 /// The store: a pool of connections to one database.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    backend: Backend,
 }
 
 impl Store {
-    /// Connects to `url` (`sqlite://path/to/file.db?mode=rwc` creates the file) and brings
-    /// the schema up to date.
+    /// Connects to `url` and brings the schema up to date: `sqlite://path/to/file.db?mode=rwc`
+    /// (creates the file), or `postgres://user@host:port/database` (the database must exist;
+    /// `?options=-csearch_path%3Dname` puts the tables in a schema of that name).
     ///
     /// # Errors
     ///
     /// If the URL names no driver compiled in, or the database cannot be reached or migrated.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        if !url.starts_with("sqlite:") {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
-        }
-        let pool = AnyPoolOptions::new()
+        };
+        let pool = match backend {
+            Backend::Sqlite => Self::sqlite_pool(url).await?,
+            // Enough for the concurrent confirmations of a chaos run; PostgreSQL serves each
+            // connection with a process, so not many more.
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .connect(url)
+                    .await?
+            }
+        };
+        Migrator::new(Embedded)
+            .await
+            .map_err(StoreError::Migration)?
+            .run(&pool)
+            .await
+            .map_err(StoreError::Migration)?;
+        Ok(Self { pool, backend })
+    }
+
+    async fn sqlite_pool(url: &str) -> Result<AnyPool, sqlx::Error> {
+        AnyPoolOptions::new()
             .max_connections(4)
             .after_connect(|connection, _| {
                 Box::pin(async move {
@@ -184,14 +242,12 @@ impl Store {
                 })
             })
             .connect(url)
-            .await?;
-        Migrator::new(Embedded)
             .await
-            .map_err(StoreError::Migration)?
-            .run(&pool)
-            .await
-            .map_err(StoreError::Migration)?;
-        Ok(Self { pool })
+    }
+
+    /// The database behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Opens (creating it if need be) the SQLite file at `path`.
@@ -334,9 +390,12 @@ impl Store {
             ),
             Completion::NotCalled => (PaymentState::Ready, None, None, None, None),
         };
+        // `ready` (the PG was not called) is not settled: the customer may try again.
+        let settled_by = (state != PaymentState::Ready).then_some(Settler::Confirm.as_str());
         let moved = sqlx::query(
             "UPDATE payments SET state = $1, method = $2, approve_no = $3, fail_code = $4, \
-             fail_message = $5, updated_at = $6 WHERE order_id = $7 AND state = 'in_progress'",
+             fail_message = $5, updated_at = $6, settled_by = $7 \
+             WHERE order_id = $8 AND state = 'in_progress'",
         )
         .bind(state.as_str())
         .bind(method)
@@ -344,6 +403,7 @@ impl Store {
         .bind(code)
         .bind(message)
         .bind(now)
+        .bind(settled_by)
         .bind(order_id)
         .execute(&mut *tx)
         .await?;
@@ -431,15 +491,41 @@ impl Store {
     }
 }
 
+/// The columns of a payment, in [`payment_of`]'s order (a macro, for `concat!`).
+macro_rules! payment_columns {
+    () => {
+        "payment_id, order_id, amount, state, payment_key, method, approve_no, fail_code, \
+         fail_message, attempts, settled_by, created_at, updated_at"
+    };
+}
+
+/// The columns of a payment, for `format!`.
+const PAYMENT_COLUMNS: &str = payment_columns!();
+
+async fn set_order_state(
+    connection: &mut sqlx::AnyConnection,
+    order_id: &str,
+    state: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE orders SET state = $1, updated_at = $2 WHERE order_id = $3")
+        .bind(state)
+        .bind(now)
+        .bind(order_id)
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}
+
 async fn fetch(
     connection: &mut sqlx::AnyConnection,
     order_id: &str,
 ) -> Result<Payment, StoreError> {
-    let row = sqlx::query(
-        "SELECT payment_id, order_id, amount, state, payment_key, method, approve_no, \
-         fail_code, fail_message, attempts, created_at, updated_at \
-         FROM payments WHERE order_id = $1",
-    )
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        payment_columns!(),
+        " FROM payments WHERE order_id = $1"
+    ))
     .bind(order_id)
     .fetch_optional(&mut *connection)
     .await?;
@@ -464,6 +550,7 @@ fn payment_of(row: &AnyRow) -> Result<Payment, StoreError> {
         fail_code: row.try_get("fail_code")?,
         fail_message: row.try_get("fail_message")?,
         attempts: row.try_get("attempts")?,
+        settled_by: row.try_get("settled_by")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })

@@ -94,8 +94,48 @@ pub struct Payment {
     pub fail_message: Option<String>,
     /// How many confirmations were tried.
     pub attempts: i64,
+    /// Who settled it: `confirm`, `compensation` or `reconciler` (see [`Settler`]).
+    pub settled_by: Option<String>,
     /// Unix milliseconds.
     pub created_at: i64,
     /// Unix milliseconds.
     pub updated_at: i64,
+}
+
+/// Who brought a payment to its final state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Settler {
+    /// The confirm flow recorded the PG's answer.
+    Confirm,
+    /// The confirm flow could not record a charge and cancelled it at the PG.
+    Compensation,
+    /// The reconciler, by asking the PG.
+    Reconciler,
+}
+
+impl Settler {
+    /// As the database spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Settler::Confirm => "confirm",
+            Settler::Compensation => "compensation",
+            Settler::Reconciler => "reconciler",
+        }
+    }
+}
+
+/// What the PG says of a payment the reconciler settles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// The PG holds the money: the payment is done and the order paid.
+    Charged {
+        /// How it was paid.
+        method: String,
+        /// The approval number.
+        approve_no: String,
+    },
+    /// The PG charged and gave the money back.
+    Cancelled,
+    /// The PG has no charge for the order.
+    NotCharged,
 }
