@@ -14,7 +14,7 @@
 //!    that fails, or a record that fails, leaves the payment `in_progress` for the
 //!    [reconciler](crate::reconcile), which asks the PG and settles it.
 //!
-//! Every write goes through [`Writes`](crate::store::Writes): the store behind the
+//! Every write goes through [`Writes`]: the store behind the
 //! configuration's `database` chaos, which a chaos run turns on.
 
 use std::fmt;

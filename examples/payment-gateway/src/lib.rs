@@ -1,6 +1,7 @@
 //! The payment system of breakwater's seeds, runnable offline: a mock PG (payment gateway), a
-//! PG client protected by breakwater, a store on SQLite through sqlx, the confirm flow, an axum
-//! API and a demo that drives it all through a PG outage.
+//! PG client protected by breakwater, a store on SQLite or PostgreSQL through sqlx, the confirm
+//! flow with compensation, a reconciler, an axum API, a demo that drives it all through a PG
+//! outage, and a chaos run that audits the money under injected faults.
 //!
 //! ```text
 //!  customer ──► axum API ──► confirm flow ──► store (SQLite): prepare, one transaction

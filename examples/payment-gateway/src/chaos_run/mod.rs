@@ -88,7 +88,7 @@ impl ChaosOptions {
             latency: Duration::from_millis(20)..=Duration::from_millis(1_500),
             read_timeout: Duration::from_secs(1),
             concurrency: 64,
-            config: include_str!("../../config/application.yml").to_owned(),
+            config: crate::demo::CONFIG.to_owned(),
             progress: false,
         }
     }
