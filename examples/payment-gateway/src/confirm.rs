@@ -320,6 +320,16 @@ impl PaymentConfirm {
                 error,
                 payment: Some(Box::new(payment)),
             }),
+            // Settled meanwhile by someone else (the reconciler, after a very slow PG): it
+            // holds the PG's answer; cancelling now would undo a recorded charge.
+            (Ok(_), Err(error @ StoreError::WrongState { .. })) => {
+                tracing::error!(
+                    order_id,
+                    "[PAYMENT_SETTLED_ELSEWHERE] charged, but the payment was settled \
+                     meanwhile: {error}"
+                );
+                Err(ConfirmError::Store(error))
+            }
             // 4. Charged, not recorded: give the money back.
             (Ok(receipt), Err(error)) => {
                 tracing::error!(

@@ -54,8 +54,9 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
         /// The database: `postgres://...` or `sqlite://...`; a temporary SQLite file if not
-        /// given.
-        #[arg(long, env = "DATABASE_URL")]
+        /// given. (Not read from `DATABASE_URL`: the run's reconciler touches only its own
+        /// orders, but a chaos run has no business on the service's database by accident.)
+        #[arg(long)]
         database_url: Option<String>,
         /// The share of PG calls answered 500 without reaching it.
         #[arg(long, default_value_t = 0.05)]
@@ -208,7 +209,14 @@ async fn serve(
     let reconciler = Reconciler::new(
         store.clone(),
         PgClient::new(&registry, settings.clone()),
-        format!("serve-{}", std::process::id()),
+        // Unique across replicas: the pid alone is 1 in every container.
+        format!(
+            "serve-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ),
     )
     .with_db_chaos(&registry.chaos(payment_gateway::DB_CHAOS));
     let app = App::start(addr, registry, store, settings)

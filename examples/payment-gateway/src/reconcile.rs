@@ -64,6 +64,7 @@ pub struct Reconciler {
     writes: Writes,
     pg: PgClient,
     claimant: String,
+    scope: String,
     grace: Duration,
     lease: Duration,
     batch: u32,
@@ -79,6 +80,7 @@ impl Reconciler {
             store,
             pg,
             claimant: claimant.into(),
+            scope: String::new(),
             grace: Duration::from_secs(60),
             lease: Duration::from_secs(30),
             batch: 100,
@@ -89,6 +91,13 @@ impl Reconciler {
     #[must_use]
     pub fn with_db_chaos(mut self, chaos: &Chaos) -> Self {
         self.writes = self.store.writes(chaos);
+        self
+    }
+
+    /// Settles only orders whose id starts with `prefix` (a chaos run's own, say).
+    #[must_use]
+    pub fn scope(mut self, prefix: impl Into<String>) -> Self {
+        self.scope = prefix.into();
         self
     }
 
@@ -123,7 +132,13 @@ impl Reconciler {
         loop {
             let claimed = self
                 .store
-                .claim(&self.claimant, self.grace, self.lease, self.batch)
+                .claim(
+                    &self.claimant,
+                    &self.scope,
+                    self.grace,
+                    self.lease,
+                    self.batch,
+                )
                 .await?;
             if claimed.is_empty() {
                 return Ok(pass);
@@ -179,7 +194,16 @@ impl Reconciler {
                 method: receipt.method,
                 approve_no: receipt.approve_no,
             },
-            Ok(Some(_)) => Settlement::Cancelled,
+            Ok(Some(receipt)) if receipt.status == "CANCELED" => Settlement::Cancelled,
+            Ok(Some(receipt)) => {
+                tracing::error!(
+                    order_id,
+                    status = receipt.status,
+                    "[RECONCILE_UNKNOWN_STATUS] the PG's status is neither DONE nor CANCELED; \
+                     left as it is"
+                );
+                return left;
+            }
             Err(error) => {
                 tracing::warn!(order_id, "[RECONCILE] cannot ask the PG: {error}; later");
                 return left;

@@ -75,8 +75,12 @@ where
             ready!(delay.poll(cx));
             this.delay.set(None);
         }
-        let answer = match this.inner.as_pin_mut() {
-            Some(inner) => Some(ready!(inner.poll(cx))),
+        let answer = match this.inner.as_mut().as_pin_mut() {
+            Some(inner) => {
+                let answer = ready!(inner.poll(cx));
+                this.inner.set(None);
+                Some(answer)
+            }
             None => None,
         };
         match (this.fault.take(), answer) {

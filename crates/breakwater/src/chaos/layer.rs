@@ -65,7 +65,9 @@ impl<F> fmt::Debug for ChaosLayer<F> {
 /// Readiness is the inner service's. A call the layer fails without calling the inner service
 /// leaves the readiness it reserved unused (as a caller that drops a ready service does).
 /// Latency is waited before the inner service's future is first polled: for a lazy future
-/// (hyper's client, an `async fn`) the request leaves late.
+/// (hyper's client, an `async fn`) the request leaves late. The wait is a `tokio::time`
+/// sleep, made when the call is: a call drawn a latency must be made inside a Tokio runtime
+/// (with its timer), as for [`TimeoutLayer`](crate::TimeoutLayer).
 ///
 /// # Example
 ///

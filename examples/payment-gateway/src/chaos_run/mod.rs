@@ -200,7 +200,7 @@ const RECONCILE_LIMIT: Duration = Duration::from_secs(60);
 /// A setting out of range, or a server or database that cannot start: the run did not happen.
 pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, ChaosRunError> {
     let start = Instant::now();
-    let db_chaos = options
+    options
         .db_chaos()
         .build()
         .map_err(|e| ChaosRunError::new("--db-failure-rate", e))?;
@@ -250,7 +250,6 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, ChaosRunError> {
         .reconfigure(&options.db_chaos())
         .map_err(|e| ChaosRunError::new("the database chaos", e))?;
     let db_chaos_handle = registry.chaos(DB_CHAOS);
-    debug_assert_eq!(db_chaos_handle.settings(), db_chaos.settings());
 
     // The run's orders, named so that runs sharing a database do not mix.
     let run_id = format!(
@@ -269,16 +268,19 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, ChaosRunError> {
         PaymentConfirm::new(store.clone(), client.clone()).with_db_chaos(&db_chaos_handle);
     let outcomes = confirm_all(&confirm, &orders, options).await;
 
-    // Every confirmation has ended: no grace needed. Short leases, so that a payment whose
-    // settlement failed is claimed again by the next pass.
+    // Every confirmation has ended: no grace needed. Small batches under leases that outlast
+    // them (a settlement is written only while its lease runs), short enough that a payment
+    // whose settlement failed is claimed again a few passes later.
     let reconciler = Reconciler::new(
         store.clone(),
         client.clone(),
         format!("{run_id}-reconciler"),
     )
     .with_db_chaos(&db_chaos_handle)
+    .scope(run_id.clone())
     .grace(Duration::ZERO)
-    .lease(Duration::from_millis(300));
+    .lease(Duration::from_secs(5))
+    .batch(10);
     let (reconciliation, passes) = reconcile(&reconciler, &store, &run_id).await?;
 
     let payments: Vec<_> = store
@@ -418,7 +420,7 @@ async fn reconcile(
         if unsettled == 0 || Instant::now() >= deadline {
             return Ok((total, passes));
         }
-        // Claims left by failed settlements run out first.
-        tokio::time::sleep(Duration::from_millis(350)).await;
+        // Claims left by failed settlements run out meanwhile.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -57,9 +57,12 @@ impl Store {
     /// # Errors
     ///
     /// The database's error.
+    ///
+    /// Only orders whose id starts with `scope` are claimed (`""` for all).
     pub async fn claim(
         &self,
         claimant: &str,
+        scope: &str,
         grace: Duration,
         lease: Duration,
         limit: u32,
@@ -76,7 +79,8 @@ impl Store {
             "UPDATE payments SET claimed_by = $1, claimed_until = $2 \
              WHERE claimed_until < $3 AND state IN {UNSETTLED} AND payment_id IN \
              (SELECT payment_id FROM payments WHERE state IN {UNSETTLED} AND updated_at <= $4 \
-              AND claimed_until < $3 ORDER BY updated_at, payment_id LIMIT $5{lock}) \
+              AND claimed_until < $3 AND substr(order_id, 1, CAST($6 AS INTEGER)) = $7 \
+              ORDER BY updated_at, payment_id LIMIT $5{lock}) \
              RETURNING {PAYMENT_COLUMNS}"
         );
         let mut tx = self.pool.begin().await?;
@@ -86,6 +90,8 @@ impl Store {
             .bind(now)
             .bind(now.saturating_sub(millis(grace)))
             .bind(i64::from(limit))
+            .bind(i64::try_from(scope.len()).unwrap_or(i64::MAX))
+            .bind(scope)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -123,7 +129,8 @@ impl Store {
             "UPDATE payments SET state = $1, method = COALESCE($2, method), \
              approve_no = COALESCE($3, approve_no), fail_code = COALESCE($4, fail_code), \
              settled_by = $5, updated_at = $6, claimed_by = NULL \
-             WHERE order_id = $7 AND claimed_by = $8 AND state IN {UNSETTLED}"
+             WHERE order_id = $7 AND claimed_by = $8 AND claimed_until >= $6 \
+             AND state IN {UNSETTLED}"
         );
         let moved = sqlx::query(&sql)
             .bind(state.as_str())
