@@ -48,7 +48,7 @@ impl Pass {
         self.charged + self.cancelled + self.not_charged
     }
 
-    fn add(&mut self, other: Pass) {
+    pub(crate) fn add(&mut self, other: Pass) {
         self.claimed += other.claimed;
         self.charged += other.charged;
         self.cancelled += other.cancelled;

@@ -404,10 +404,7 @@ async fn reconcile(
             .await
             .map_err(|e| ChaosRunError::new("the reconciler cannot claim payments", e))?;
         passes += 1;
-        total.claimed += pass.claimed;
-        total.charged += pass.charged;
-        total.cancelled += pass.cancelled;
-        total.not_charged += pass.not_charged;
+        total.add(pass);
         let unsettled = store
             .payments()
             .await
@@ -416,6 +413,7 @@ async fn reconcile(
             .filter(|p| p.order_id.starts_with(run_id))
             .filter(|p| matches!(p.state, PaymentState::InProgress | PaymentState::Unknown))
             .count();
+        // What is left is what the database still holds unsettled, not the passes' sum.
         total.left = unsettled;
         if unsettled == 0 || Instant::now() >= deadline {
             return Ok((total, passes));

@@ -407,20 +407,13 @@ impl Store {
         .bind(order_id)
         .execute(&mut *tx)
         .await?;
-        if moved.rows_affected() != 1 {
-            let payment = fetch(&mut tx, order_id).await?;
-            return Err(StoreError::WrongState {
-                order_id: order_id.to_owned(),
-                state: payment.state,
-                expected: "in_progress",
-            });
-        }
+        moved_from(
+            moved.rows_affected(),
+            fetch(&mut tx, order_id).await?,
+            "in_progress",
+        )?;
         if state == PaymentState::Done {
-            sqlx::query("UPDATE orders SET state = 'paid', updated_at = $1 WHERE order_id = $2")
-                .bind(now)
-                .bind(order_id)
-                .execute(&mut *tx)
-                .await?;
+            set_order_state(&mut tx, order_id, "paid", now).await?;
         }
         let payment = fetch(&mut tx, order_id).await?;
         tx.commit().await?;
@@ -450,14 +443,11 @@ impl Store {
         .bind(order_id)
         .execute(&mut *tx)
         .await?;
-        let payment = fetch(&mut tx, order_id).await?;
-        if moved.rows_affected() != 1 {
-            return Err(StoreError::WrongState {
-                order_id: order_id.to_owned(),
-                state: payment.state,
-                expected: "ready",
-            });
-        }
+        let payment = moved_from(
+            moved.rows_affected(),
+            fetch(&mut tx, order_id).await?,
+            "ready",
+        )?;
         tx.commit().await?;
         Ok(payment)
     }
@@ -501,6 +491,24 @@ macro_rules! payment_columns {
 
 /// The columns of a payment, for `format!`.
 const PAYMENT_COLUMNS: &str = payment_columns!();
+
+/// `payment` if the conditional update moved one row, [`StoreError::WrongState`] (the
+/// payment is not in the state `expected`) otherwise.
+fn moved_from(
+    rows_affected: u64,
+    payment: Payment,
+    expected: &'static str,
+) -> Result<Payment, StoreError> {
+    if rows_affected == 1 {
+        Ok(payment)
+    } else {
+        Err(StoreError::WrongState {
+            order_id: payment.order_id,
+            state: payment.state,
+            expected,
+        })
+    }
+}
 
 async fn set_order_state(
     connection: &mut sqlx::AnyConnection,

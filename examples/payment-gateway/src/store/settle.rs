@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{
     Backend, PAYMENT_COLUMNS, Payment, PaymentState, Settlement, Settler, Store, StoreError, fetch,
-    now_ms, payment_of, set_order_state,
+    moved_from, now_ms, payment_of, set_order_state,
 };
 
 /// The states a reconciler settles: the PG may have charged, and the store does not know.
@@ -32,14 +32,11 @@ impl Store {
         .bind(order_id)
         .execute(&mut *tx)
         .await?;
-        let payment = fetch(&mut tx, order_id).await?;
-        if moved.rows_affected() != 1 {
-            return Err(StoreError::WrongState {
-                order_id: order_id.to_owned(),
-                state: payment.state,
-                expected: "in_progress, unknown or done",
-            });
-        }
+        let payment = moved_from(
+            moved.rows_affected(),
+            fetch(&mut tx, order_id).await?,
+            "in_progress, unknown or done",
+        )?;
         set_order_state(&mut tx, order_id, "cancelled", now).await?;
         tx.commit().await?;
         Ok(payment)
@@ -143,14 +140,11 @@ impl Store {
             .bind(claimant)
             .execute(&mut *tx)
             .await?;
-        let payment = fetch(&mut tx, order_id).await?;
-        if moved.rows_affected() != 1 {
-            return Err(StoreError::WrongState {
-                order_id: order_id.to_owned(),
-                state: payment.state,
-                expected: "in_progress or unknown, claimed by this reconciler",
-            });
-        }
+        let payment = moved_from(
+            moved.rows_affected(),
+            fetch(&mut tx, order_id).await?,
+            "in_progress or unknown, claimed by this reconciler",
+        )?;
         if let Some(order_state) = order_state {
             set_order_state(&mut tx, order_id, order_state, now).await?;
         }
