@@ -102,3 +102,52 @@ fn a_rejected_call_allocates_only_its_boxed_error() {
     let mut svc = breaker.layer_with(FailOnError).layer(Answer(Ok(1)));
     assert_eq!(calls(&mut svc, 1_000), (1_000, 1_000));
 }
+
+/// A service of `http::Request`s that answers `200` at once.
+#[derive(Clone, Copy)]
+struct Ok200;
+
+impl Service<http::Request<()>> for Ok200 {
+    type Response = http::Response<()>;
+    type Error = std::io::Error;
+    type Future = Ready<Result<http::Response<()>, std::io::Error>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, _: http::Request<()>) -> Self::Future {
+        ready(Ok(http::Response::new(())))
+    }
+}
+
+#[test]
+fn the_http_stack_allocates_nothing_per_call() {
+    // The stack of the examples: the breaker with its HTTP classifier over a timeout, inside a
+    // tokio runtime (the timeout's timer is created per call, on the stack of the future).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _in_runtime = runtime.enter();
+    let breaker = CircuitBreaker::builder("http").build().unwrap();
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(breaker.layer())
+        .layer(breakwater::TimeoutLayer::new(Duration::from_secs(5)))
+        .service(Ok200);
+    let mut cx = Context::from_waker(Waker::noop());
+    // The requests are made before counting: building one allocates (its headers), as it
+    // would without breakwater.
+    let requests: Vec<_> = (0..1_000).map(|_| http::Request::new(())).collect();
+    let mut ok = 0;
+    let info = allocation_counter::measure(|| {
+        for request in requests {
+            assert!(svc.poll_ready(&mut cx).is_ready());
+            let future = pin!(svc.call(request));
+            if let Poll::Ready(Ok(response)) = future.poll(&mut cx) {
+                ok += usize::from(response.status() == http::StatusCode::OK);
+            }
+        }
+    });
+    assert_eq!(ok, 1_000);
+    assert_eq!(info.count_total, 0);
+    assert_eq!(breaker.metrics().successful_calls, 100);
+}

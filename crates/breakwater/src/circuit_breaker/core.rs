@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use super::config::{Config, WindowKind};
 use super::events::{Events, TransitionCause};
-use super::state::{CircuitState, Epoch, Probes, Word};
+use super::state::{CircuitState, Epoch, MAX_UNTIL_MS, Probes, Word};
 use super::window::{CountWindow, Padded, TimeWindow, Totals, Window};
 use crate::clock::{Clock, Timeline};
 
@@ -99,24 +99,63 @@ pub(crate) struct Core {
     pub(super) jitter_seed: u64,
 }
 
-/// Why a call was not admitted, and when it may end by itself. Sixteen bytes.
+/// Why a call was not admitted, and when it may end by itself: the state and epoch that
+/// rejected it, and the deadline in whole milliseconds since the breaker was built (rounded
+/// up), packed in one word as the state word packs them. One word is stored and loaded whole:
+/// a wider value assembled from narrower stores and read back at once stalls the load (the
+/// store cannot be forwarded), and that showed in the cost of every rejection.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Rejection {
-    pub(crate) state: CircuitState,
-    /// The epoch of the state that rejected it.
-    pub(super) epoch: Epoch,
+pub(crate) struct Rejection(Word);
+
+/// A rejection's deadline payload when only a transition can end it.
+const NO_DEADLINE_MS: u64 = MAX_UNTIL_MS;
+/// A rejection's deadline payload when the generation is retired.
+const RETIRED_MS: u64 = MAX_UNTIL_MS - 1;
+
+impl Rejection {
+    /// `deadline_ms` as `try_acquire_in` returns it: milliseconds, `u64::MAX` or `RETIRED`.
+    #[inline]
+    fn new(decided: Word, deadline_ms: u64) -> Self {
+        let payload = match deadline_ms {
+            u64::MAX => NO_DEADLINE_MS,
+            RETIRED => RETIRED_MS,
+            ms => ms.min(MAX_UNTIL_MS - 2),
+        };
+        Rejection(Word::with_payload(
+            decided.state(),
+            decided.epoch(),
+            payload,
+        ))
+    }
+
+    /// The state that rejected the call.
+    #[inline]
+    pub(crate) const fn state(self) -> CircuitState {
+        self.0.state()
+    }
+
+    /// The epoch of the state that rejected the call.
+    #[inline]
+    pub(super) const fn epoch(self) -> Epoch {
+        self.0.epoch()
+    }
+
     /// When (nanoseconds since the breaker was built) the rejection may end by itself: the end
     /// of the open wait, or of a half-open state's maximum wait; `u64::MAX` when only a
     /// transition can end it.
-    pub(crate) deadline: u64,
-}
+    #[inline]
+    pub(crate) const fn deadline(self) -> u64 {
+        match self.0.payload() {
+            NO_DEADLINE_MS | RETIRED_MS => u64::MAX,
+            ms => ms * NANOS_PER_MS,
+        }
+    }
 
-impl Rejection {
     /// Whether the generation that rejected the call was retired by a reconfiguration: the
     /// call is to be decided again by its successor.
     #[inline]
-    pub(crate) const fn retired(&self) -> bool {
-        self.deadline == RETIRED
+    pub(crate) const fn retired(self) -> bool {
+        self.0.payload() == RETIRED_MS
     }
 }
 
@@ -246,14 +285,10 @@ impl Core {
         // Decided out of line and passed back as two words, which travel in registers (an
         // enum this size would go through memory, and stall the load that reads it back).
         let (decided, deadline) = self.try_acquire_in(word);
-        let (state, epoch) = (decided.state(), decided.epoch());
         if deadline != ADMITTED {
-            return Err(Rejection {
-                state,
-                epoch,
-                deadline,
-            });
+            return Err(Rejection::new(decided, deadline));
         }
+        let (state, epoch) = (decided.state(), decided.epoch());
         Ok(match state {
             CircuitState::MetricsOnly => Admission::MetricsOnly(epoch),
             CircuitState::HalfOpen => Admission::Probe(epoch),
@@ -264,7 +299,7 @@ impl Core {
 
     #[inline(never)]
     /// The decision for `word`: the state (and epoch) that decided, and either `ADMITTED` or the
-    /// rejection's deadline (`u64::MAX`: none).
+    /// rejection's deadline in milliseconds, rounded up (`u64::MAX`: none).
     fn try_acquire_in(&'static self, mut word: Word) -> (Word, u64) {
         loop {
             let epoch = word.epoch();
@@ -279,15 +314,15 @@ impl Core {
                     return (Word::plain(CircuitState::ForcedOpen, epoch), u64::MAX);
                 }
                 CircuitState::Open => {
-                    let until = word.open_until_ms().saturating_mul(NANOS_PER_MS);
+                    let until_ms = word.open_until_ms();
                     // With the automatic transition, this opening's timer moves the breaker on
                     // when the wait ends: while it is pending, no clock read is needed.
                     if self.timer_pending(epoch) {
-                        return (Word::plain(CircuitState::Open, epoch), until);
+                        return (Word::plain(CircuitState::Open, epoch), until_ms);
                     }
                     let now = self.now();
-                    if now < until {
-                        return (Word::plain(CircuitState::Open, epoch), until);
+                    if now < until_ms.saturating_mul(NANOS_PER_MS) {
+                        return (Word::plain(CircuitState::Open, epoch), until_ms);
                     }
                     let first = Probes {
                         taken: 1,
@@ -323,7 +358,8 @@ impl Core {
                     let now = self.now();
                     let deadline = self.half_open_deadline(word, max_wait, now);
                     if now < deadline {
-                        return (Word::plain(CircuitState::HalfOpen, epoch), deadline);
+                        let deadline_ms = deadline.div_ceil(NANOS_PER_MS);
+                        return (Word::plain(CircuitState::HalfOpen, epoch), deadline_ms);
                     }
                     let next = self.open_word(word, now, None);
                     if self.swap(word, next).is_ok() {

@@ -51,8 +51,8 @@ impl CircuitOpen {
     pub(crate) const fn new(core: &'static Core, rejection: &Rejection) -> Self {
         Self {
             core,
-            state: rejection.state,
-            deadline: rejection.deadline,
+            state: rejection.state(),
+            deadline: rejection.deadline(),
             key: None,
         }
     }

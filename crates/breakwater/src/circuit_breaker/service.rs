@@ -156,8 +156,9 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
         }
         // Past the deadline and still rejected, the automatic transition's timer is about to
         // move the breaker on, and will notify: wait for that rather than spin on the clock.
-        let after = rejection.deadline.saturating_sub(core.now());
-        if rejection.deadline != u64::MAX && after > 0 {
+        let deadline = rejection.deadline();
+        let after = deadline.saturating_sub(core.now());
+        if deadline != u64::MAX && after > 0 {
             let deadline = tokio::time::Instant::now() + Duration::from_nanos(after);
             let sleep = waiter
                 .sleep

@@ -192,6 +192,17 @@ impl Word {
         )
     }
 
+    /// `state` in `epoch` with `payload` (its low 40 bits): for a value that packs like the
+    /// state word without being one.
+    pub(crate) const fn with_payload(state: CircuitState, epoch: Epoch, payload: u64) -> Self {
+        Self::new(state, epoch, payload)
+    }
+
+    /// The low 40 bits.
+    pub(crate) const fn payload(self) -> u64 {
+        self.0 & PAYLOAD_MASK
+    }
+
     /// `state` in `epoch`, with an empty payload (closed, disabled, forced open, metrics only,
     /// or half-open with no probe yet).
     pub(crate) const fn plain(state: CircuitState, epoch: Epoch) -> Self {

@@ -18,24 +18,24 @@ impl Core {
     pub(crate) fn rejected(&'static self, rejection: &Rejection) {
         let before = self.not_permitted.fetch_add(1, Ordering::Relaxed);
         let stored = Epoch::from_bits(before >> EPISODE_SHIFT);
-        if stored != rejection.epoch {
-            if stored.is_after(rejection.epoch) {
+        if stored != rejection.epoch() {
+            if stored.is_after(rejection.epoch()) {
                 // The breaker has opened again since this rejection: it belongs to the past.
                 self.uncount_rejection(stored);
             } else if matches!(
-                rejection.state,
+                rejection.state(),
                 CircuitState::Open | CircuitState::ForcedOpen
             ) {
                 // The transition that opened the breaker has not restarted the count yet, so
                 // the increment went to the previous opening: move it to this one.
-                self.count_rejection_in(rejection.epoch);
+                self.count_rejection_in(rejection.epoch());
             }
             // A half-open rejection counts toward the opening before it.
         }
         #[cfg(feature = "metrics")]
         self.shared.metrics.rejected();
         self.emit_per_call(EventKind::CallNotPermitted {
-            state: rejection.state,
+            state: rejection.state(),
         });
     }
 

@@ -93,6 +93,16 @@ impl CountWindow {
     #[inline]
     pub(crate) fn record(&self, tag: u8, sample: Sample) -> Option<Recorded> {
         let mut current = self.head.load(Ordering::Acquire);
+        // A success into a full window of successes changes nothing the window reports: the
+        // call it evicts is a success too. It is not written, so while a downstream is healthy
+        // concurrent callers only read the window, and share its cache lines instead of passing
+        // them back and forth. See `skips_a_success_only_into_a_clean_window` for why the
+        // window stays exact.
+        if sample == Sample::default() && self.clean(current, tag) {
+            return Some(Recorded {
+                head: u128::from(current),
+            });
+        }
         loop {
             let seen = Head(current);
             let base = if seen.tag() == tag {
@@ -119,6 +129,32 @@ impl CountWindow {
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// Whether `head` is of generation `tag` and its window is full and holds neither a failure
+    /// nor a slow call.
+    ///
+    /// Skipping a success then keeps the window exact. The recorded calls are the calls made
+    /// with some successes left out, each left out while the last `size` recorded calls were
+    /// all successes. By induction the last `size` recorded calls are always the last `size`
+    /// calls made: a recorded call joins both alike, and a skipped success leaves both made of
+    /// `size` successes. A skipped call is ordered at its read of the head, before any record
+    /// that changes it.
+    #[inline]
+    fn clean(&self, head: u64, tag: u8) -> bool {
+        let head = Head(head);
+        // Only once the window slides: a head that is not full would report reaching the
+        // minimum again.
+        if head.tag() != tag || !head.full() {
+            return false;
+        }
+        let base_seq = head.seq().wrapping_sub(u64::from(self.size)) & SEQ_MASK;
+        let slot = base_seq.wrapping_sub(1) & self.mask;
+        let base = Head(self.slots[slot as usize].load(Ordering::Acquire));
+        // The baseline of this very head (a stale slot holds another generation or sequence
+        // number), with the same cumulative failures and slow calls: none in the window.
+        let same = ((1 << (2 * COUNT_BITS)) - 1) | (u64::MAX << TAG_SHIFT);
+        (base.0 ^ head.0) & same == 0 && base.seq() == base_seq
     }
 
     /// The window right after the call that produced `head`; `None` while the baseline is
@@ -324,6 +360,71 @@ mod tests {
         assert_eq!(record(&w, FAIL), totals(1, 1, 0));
         assert_eq!(record(&w, OK), totals(1, 0, 0));
         assert_eq!(record(&w, SLOW), totals(1, 0, 1));
+    }
+
+    #[test]
+    fn skips_a_success_only_into_a_clean_window() {
+        let w = CountWindow::new(3);
+        // Until the window slides, every success is written.
+        for calls in [1, 2, 3, 3] {
+            let before = w.head();
+            assert_eq!(record(&w, OK), totals(calls, 0, 0));
+            assert_ne!(w.head(), before);
+        }
+        // Full of successes: a success leaves the head as it was.
+        let head = w.head();
+        assert_eq!(record(&w, OK), totals(3, 0, 0));
+        assert_eq!(w.head(), head);
+        // A failure is written, and so is every success while it is in the window.
+        assert_eq!(record(&w, FAIL), totals(3, 1, 0));
+        for expected in [totals(3, 1, 0), totals(3, 1, 0), totals(3, 0, 0)] {
+            let before = w.head();
+            assert_eq!(record(&w, OK), expected);
+            assert_ne!(w.head(), before);
+        }
+        // Clean again: skipped; a slow call makes it unclean.
+        let head = w.head();
+        record(&w, OK);
+        assert_eq!(w.head(), head);
+        assert_eq!(record(&w, SLOW), totals(3, 0, 1));
+        assert_ne!(w.head(), head);
+        // A stale generation is never skipped, only refused.
+        w.reset(1);
+        assert!(w.record(0, OK).is_none());
+    }
+
+    #[test]
+    fn matches_a_plain_list_of_the_last_calls() {
+        // Every size up to 9, a long pseudo-random run of mostly successes (so both the skipped
+        // and the written paths run), against the last `size` calls kept in a list.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for size in 1..10 {
+            let w = CountWindow::new(size);
+            let mut last = std::collections::VecDeque::new();
+            for i in 0..50_000 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let sample = match state % 16 {
+                    0 => FAIL,
+                    1 => SLOW,
+                    2 => Sample {
+                        failed: true,
+                        slow: true,
+                    },
+                    _ => OK,
+                };
+                last.push_back(sample);
+                if last.len() > size as usize {
+                    last.pop_front();
+                }
+                let failed = last.iter().filter(|s| s.failed).count() as u64;
+                let slow = last.iter().filter(|s| s.slow).count() as u64;
+                let expected = totals(last.len() as u64, failed, slow);
+                assert_eq!(record(&w, sample), expected, "size {size}, call {i}");
+                assert_eq!(w.totals(0), expected, "size {size}, call {i}");
+            }
+        }
     }
 
     #[test]
