@@ -58,7 +58,7 @@ fn options(args: impl Iterator<Item = String>) -> Result<Options, String> {
                 };
                 for name in value.split(',') {
                     match name {
-                        "micro" => parts.extend(&PARTS[..5]),
+                        "micro" => parts.extend(PARTS.iter().filter(|p| **p != "e2e")),
                         _ => match PARTS.iter().find(|p| **p == name) {
                             Some(part) => parts.push(*part),
                             None => {

@@ -2,8 +2,8 @@
 //! behind each peer, configured alike where the peer allows it.
 //!
 //! failsafe and recloser are not tower middleware: they wrap a future. Their rows use the
-//! thinnest tower adapter a user would write (`Wrapped`): the inner service's readiness, and its
-//! future handed to the breaker.
+//! thinnest tower adapter a user would write (`Wrapped` for failsafe, `Reclosed` for
+//! recloser): the inner service's readiness, and its future handed to the breaker.
 
 use std::fmt;
 use std::future::{Future, Ready, ready};
