@@ -88,6 +88,7 @@ pub mod classify;
 pub mod clock;
 pub mod registry;
 mod sealed;
+mod sync;
 pub mod timeout;
 
 pub use builder::BreakwaterExt;

@@ -9,8 +9,8 @@
 //! generation is *retired*: its state word becomes a marked forced-open word in a new epoch, so
 //! permits it handed out are stale, and whoever finds it retired follows its `successor`.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::Notify;
 
@@ -19,6 +19,7 @@ use super::events::{Events, TransitionCause};
 use super::state::{CircuitState, Epoch, MAX_UNTIL_MS, Probes, Word};
 use super::window::{CountWindow, Padded, TimeWindow, Totals, Window};
 use crate::clock::{Clock, Timeline};
+use crate::sync::{AtomicU32, AtomicU64, Mutex};
 
 pub(crate) const NANOS_PER_MS: u64 = 1_000_000;
 
@@ -415,7 +416,9 @@ pub(super) fn splitmix64(mut x: u64) -> u64 {
 
 /// A per-breaker seed: the name's FNV-1a hash mixed with the breaker's creation order.
 fn seed(name: &str) -> u64 {
-    static CREATED: AtomicU64 = AtomicU64::new(0);
+    // A process-wide count: always the standard library's atomic, even on loom.
+    use std::sync::atomic::AtomicU64 as ProcessWide;
+    static CREATED: ProcessWide = ProcessWide::new(0);
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });

@@ -10,7 +10,9 @@
 //! at least `2 * size + 2` slots, so that baseline outlives the window by another window's worth
 //! of calls.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::sync::AtomicU64;
 
 use super::{Padded, Recorded, Sample, Totals, tag_is_newer};
 
