@@ -1,0 +1,102 @@
+//! What the fuzz targets share: driving everything a loaded registry hands out, and turning
+//! bytes into a response head and trailers.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use breakwater::classify::Outcome;
+use breakwater::{CircuitState, Registry};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+
+/// Names a fuzzed configuration may well use (short, so the fuzzer finds them), and one no
+/// configuration names.
+const NAMES: [&str; 5] = ["a", "b", "default", "backendA", "never-configured"];
+
+/// How many registries one fuzzing process drives in full. A breaker's core is never freed
+/// (by design: calls reach it through a plain `&'static`, see `CircuitBreaker`), so building
+/// breakers for every input would exhaust memory within a minute; past this many, inputs are
+/// still loaded, validated and their errors formatted, and the parts that build no breaker
+/// are still used.
+const EXERCISED: usize = 10_000;
+
+/// Uses everything a loaded registry gives out, by every name: breakers (driven through a full
+/// cycle of states), classifiers, keyed layers, chaos layers, health, reload. Any panic is a
+/// bug: the loader accepted what it cannot use.
+pub fn exercise(registry: &Registry) {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    for name in NAMES {
+        let _ = registry.classifier(name);
+        let _ = registry.chaos(name);
+    }
+    if COUNT.fetch_add(1, Ordering::Relaxed) >= EXERCISED {
+        return;
+    }
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    let mut headers = HeaderMap::new();
+    headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("120"));
+    for name in NAMES {
+        let breaker = registry.circuit_breaker(name);
+        let classifier = registry.classifier(name);
+        let outcome = classifier.classify_response(status, &headers);
+        for _ in 0..3 {
+            if let Ok(permit) = breaker.try_acquire() {
+                permit.record(outcome);
+            }
+        }
+        for state in [
+            CircuitState::HalfOpen,
+            CircuitState::Open,
+            CircuitState::MetricsOnly,
+            CircuitState::Disabled,
+            CircuitState::ForcedOpen,
+        ] {
+            breaker.transition_to(state);
+            if let Ok(permit) = breaker.try_acquire() {
+                permit.record(Outcome::Failure);
+            }
+            let _ = breaker.metrics();
+        }
+        breaker.reset();
+        let _ = registry.keyed_layer(name);
+        let _ = registry.layer(name);
+    }
+    let _ = registry.health();
+    let other = Registry::new();
+    let _ = other.reload(registry);
+    let _ = registry.reload(&Registry::new());
+}
+
+/// A response head, its body's trailers and a body error's presence, read from fuzz input:
+/// two bytes of status, then `name:value` lines; an empty line starts the trailers.
+pub fn response(data: &[u8]) -> Option<(Response<()>, Option<HeaderMap>)> {
+    let (status, rest) = data.split_first_chunk::<2>()?;
+    let status = StatusCode::from_u16(u16::from_be_bytes(*status)).ok()?;
+    let mut head = HeaderMap::new();
+    let mut trailers: Option<HeaderMap> = None;
+    for line in rest.split(|&b| b == b'\n') {
+        if line.is_empty() {
+            trailers.get_or_insert_with(HeaderMap::new);
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_bytes(&line[colon + 1..]),
+        ) else {
+            continue;
+        };
+        match &mut trailers {
+            Some(trailers) => trailers.append(name, value),
+            None => head.append(name, value),
+        };
+    }
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.headers_mut() = head;
+    Some((response, trailers))
+}
+
+/// Longest wait a `Retry-After` may set in these targets' classifiers.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(3_600);
