@@ -30,6 +30,7 @@ pub mod chaos_run;
 pub mod confirm;
 pub mod demo;
 pub mod mock_pg;
+pub mod pg_answer;
 pub mod pg_client;
 pub mod reconcile;
 pub mod store;

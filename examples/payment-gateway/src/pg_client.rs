@@ -2,8 +2,10 @@
 //! configuration file's `beeceptor-payment` instance.
 //!
 //! ```text
-//! CircuitBreakerLayer   records each call when its body ends: 5xx, timeouts and I/O errors
-//!                       fail, 4xx is ignored (the file's ignore-exceptions)
+//! CircuitBreakerLayer   records each call when its body ends: 5xx, timeouts, I/O errors and
+//!                       unusable answers fail, 4xx is ignored (the file's ignore-exceptions)
+//! CheckAnswers          a body over max_body, or a 2xx that is not a payment, fails the body
+//!                       (see `pg_answer`): memory stays bounded, and the breaker counts it
 //! TimeoutLayer          the read timeout, covering headers and body (3 s)
 //! ChaosLayer            the file's `pg-client` chaos, off unless enabled: a 500 the PG never
 //!                       saw, a response lost after the PG did the work, a latency spike
@@ -25,7 +27,7 @@ use breakwater::{BoxError, CircuitBreaker, CircuitOpen, Elapsed, Registry, Timeo
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -33,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
+use crate::pg_answer::{AnswerError, CheckAnswers};
 use crate::{PG_BREAKER, PG_CHAOS};
 
 /// Where the PG is and how long to wait for it.
@@ -44,7 +47,8 @@ pub struct PgSettings {
     pub connect_timeout: Duration,
     /// How long to wait for an answer, headers and body (the seed's 3 s).
     pub read_timeout: Duration,
-    /// The largest answer read, in bytes; a longer one is an error.
+    /// The largest answer read, in bytes; a longer one is an error (a failure of the PG,
+    /// counted by the breaker), found before more than this is held.
     pub max_body: usize,
 }
 
@@ -136,7 +140,8 @@ pub enum FailureCause {
     Timeout,
     /// The connection failed or broke before the answer was complete.
     Transport,
-    /// A 2xx answer that is not what the PG's API answers.
+    /// An answer that cannot be used: a 2xx that is not what the PG's API answers, or one
+    /// longer than the size limit.
     Malformed,
 }
 
@@ -219,7 +224,7 @@ impl std::error::Error for TransportError {
 }
 
 type Stack = CircuitBreakerService<
-    Timeout<Transport, CoveringBody>,
+    CheckAnswers<Timeout<Transport, CoveringBody>>,
     HttpClassifier,
     WithError,
     AtEndOfStream,
@@ -249,7 +254,6 @@ pub struct PgClient {
     breaker: CircuitBreaker,
     chaos: Chaos,
     base_url: String,
-    max_body: usize,
 }
 
 impl PgClient {
@@ -270,7 +274,10 @@ impl PgClient {
         let stack = registry
             .layer(PG_BREAKER)
             .end_of_stream()
-            .layer(timeout.layer(transport));
+            .layer(CheckAnswers::new(
+                timeout.layer(transport),
+                settings.max_body,
+            ));
         let mut base_url = settings.base_url;
         while base_url.ends_with('/') {
             base_url.pop();
@@ -280,7 +287,6 @@ impl PgClient {
             breaker: registry.circuit_breaker(PG_BREAKER),
             chaos: registry.chaos(PG_CHAOS),
             base_url,
-            max_body: settings.max_body,
         }
     }
 
@@ -384,10 +390,8 @@ impl PgClient {
         let answer = async {
             let response = stack.ready().await?.call(request).await?;
             let (parts, body) = response.into_parts();
-            let bytes = Limited::new(body, self.max_body)
-                .collect()
-                .await?
-                .to_bytes();
+            // Bounded and checked by `CheckAnswers`.
+            let bytes = body.collect().await?.to_bytes();
             Ok::<_, BoxError>((parts.status, bytes))
         }
         .await;
@@ -486,6 +490,8 @@ fn failed(path: &str, error: &BoxError) -> PgError {
     while let Some(e) = next {
         if e.is::<Elapsed>() {
             cause = FailureCause::Timeout;
+        } else if e.is::<AnswerError>() {
+            cause = FailureCause::Malformed;
         }
         detail.push_str(&format!(": {e}"));
         next = e.source();
