@@ -1,7 +1,7 @@
 //! The atomics and the lock of the state machine and the count window: the standard library's,
 //! or [loom]'s when the crate is built with `RUSTFLAGS="--cfg breakwater_loom"`, so the loom
 //! models in `tests/loom.rs` explore every interleaving of the breaker's own code (see
-//! CONTRIBUTING.md). Nothing else changes between the two builds.
+//! TESTING.md). Nothing else changes between the two builds.
 //!
 //! [loom]: https://docs.rs/loom
 
