@@ -70,6 +70,24 @@ impl std::error::Error for AnswerError {
 }
 
 /// The service that checks the PG's answers: see the [module docs](self).
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Full};
+/// use payment_gateway::pg_answer::CheckAnswers;
+/// use tower::{ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // A PG that answers a 200 that is not a payment.
+/// let pg = service_fn(|_: ()| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("<html>"))))
+/// });
+/// let response = CheckAnswers::new(pg, 64 * 1024).oneshot(()).await.unwrap();
+/// let error = response.into_body().collect().await.unwrap_err();
+/// assert!(error.to_string().starts_with("the PG's answer is not a payment"));
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct CheckAnswers<S> {
     inner: S,
