@@ -42,6 +42,14 @@ fuzz_target!(|data: &[u8]| {
     let head = Classify::<http::Response<()>, Error>::classify(&grpc, Ok(&response));
     let grpc_end =
         Classify::<http::Response<()>, Error>::classify_end(&grpc, head, trailers.as_ref());
+    // A body that fails after this head: a failure, whatever the head said, for both.
+    let broken = std::io::Error::other("body cut");
+    for body_error in [
+        Classify::<http::Response<()>, Error>::classify_body_error(&plain, outcome, &broken),
+        Classify::<http::Response<()>, Error>::classify_body_error(&grpc, head, &broken),
+    ] {
+        assert!(body_error.is_failure(), "{status}: {body_error:?}");
+    }
 
     // Every outcome goes into a breaker, as the layer would record it. One breaker for the
     // whole run (a breaker is never freed), reset for each input.

@@ -1,6 +1,7 @@
 //! What the fuzz targets share: driving everything a loaded registry hands out, and turning
 //! bytes into a response head and trailers.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -12,23 +13,54 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 /// configuration names.
 const NAMES: [&str; 5] = ["a", "b", "default", "backendA", "never-configured"];
 
-/// How many registries one fuzzing process drives in full. A breaker's core is never freed
-/// (by design: calls reach it through a plain `&'static`, see `CircuitBreaker`), so building
-/// breakers for every input would exhaust memory within a minute; past this many, inputs are
-/// still loaded, validated and their errors formatted, and the parts that build no breaker
-/// are still used.
-const EXERCISED: usize = 10_000;
+/// The memory a fuzzing process lets leaked breakers take. A breaker's core is never freed (by
+/// design: calls reach it through a plain `&'static`, see `CircuitBreaker`), and one with a
+/// 65,535-call window holds about 1 MiB, so building breakers for every input would exhaust
+/// memory within a minute. Past this budget, inputs are still loaded, validated and their
+/// errors formatted, and the parts that build no breaker are still used.
+const BUDGET: usize = 768 << 20;
+
+/// Bytes allocated and not yet freed, by the counting allocator below.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// The system allocator, counting live bytes so that [`exercise`] can keep to its budget.
+struct Counting;
+
+// SAFETY: every call is forwarded to `System` with the caller's own arguments; the counter is
+// only arithmetic on the side.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 /// Uses everything a loaded registry gives out, by every name: breakers (driven through a full
-/// cycle of states), classifiers, keyed layers, chaos layers, health, reload. Any panic is a
-/// bug: the loader accepted what it cannot use.
+/// cycle of states), classifiers, keyed layers (built), chaos layers, health, reload. Any
+/// panic is a bug: the loader accepted what it cannot use.
 pub fn exercise(registry: &Registry) {
-    static COUNT: AtomicUsize = AtomicUsize::new(0);
     for name in NAMES {
         let _ = registry.classifier(name);
         let _ = registry.chaos(name);
     }
-    if COUNT.fetch_add(1, Ordering::Relaxed) >= EXERCISED {
+    if LIVE.load(Ordering::Relaxed) > BUDGET {
         return;
     }
     let status = StatusCode::SERVICE_UNAVAILABLE;
@@ -66,7 +98,7 @@ pub fn exercise(registry: &Registry) {
     let _ = registry.reload(&Registry::new());
 }
 
-/// A response head, its body's trailers and a body error's presence, read from fuzz input:
+/// A response head and its body's trailers, read from fuzz input:
 /// two bytes of status, then `name:value` lines; an empty line starts the trailers.
 pub fn response(data: &[u8]) -> Option<(Response<()>, Option<HeaderMap>)> {
     let (status, rest) = data.split_first_chunk::<2>()?;

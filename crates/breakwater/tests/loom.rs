@@ -207,7 +207,10 @@ fn a_manual_transition_wins_over_a_racing_probe() {
             };
             prober.join().unwrap();
             operator.join().unwrap();
-            assert_eq!(breaker.state(), expected);
+            let m = breaker.metrics();
+            assert_eq!(m.state, expected);
+            // The operator's state starts empty: a probe recorded late left nothing in it.
+            assert_eq!((m.buffered_calls, m.not_permitted_calls), (0, 0), "{m:?}");
         });
     }
 }
@@ -243,5 +246,55 @@ fn a_cancelled_probe_racing_a_reset_touches_nothing_after_it() {
         );
         held.record(Outcome::Success);
         assert_eq!(breaker.state(), CircuitState::Closed);
+    });
+}
+
+/// Two outcomes recorded at once into a full count window: the window slides by exactly two
+/// calls, whichever lands first (here: the two prefilled successes leave, a failure and a
+/// success arrive; 50% stays under the 100% threshold, so the breaker stays closed).
+#[test]
+fn a_full_window_slides_exactly_under_concurrent_records() {
+    model(|| {
+        let clock = ManualClock::new();
+        let breaker = breaker(1, &clock);
+        for _ in 0..2 {
+            breaker.try_acquire().unwrap().record(Outcome::Success);
+        }
+        let permits = [
+            breaker.try_acquire().unwrap(),
+            breaker.try_acquire().unwrap(),
+        ];
+        let threads: Vec<_> = permits
+            .into_iter()
+            .zip([Outcome::Failure, Outcome::Success])
+            .map(|(permit, outcome)| thread::spawn(move || permit.record(outcome)))
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let m = breaker.metrics();
+        assert_eq!(m.state, CircuitState::Closed);
+        assert_eq!((m.buffered_calls, m.failed_calls), (2, 1), "{m:?}");
+        assert_eq!(m.failure_rate, Some(50.0));
+    });
+}
+
+/// A call is rejected while another thread's failure opens the breaker: the rejection is
+/// counted in the new opening's count exactly when it was rejected by that opening.
+#[test]
+fn a_rejection_racing_the_opening_is_counted_once() {
+    model(|| {
+        let clock = ManualClock::new();
+        let breaker = breaker(1, &clock);
+        let permit = breaker.try_acquire().unwrap();
+        let opener = thread::spawn(move || permit.record(Outcome::Failure));
+        let caller = {
+            let breaker = breaker.clone();
+            thread::spawn(move || breaker.try_acquire().is_err())
+        };
+        opener.join().unwrap();
+        let rejected = caller.join().unwrap();
+        assert_eq!(breaker.state(), CircuitState::Open);
+        assert_eq!(breaker.metrics().not_permitted_calls, u64::from(rejected));
     });
 }

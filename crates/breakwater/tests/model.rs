@@ -9,11 +9,12 @@
 //! whole milliseconds. Not modelled here: the exponential backoff's jitter and the automatic
 //! timer (their own tests are in `state_machine.rs` and `timer.rs`).
 
-use std::time::Duration;
+use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 use breakwater::circuit_breaker::CallPermit;
 use breakwater::classify::Outcome;
-use breakwater::clock::ManualClock;
+use breakwater::clock::{Clock, ManualClock};
 use breakwater::{CircuitBreaker, CircuitState, MetricsSnapshot};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
@@ -130,6 +131,20 @@ struct Model {
     /// What an open breaker shows: the window that opened it, and the minimum of its rates.
     frozen: (Totals, u64),
     not_permitted: u64,
+    /// When the last transition happened.
+    last_transition: u64,
+    /// How often the rarer paths were taken, to check that the strategies reach them.
+    reached: Reached,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Reached {
+    closed_by_probes: u64,
+    opened_by_probes: u64,
+    half_open_timeouts: u64,
+    opened_by_retry_after: u64,
+    slow_calls: u64,
+    left_the_time_window: u64,
 }
 
 impl Model {
@@ -142,6 +157,8 @@ impl Model {
             calls: Vec::new(),
             frozen: (Totals::default(), 0),
             not_permitted: 0,
+            last_transition: 0,
+            reached: Reached::default(),
         }
     }
 
@@ -204,8 +221,14 @@ impl Model {
         }
     }
 
-    fn open(&mut self, shown: (Totals, u64), wait_ms: u64) {
+    /// Every transition: a new epoch, stamped with the time.
+    fn transition(&mut self) {
         self.epoch += 1;
+        self.last_transition = self.now;
+    }
+
+    fn open(&mut self, shown: (Totals, u64), wait_ms: u64) {
+        self.transition();
         self.state = State::Open {
             until: self.now + wait_ms * MS,
         };
@@ -215,7 +238,7 @@ impl Model {
     }
 
     fn enter(&mut self, state: State) {
-        self.epoch += 1;
+        self.transition();
         self.state = state;
         self.calls.clear();
         if state == State::ForcedOpen {
@@ -239,7 +262,7 @@ impl Model {
                     return Err((CircuitState::Open, Some(left)));
                 }
                 State::Open { .. } => {
-                    self.epoch += 1;
+                    self.transition();
                     self.state = State::HalfOpen {
                         taken: 1,
                         recorded: 0,
@@ -264,6 +287,7 @@ impl Model {
                     }
                     let shown = self.shown();
                     self.open(shown, self.s.wait_ms);
+                    self.reached.half_open_timeouts += 1;
                 }
             }
         };
@@ -289,6 +313,7 @@ impl Model {
         }
         let elapsed = self.now - call.start;
         let slow = self.s.slow.is_some_and(|(ms, _)| elapsed > ms * MS);
+        self.reached.slow_calls += u64::from(slow);
         let failed = match out {
             Out::Ignored => {
                 if call.kind == Kind::Probe {
@@ -317,8 +342,14 @@ impl Model {
             let shown = self.shown();
             match retry_after {
                 Some(ms) => self.open(shown, ms),
-                None if done && self.exceeded(shown.0, shown.1) => self.open(shown, self.s.wait_ms),
-                None if done => self.enter(State::Closed),
+                None if done && self.exceeded(shown.0, shown.1) => {
+                    self.open(shown, self.s.wait_ms);
+                    self.reached.opened_by_probes += 1;
+                }
+                None if done => {
+                    self.enter(State::Closed);
+                    self.reached.closed_by_probes += 1;
+                }
                 None => {}
             }
             return;
@@ -332,8 +363,16 @@ impl Model {
             return; // metrics only: recorded, never opens
         }
         let shown = (self.window(), self.minimum());
+        if matches!(self.s.window, WindowSetting::Time(_))
+            && shown.0.calls < self.calls.len() as u64
+        {
+            self.reached.left_the_time_window += 1;
+        }
         match retry_after {
-            Some(ms) => self.open(shown, ms),
+            Some(ms) => {
+                self.open(shown, ms);
+                self.reached.opened_by_retry_after += 1;
+            }
             None if self.exceeded(shown.0, shown.1) => self.open(shown, self.s.wait_ms),
             None => {}
         }
@@ -367,7 +406,7 @@ impl Model {
                 self.open((totals, minimum), self.s.wait_ms);
             }
             CircuitState::HalfOpen => {
-                self.epoch += 1;
+                self.transition();
                 self.state = State::HalfOpen {
                     taken: 0,
                     recorded: 0,
@@ -412,6 +451,7 @@ impl Model {
                 State::Open { until } => Some(Duration::from_nanos(until.saturating_sub(self.now))),
                 _ => None,
             },
+            last_transition: Duration::from_nanos(self.last_transition),
         }
     }
 }
@@ -427,9 +467,11 @@ struct Figures {
     slow_calls: u64,
     not_permitted_calls: u64,
     retry_after: Option<Duration>,
+    /// Since the breaker was built.
+    last_transition: Duration,
 }
 
-fn figures(m: &MetricsSnapshot) -> Figures {
+fn figures(m: &MetricsSnapshot, built: Instant) -> Figures {
     assert_eq!(m.successful_calls, m.buffered_calls - m.failed_calls);
     Figures {
         state: m.state,
@@ -440,6 +482,7 @@ fn figures(m: &MetricsSnapshot) -> Figures {
         slow_calls: m.slow_calls,
         not_permitted_calls: m.not_permitted_calls,
         retry_after: m.retry_after,
+        last_transition: m.last_transition_at.duration_since(built),
     }
 }
 
@@ -477,8 +520,9 @@ fn outcome(out: Out) -> Outcome {
     }
 }
 
-fn run(s: Settings, ops: &[Op]) -> Result<(), TestCaseError> {
+fn run(s: Settings, ops: &[Op]) -> Result<Reached, TestCaseError> {
     let clock = ManualClock::new();
+    let built = clock.now();
     let breaker = build(&s, &clock);
     let mut model = Model::new(s);
     let mut in_flight: Vec<(CallPermit, Admitted)> = Vec::new();
@@ -534,14 +578,14 @@ fn run(s: Settings, ops: &[Op]) -> Result<(), TestCaseError> {
             }
         }
         prop_assert_eq!(
-            figures(&breaker.metrics()),
+            figures(&breaker.metrics(), built),
             model.figures(),
             "after step {} ({:?})",
             step,
             op
         );
     }
-    Ok(())
+    Ok(model.reached)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -569,7 +613,7 @@ fn settings() -> impl Strategy<Value = Settings> {
         proptest::option::of((1u64..=200, percent())),
         1u64..=1_000,
         1u32..=4,
-        proptest::option::of(1u64..=1_500),
+        proptest::option::weighted(0.7, 1u64..=600),
     )
         .prop_map(
             |(window, minimum_calls, failure_rate, slow, wait_ms, permits, max_half_open_ms)| {
@@ -632,21 +676,47 @@ fn cases() -> u32 {
         .unwrap_or(10_000)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
+#[test]
+fn the_breaker_follows_the_reference_model() {
+    let config = ProptestConfig {
         cases: cases(),
         failure_persistence: None,
         ..ProptestConfig::default()
-    })]
-
-    #[test]
-    fn the_breaker_follows_the_reference_model(
-        (s, ops) in settings().prop_flat_map(|s| {
-            let ops = proptest::collection::vec(op(&s), 1..80);
-            (Just(s), ops)
-        }),
-    ) {
-        run(s, &ops)?;
+    };
+    let strategy = settings().prop_flat_map(|s| {
+        let ops = proptest::collection::vec(op(&s), 1..80);
+        (Just(s), ops)
+    });
+    let reached = Cell::new(Reached::default());
+    proptest::test_runner::TestRunner::new(config)
+        .run(&strategy, |(s, ops)| {
+            let r = run(s, &ops)?;
+            let mut total = reached.get();
+            total.closed_by_probes += r.closed_by_probes;
+            total.opened_by_probes += r.opened_by_probes;
+            total.half_open_timeouts += r.half_open_timeouts;
+            total.opened_by_retry_after += r.opened_by_retry_after;
+            total.slow_calls += r.slow_calls;
+            total.left_the_time_window += r.left_the_time_window;
+            reached.set(total);
+            Ok(())
+        })
+        .unwrap();
+    // The strategies reach the rarer paths, many times each (in proportion to the cases run).
+    let r = reached.get();
+    let enough = u64::from(cases()) / 25;
+    for (path, count) in [
+        ("half-open closed by its probes", r.closed_by_probes),
+        ("half-open opened by its probes", r.opened_by_probes),
+        ("half-open timed out", r.half_open_timeouts),
+        ("opened by a Retry-After", r.opened_by_retry_after),
+        ("slow calls", r.slow_calls),
+        ("calls that left a time window", r.left_the_time_window),
+    ] {
+        assert!(
+            count >= enough,
+            "{path}: {count} times, fewer than {enough} ({r:?})"
+        );
     }
 }
 

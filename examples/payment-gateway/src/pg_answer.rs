@@ -1,9 +1,11 @@
 //! The PG's answers are read inside the breaker, so that an answer the client cannot use counts
 //! as a failed call, like a 5xx:
 //!
-//! - a body over the size limit ([`PgSettings::max_body`](crate::PgSettings::max_body)) fails
-//!   as soon as it is known (from `Content-Length`, or when the bytes read pass the limit): no
-//!   more than the limit is ever held, whatever the PG sends;
+//! - a body over the size limit ([`PgSettings::max_body`](crate::PgSettings::max_body)), of
+//!   any status, fails as soon as it is known: from its `Content-Length`, or as soon as the
+//!   bytes read pass the limit. The body is read no further than the frame that passes the
+//!   limit, and what is kept stays under the limit (plus the buffer's own growth), whatever
+//!   the PG sends. An oversized `4xx` is therefore a failure of the PG, not a rejection;
 //! - a `2xx` whose body is not a payment (garbage, truncated JSON, another shape) fails at its
 //!   end.
 //!
@@ -223,19 +225,98 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        // A 2xx with no body is checked too (it is not a payment): it must be polled.
-        self.done || (!self.payment && self.inner.is_end_stream())
+        // A 2xx with no body is checked too (it is not a payment): it must be polled. Bytes
+        // already read are still to be yielded.
+        self.done || (!self.payment && self.read.is_empty() && self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
         if self.done {
-            SizeHint::with_exact(0)
-        } else {
-            self.inner.size_hint()
+            return SizeHint::with_exact(0);
         }
+        // What was read and what is to come, never more than the limit: a body declaring more
+        // yields nothing but its error.
+        let inner = self.inner.size_hint();
+        let read = self.read.len() as u64;
+        let limit = self.limit as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower((read + inner.lower()).min(limit));
+        hint.set_upper(
+            inner
+                .upper()
+                .map_or(limit, |upper| (read + upper).min(limit)),
+        );
+        hint
     }
 }
 
 fn too_large(limit: usize, at_least: u64) -> BoxError {
     Box::new(AnswerError::TooLarge { limit, at_least })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// 100 MB, made lazily in 16 KiB frames, counting what is taken from it.
+    struct Endless {
+        taken: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        left: u64,
+    }
+
+    const FRAME: usize = 16 * 1024;
+
+    impl Body for Endless {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            self.left -= FRAME as u64;
+            self.taken
+                .fetch_add(FRAME as u64, std::sync::atomic::Ordering::SeqCst);
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; FRAME])))))
+        }
+        // No size hint: a chunked answer.
+    }
+
+    #[tokio::test]
+    async fn a_body_without_a_length_is_read_no_further_than_the_limit() {
+        for status in [http::StatusCode::OK, http::StatusCode::BAD_REQUEST] {
+            let taken = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let counter = taken.clone();
+            let pg = tower::service_fn(move |_: ()| {
+                let mut response = Response::new(Endless {
+                    taken: counter.clone(),
+                    left: 100 << 20,
+                });
+                *response.status_mut() = status;
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            let limit = 64 * 1024;
+            let response = tower::ServiceExt::oneshot(CheckAnswers::new(pg, limit), ())
+                .await
+                .unwrap();
+            assert_eq!(response.body().size_hint().upper(), Some(limit as u64));
+            let error = response.into_body().collect().await.unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "the PG's answer is too large: at least {} bytes, over the limit of \
+                     {limit} bytes (max_body)",
+                    limit + FRAME
+                ),
+                "{status}"
+            );
+            // The frame that passed the limit, and not one more.
+            let taken = taken.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(taken, (limit + FRAME) as u64, "{status}");
+        }
+    }
 }
