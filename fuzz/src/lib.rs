@@ -98,6 +98,15 @@ pub fn exercise(registry: &Registry) {
     let _ = registry.reload(&Registry::new());
 }
 
+/// What the config targets check of a load of arbitrary text: a registry whose every part
+/// works, or an error whose message can be formatted.
+pub fn loaded(result: Result<Registry, breakwater::registry::LoadError>) {
+    match result {
+        Ok(registry) => exercise(&registry),
+        Err(error) => assert!(!error.to_string().is_empty()),
+    }
+}
+
 /// A response head and its body's trailers, read from fuzz input:
 /// two bytes of status, then `name:value` lines; an empty line starts the trailers.
 pub fn response(data: &[u8]) -> Option<(Response<()>, Option<HeaderMap>)> {

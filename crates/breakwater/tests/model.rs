@@ -137,15 +137,28 @@ struct Model {
     reached: Reached,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Reached {
-    closed_by_probes: u64,
-    opened_by_probes: u64,
-    half_open_timeouts: u64,
-    opened_by_retry_after: u64,
-    slow_calls: u64,
-    left_the_time_window: u64,
+/// The rarer paths whose visits are counted, in `Reached` by their index.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    ClosedByProbes,
+    OpenedByProbes,
+    HalfOpenTimedOut,
+    OpenedByRetryAfter,
+    SlowCall,
+    LeftTheTimeWindow,
 }
+
+const PATHS: [&str; 6] = [
+    "half-open closed by its probes",
+    "half-open opened by its probes",
+    "half-open timed out",
+    "opened by a Retry-After",
+    "slow calls",
+    "calls that left a time window",
+];
+
+/// Visits of each of the `PATHS`.
+type Reached = [u64; PATHS.len()];
 
 impl Model {
     fn new(s: Settings) -> Self {
@@ -158,7 +171,7 @@ impl Model {
             frozen: (Totals::default(), 0),
             not_permitted: 0,
             last_transition: 0,
-            reached: Reached::default(),
+            reached: [0; PATHS.len()],
         }
     }
 
@@ -287,7 +300,7 @@ impl Model {
                     }
                     let shown = self.shown();
                     self.open(shown, self.s.wait_ms);
-                    self.reached.half_open_timeouts += 1;
+                    self.reached[Path::HalfOpenTimedOut as usize] += 1;
                 }
             }
         };
@@ -313,7 +326,7 @@ impl Model {
         }
         let elapsed = self.now - call.start;
         let slow = self.s.slow.is_some_and(|(ms, _)| elapsed > ms * MS);
-        self.reached.slow_calls += u64::from(slow);
+        self.reached[Path::SlowCall as usize] += u64::from(slow);
         let failed = match out {
             Out::Ignored => {
                 if call.kind == Kind::Probe {
@@ -344,11 +357,11 @@ impl Model {
                 Some(ms) => self.open(shown, ms),
                 None if done && self.exceeded(shown.0, shown.1) => {
                     self.open(shown, self.s.wait_ms);
-                    self.reached.opened_by_probes += 1;
+                    self.reached[Path::OpenedByProbes as usize] += 1;
                 }
                 None if done => {
                     self.enter(State::Closed);
-                    self.reached.closed_by_probes += 1;
+                    self.reached[Path::ClosedByProbes as usize] += 1;
                 }
                 None => {}
             }
@@ -366,12 +379,12 @@ impl Model {
         if matches!(self.s.window, WindowSetting::Time(_))
             && shown.0.calls < self.calls.len() as u64
         {
-            self.reached.left_the_time_window += 1;
+            self.reached[Path::LeftTheTimeWindow as usize] += 1;
         }
         match retry_after {
             Some(ms) => {
                 self.open(shown, ms);
-                self.reached.opened_by_retry_after += 1;
+                self.reached[Path::OpenedByRetryAfter as usize] += 1;
             }
             None if self.exceeded(shown.0, shown.1) => self.open(shown, self.s.wait_ms),
             None => {}
@@ -687,17 +700,14 @@ fn the_breaker_follows_the_reference_model() {
         let ops = proptest::collection::vec(op(&s), 1..80);
         (Just(s), ops)
     });
-    let reached = Cell::new(Reached::default());
+    let reached = Cell::new([0; PATHS.len()]);
     proptest::test_runner::TestRunner::new(config)
         .run(&strategy, |(s, ops)| {
             let r = run(s, &ops)?;
             let mut total = reached.get();
-            total.closed_by_probes += r.closed_by_probes;
-            total.opened_by_probes += r.opened_by_probes;
-            total.half_open_timeouts += r.half_open_timeouts;
-            total.opened_by_retry_after += r.opened_by_retry_after;
-            total.slow_calls += r.slow_calls;
-            total.left_the_time_window += r.left_the_time_window;
+            for (total, visits) in total.iter_mut().zip(r) {
+                *total += visits;
+            }
             reached.set(total);
             Ok(())
         })
@@ -705,14 +715,7 @@ fn the_breaker_follows_the_reference_model() {
     // The strategies reach the rarer paths, many times each (in proportion to the cases run).
     let r = reached.get();
     let enough = u64::from(cases()) / 25;
-    for (path, count) in [
-        ("half-open closed by its probes", r.closed_by_probes),
-        ("half-open opened by its probes", r.opened_by_probes),
-        ("half-open timed out", r.half_open_timeouts),
-        ("opened by a Retry-After", r.opened_by_retry_after),
-        ("slow calls", r.slow_calls),
-        ("calls that left a time window", r.left_the_time_window),
-    ] {
+    for (path, count) in PATHS.into_iter().zip(r) {
         assert!(
             count >= enough,
             "{path}: {count} times, fewer than {enough} ({r:?})"
