@@ -19,18 +19,37 @@ pub trait ClassifyEnd: crate::sealed::Sealed {
     fn classify_end(self, trailers: Option<&HeaderMap>) -> Outcome;
     /// The body failed with this error.
     fn classify_error(self, error: &BoxError) -> Outcome;
+    /// What the head said: recorded if the body is dropped before its end.
+    fn head(&self) -> Outcome;
 }
 
 pin_project! {
-    /// A response body that records its call's outcome when it ends, fails, or (recording
-    /// nothing, as for a cancelled call) is dropped first. Made in the
-    /// [`AtEndOfStream`](super::AtEndOfStream) mode; its errors are boxed.
+    /// A response body that records its call's outcome when it ends or fails; dropped before
+    /// its end, it records what its head said (a success head counts as a success), timed to
+    /// the drop. Made in the [`AtEndOfStream`](super::AtEndOfStream) mode; its errors are boxed.
     ///
     /// A default body (for a response the breaker answers itself) records nothing.
     pub struct RecordingBody<B, K> {
         #[pin]
         inner: B,
-        pending: Option<(CallPermit, K)>,
+        pending: Pending<K>,
+    }
+}
+
+/// The call a body still owes its breaker, and what to record should the body be dropped
+/// before its end.
+struct Pending<K> {
+    call: Option<(CallPermit, K)>,
+    head: Outcome,
+}
+
+impl<K> Drop for Pending<K> {
+    fn drop(&mut self) {
+        // Dropped before its end: a reader that stops early says nothing against the
+        // downstream, so the head's outcome stands.
+        if let Some((permit, _)) = self.call.take() {
+            permit.record(self.head);
+        }
     }
 }
 
@@ -40,7 +59,10 @@ impl<B: Body, K: ClassifyEnd> RecordingBody<B, K> {
     pub(crate) fn new(inner: B, permit: CallPermit, end: K) -> Self {
         Self {
             inner,
-            pending: Some((permit, end)),
+            pending: Pending {
+                head: end.head(),
+                call: Some((permit, end)),
+            },
         }
     }
 }
@@ -50,7 +72,10 @@ impl<B, K> RecordingBody<B, K> {
     pub(crate) fn recorded(inner: B) -> Self {
         Self {
             inner,
-            pending: None,
+            pending: Pending {
+                call: None,
+                head: Outcome::Success,
+            },
         }
     }
 
@@ -60,11 +85,8 @@ impl<B, K> RecordingBody<B, K> {
     }
 }
 
-fn settle<K: ClassifyEnd>(
-    pending: &mut Option<(CallPermit, K)>,
-    outcome: impl FnOnce(K) -> Outcome,
-) {
-    if let Some((permit, end)) = pending.take() {
+fn settle<K: ClassifyEnd>(pending: &mut Pending<K>, outcome: impl FnOnce(K) -> Outcome) {
+    if let Some((permit, end)) = pending.call.take() {
         permit.record(outcome(end));
     }
 }
@@ -118,7 +140,10 @@ impl<B: Default, K> Default for RecordingBody<B, K> {
     fn default() -> Self {
         Self {
             inner: B::default(),
-            pending: None,
+            pending: Pending {
+                call: None,
+                head: Outcome::Success,
+            },
         }
     }
 }
@@ -127,7 +152,7 @@ impl<B: fmt::Debug, K> fmt::Debug for RecordingBody<B, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecordingBody")
             .field("inner", &self.inner)
-            .field("recorded", &self.pending.is_none())
+            .field("recorded", &self.pending.call.is_none())
             .finish()
     }
 }

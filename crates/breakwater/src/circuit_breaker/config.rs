@@ -15,7 +15,7 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 pub(crate) const MAX_PERMITS: u32 = 1_023;
 
 /// How calls are grouped to compute the rates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum WindowKind {
     /// The last `n` recorded calls.
     Count(u32),

@@ -1,23 +1,27 @@
-//! The breaker itself: admission, recording and transitions. Nothing here knows of tower.
+//! A generation of a breaker: admission, recording and transitions. Nothing here knows of
+//! tower.
 //!
-//! A `Core` is allocated once per breaker, and once more per reconfiguration, and never freed
-//! (see [`CircuitBreaker`](super::CircuitBreaker)), so permits and futures reach it through a
-//! plain `&'static` reference: no reference count is touched on the call path.
+//! A `Core` is one generation: a configuration, the counters of its transitions, and a
+//! [`Slot`] (its state word and window; see [`slot`](super::slot) for why those live apart).
+//! It is owned: handles, layers and services hold it in an `Arc` and it is freed, its slot
+//! given back, when the last of them goes.
 //!
-//! A reconfiguration builds a new `Core` (a new generation, with its own configuration and
-//! window) that shares the old one's [`Shared`] part: name, subscribers and clock. The old
-//! generation is *retired*: its state word becomes a marked forced-open word in a new epoch, so
-//! permits it handed out are stale, and whoever finds it retired follows its `successor`.
+//! A reconfiguration builds a new generation that shares the old one's [`Shared`] part: name,
+//! subscribers and clock. The old generation is *retired*: its state word becomes a marked
+//! forced-open word in a new epoch, so permits it handed out are stale, and whoever finds it
+//! retired follows its `successor` (held strongly: generations only point forward, so nothing
+//! forms a cycle, and an old generation is freed once no service still holds it).
 
-use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, Weak};
 
 use tokio::sync::Notify;
 
-use super::config::{Config, WindowKind};
+use super::config::Config;
 use super::events::{Events, TransitionCause};
+use super::slot::Slot;
 use super::state::{CircuitState, Epoch, MAX_UNTIL_MS, Probes, Word};
-use super::window::{CountWindow, Padded, TimeWindow, Totals, Window};
+use super::window::{Padded, Totals};
 use crate::clock::{Clock, Timeline};
 use crate::sync::{AtomicU32, AtomicU64, Mutex};
 
@@ -27,10 +31,13 @@ pub(crate) const NANOS_PER_MS: u64 = 1_000_000;
 const ADMITTED: u64 = u64::MAX - 1;
 /// A rejection's deadline when the generation is retired: decide again on its successor.
 const RETIRED: u64 = u64::MAX - 2;
+/// `try_acquire_in`'s answer when the call would be a half-open probe and was asked not to
+/// take one yet.
+const PROBE: u64 = u64::MAX - 3;
 
 /// What every generation of a breaker shares: its identity, name, subscribers and clock.
 pub(crate) struct Shared {
-    pub(super) name: Box<str>,
+    pub(super) name: Arc<str>,
     pub(super) events: Events,
     pub(super) time: Timeline,
     /// What a tonic client sees of a rejected call: made once, shared by every rejection.
@@ -40,15 +47,15 @@ pub(crate) struct Shared {
     pub(super) metrics: super::observe::Handles,
     /// The key this breaker serves, for a breaker of a keyed layer (it changes when the layer
     /// recycles the breaker for another key); read by logs only.
-    pub(super) key: Mutex<Option<std::sync::Arc<str>>>,
+    pub(super) key: Mutex<Option<Arc<str>>>,
 }
 
 impl Shared {
-    pub(crate) fn new(name: String, clock: Option<std::sync::Arc<dyn Clock>>) -> Self {
+    pub(crate) fn new(name: String, clock: Option<Arc<dyn Clock>>) -> Self {
         Self {
             #[cfg(feature = "metrics")]
             metrics: super::observe::Handles::new(&name),
-            name: name.into_boxed_str(),
+            name: name.into(),
             events: Events::default(),
             time: Timeline::new(clock),
             #[cfg(feature = "tonic")]
@@ -71,14 +78,15 @@ impl Shared {
 }
 
 pub(crate) struct Core {
-    /// The state word: read by every admission, written only by transitions and probes.
-    pub(super) state: Padded<AtomicU64>,
-    pub(super) window: Window,
+    /// The state word and the window: what calls in flight reach without a reference count.
+    pub(super) slot: &'static Slot,
     /// Rejections since the breaker last opened: `epoch of that opening << 43 | count`.
     pub(super) not_permitted: Padded<AtomicU64>,
-    pub(super) shared: &'static Shared,
+    pub(super) shared: Arc<Shared>,
+    /// This generation, weakly: for the timer of the automatic transition.
+    pub(super) this: Weak<Core>,
     /// The generation that replaced this one, once it is retired.
-    pub(super) successor: OnceLock<&'static Core>,
+    pub(super) successor: OnceLock<Arc<Core>>,
     pub(super) config: Config,
     /// `minimum_calls`, capped at a count window's size.
     pub(super) minimum_calls: u64,
@@ -93,7 +101,7 @@ pub(crate) struct Core {
     /// The last metrics-only epoch whose exceeded thresholds were reported, plus one.
     pub(super) reported_epoch: AtomicU32,
     /// Wakes services waiting in backpressure mode on every transition and returned permit.
-    pub(super) notify: Notify,
+    pub(super) notify: Arc<Notify>,
     /// The epoch (plus one) of the open state whose automatic-transition timer is pending; 0
     /// when none is.
     pub(super) open_timer: AtomicU32,
@@ -190,67 +198,65 @@ impl Admission {
 impl Core {
     /// A generation of the breaker `shared`, starting in `state` (closed, or a manual state
     /// carried over a reconfiguration).
-    pub(crate) fn new(shared: &'static Shared, config: Config, state: CircuitState) -> Self {
-        let window = match config.window {
-            WindowKind::Count(size) => Window::Count(CountWindow::new(size)),
-            WindowKind::Time(seconds) => Window::Time(TimeWindow::new(seconds)),
-        };
-        let minimum_calls = match window.minimum_cap() {
-            Some(size) => u64::from(config.minimum_calls).min(size),
-            None => u64::from(config.minimum_calls),
-        };
-        Self {
-            state: Padded(AtomicU64::new(Word::plain(state, Epoch::INITIAL).0)),
-            window,
-            not_permitted: Padded(AtomicU64::new(0)),
-            jitter_seed: seed(&shared.name),
-            shared,
-            successor: OnceLock::new(),
-            config,
-            minimum_calls,
-            open_attempts: AtomicU32::new(0),
-            half_open_since: AtomicU64::new(0),
-            last_transition: AtomicU64::new(shared.time.now()),
-            frozen: Mutex::new(Frozen::default()),
-            reported_epoch: AtomicU32::new(0),
-            notify: Notify::new(),
-            open_timer: AtomicU32::new(0),
-        }
+    pub(crate) fn new(shared: Arc<Shared>, config: Config, state: CircuitState) -> Arc<Self> {
+        Arc::new_cyclic(|this| {
+            let now = shared.time.now();
+            let slot = Slot::take(config.window, this.clone(), state, now);
+            let minimum_calls = match slot.window.minimum_cap() {
+                Some(size) => u64::from(config.minimum_calls).min(size),
+                None => u64::from(config.minimum_calls),
+            };
+            Self {
+                slot,
+                not_permitted: Padded(AtomicU64::new(0)),
+                jitter_seed: seed(&shared.name),
+                shared,
+                this: this.clone(),
+                successor: OnceLock::new(),
+                config,
+                minimum_calls,
+                open_attempts: AtomicU32::new(0),
+                half_open_since: AtomicU64::new(0),
+                last_transition: AtomicU64::new(now),
+                frozen: Mutex::new(Frozen::default()),
+                reported_epoch: AtomicU32::new(0),
+                notify: Arc::new(Notify::new()),
+                open_timer: AtomicU32::new(0),
+            }
+        })
     }
 
     #[inline]
     pub(super) fn load(&self) -> Word {
-        Word(self.state.load(Ordering::Acquire))
+        self.slot.load()
     }
 
+    #[inline]
     pub(super) fn swap(&self, current: Word, next: Word) -> Result<(), Word> {
-        self.state
-            .compare_exchange(current.0, next.0, Ordering::AcqRel, Ordering::Acquire)
-            .map(drop)
-            .map_err(Word)
+        self.slot.swap(current, next)
     }
 
     pub(crate) fn state(&self) -> CircuitState {
         self.load().state()
     }
 
-    pub(crate) fn name(&'static self) -> &'static str {
+    pub(crate) fn name(&self) -> &str {
         &self.shared.name
     }
 
     /// The breaker's subscribers.
     #[inline]
-    pub(crate) fn events(&'static self) -> &'static Events {
+    pub(crate) fn events(&self) -> &Events {
         &self.shared.events
     }
 
     /// The generation that is current now: this one, or the last of its successors.
-    pub(crate) fn latest(&'static self) -> &'static Core {
+    pub(crate) fn latest(self: &Arc<Self>) -> Arc<Core> {
         let mut core = self;
         while let Some(next) = core.successor.get() {
             core = next;
         }
-        core
+        Arc::clone(core)
     }
 
     /// Whether calls must be timed from their start: for slow-call detection, or for a
@@ -261,6 +267,16 @@ impl Core {
         cfg!(feature = "metrics")
             || self.config.slow_calls.is_some()
             || self.shared.events.per_call()
+    }
+
+    /// Whether a call admitted now as `admission` may hold no reference to this generation:
+    /// closed, untimed, and its window clean (see [`slot`](super::slot)).
+    #[inline]
+    pub(crate) fn clean_path(&self, admission: Admission) -> bool {
+        match admission {
+            Admission::Closed(epoch) => !self.times_calls() && self.slot.success_is_noop(epoch),
+            _ => false,
+        }
     }
 
     #[inline]
@@ -278,19 +294,35 @@ impl Core {
     /// (taking the first probe permit in the same step), and a half-open breaker whose probes
     /// outlived `max_wait_in_half_open` back to open.
     #[inline]
-    pub(crate) fn try_acquire(&'static self) -> Result<Admission, Rejection> {
+    pub(crate) fn try_acquire(&self) -> Result<Admission, Rejection> {
+        match self.next(true) {
+            Next::Admit(admission) => Ok(admission),
+            Next::Reject(rejection) => Err(rejection),
+            // Only asked for when no probe may be taken.
+            Next::Probe => Err(Rejection::new(self.load(), u64::MAX)),
+        }
+    }
+
+    /// What a call attempt now would get. With `take_probe` false, a call that would be a
+    /// half-open probe takes nothing and gets [`Next::Probe`]: the caller makes sure it can use
+    /// a probe (its inner service is ready) before taking one with [`try_acquire`](Self::try_acquire).
+    #[inline]
+    pub(crate) fn next(&self, take_probe: bool) -> Next {
         let word = self.load();
         if word.state() == CircuitState::Closed {
-            return Ok(Admission::Closed(word.epoch()));
+            return Next::Admit(Admission::Closed(word.epoch()));
         }
         // Decided out of line and passed back as two words, which travel in registers (an
         // enum this size would go through memory, and stall the load that reads it back).
-        let (decided, deadline) = self.try_acquire_in(word);
+        let (decided, deadline) = self.try_acquire_in(word, take_probe);
+        if deadline == PROBE {
+            return Next::Probe;
+        }
         if deadline != ADMITTED {
-            return Err(Rejection::new(decided, deadline));
+            return Next::Reject(Rejection::new(decided, deadline));
         }
         let (state, epoch) = (decided.state(), decided.epoch());
-        Ok(match state {
+        Next::Admit(match state {
             CircuitState::MetricsOnly => Admission::MetricsOnly(epoch),
             CircuitState::HalfOpen => Admission::Probe(epoch),
             CircuitState::Disabled => Admission::Passthrough(epoch),
@@ -299,9 +331,10 @@ impl Core {
     }
 
     #[inline(never)]
-    /// The decision for `word`: the state (and epoch) that decided, and either `ADMITTED` or the
-    /// rejection's deadline in milliseconds, rounded up (`u64::MAX`: none).
-    fn try_acquire_in(&'static self, mut word: Word) -> (Word, u64) {
+    /// The decision for `word`: the state (and epoch) that decided, and either `ADMITTED`,
+    /// `PROBE` (a probe is free and `take_probe` is false) or the rejection's deadline in
+    /// milliseconds, rounded up (`u64::MAX`: none).
+    fn try_acquire_in(&self, mut word: Word, take_probe: bool) -> (Word, u64) {
         loop {
             let epoch = word.epoch();
             match word.state() {
@@ -325,6 +358,9 @@ impl Core {
                     if now < until_ms.saturating_mul(NANOS_PER_MS) {
                         return (Word::plain(CircuitState::Open, epoch), until_ms);
                     }
+                    if !take_probe {
+                        return (Word::plain(CircuitState::Open, epoch), PROBE);
+                    }
                     let first = Probes {
                         taken: 1,
                         ..Probes::default()
@@ -341,6 +377,9 @@ impl Core {
                 CircuitState::HalfOpen => {
                     let probes = word.probes();
                     if probes.taken < self.config.permitted_calls_in_half_open {
+                        if !take_probe {
+                            return (Word::plain(CircuitState::HalfOpen, epoch), PROBE);
+                        }
                         let next = word.with_probes(Probes {
                             taken: probes.taken + 1,
                             ..probes
@@ -379,6 +418,33 @@ impl Core {
             }
         }
     }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        // A retired generation moved its gauge to its successor's state when it was retired.
+        #[cfg(feature = "metrics")]
+        {
+            let word = self.load();
+            if !word.is_retired() {
+                self.shared.metrics.leave(word.state());
+            }
+        }
+        self.slot.give_back();
+        // An automatic transition's timer sleeping on this generation ends now.
+        self.notify.notify_waiters();
+    }
+}
+
+/// What a call attempt gets: see [`Core::next`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Next {
+    /// Admitted.
+    Admit(Admission),
+    /// A half-open probe is free; none was taken.
+    Probe,
+    /// Rejected.
+    Reject(Rejection),
 }
 
 /// The window an open breaker shows.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::CircuitState;
-use super::core::{Core, Rejection};
+use super::core::{Core, Rejection, Shared};
 
 /// A call was rejected by an open breaker without reaching the service.
 ///
@@ -38,7 +38,9 @@ use super::core::{Core, Rejection};
 /// ```
 #[derive(Clone)]
 pub struct CircuitOpen {
-    core: &'static Core,
+    /// The breaker's identity: its name, clock and tonic status (not its window: a rejection
+    /// kept by the caller keeps only this small part of the breaker alive).
+    shared: Arc<Shared>,
     state: CircuitState,
     /// When the rejection may end, in nanoseconds since the breaker was built (`u64::MAX`:
     /// only a transition can end it).
@@ -48,9 +50,9 @@ pub struct CircuitOpen {
 }
 
 impl CircuitOpen {
-    pub(crate) const fn new(core: &'static Core, rejection: &Rejection) -> Self {
+    pub(crate) fn new(core: &Core, rejection: &Rejection) -> Self {
         Self {
-            core,
+            shared: Arc::clone(&core.shared),
             state: rejection.state(),
             deadline: rejection.deadline(),
             key: None,
@@ -64,8 +66,8 @@ impl CircuitOpen {
     }
 
     /// The name of the breaker that rejected the call.
-    pub fn breaker(&self) -> &'static str {
-        self.core.name()
+    pub fn breaker(&self) -> &str {
+        &self.shared.name
     }
 
     /// For a breaker of a [keyed layer](super::keyed): the key (the downstream) whose breaker
@@ -85,13 +87,13 @@ impl CircuitOpen {
     /// shrinks as time passes. `None` in the other states, which have no such deadline.
     pub fn retry_after(&self) -> Option<Duration> {
         (self.state == CircuitState::Open)
-            .then(|| Duration::from_nanos(self.deadline.saturating_sub(self.core.now())))
+            .then(|| Duration::from_nanos(self.deadline.saturating_sub(self.shared.time.now())))
     }
 }
 
 impl PartialEq for CircuitOpen {
     fn eq(&self, other: &Self) -> bool {
-        std::ptr::eq(self.core, other.core)
+        Arc::ptr_eq(&self.shared, &other.shared)
             && self.state == other.state
             && self.deadline == other.deadline
             && self.key == other.key
@@ -134,10 +136,10 @@ impl Error for CircuitOpen {
     /// source chain and reports instead of `UNKNOWN`.
     #[cfg(feature = "tonic")]
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(self.core.shared.unavailable.get_or_init(|| {
+        Some(self.shared.unavailable.get_or_init(|| {
             tonic::Status::unavailable(format!(
                 "circuit breaker `{}` rejected the call",
-                self.core.name()
+                self.shared.name
             ))
         }))
     }

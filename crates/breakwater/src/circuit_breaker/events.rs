@@ -49,15 +49,15 @@ use super::CircuitState;
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    breaker: &'static str,
+    breaker: Arc<str>,
     at: Instant,
     kind: EventKind,
 }
 
 impl Event {
     /// The name of the breaker.
-    pub fn breaker(&self) -> &'static str {
-        self.breaker
+    pub fn breaker(&self) -> &str {
+        &self.breaker
     }
 
     /// When it happened, by the breaker's clock.
@@ -252,7 +252,7 @@ impl Events {
     /// Delivers an event; `at` is read only if somebody will receive it.
     pub(crate) fn emit(
         &self,
-        breaker: &'static str,
+        breaker: &Arc<str>,
         at: impl FnOnce() -> Instant,
         kind: EventKind,
         per_call: bool,
@@ -268,7 +268,7 @@ impl Events {
             return;
         }
         let event = Event {
-            breaker,
+            breaker: Arc::clone(breaker),
             at: at(),
             kind,
         };

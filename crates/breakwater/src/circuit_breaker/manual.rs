@@ -11,12 +11,16 @@ use super::window::Totals;
 impl Core {
     /// Moves the breaker to `target` (any state from any state); nothing happens, and nothing is
     /// emitted, when it is there already.
-    pub(crate) fn transition_to(&'static self, target: CircuitState) {
+    pub(crate) fn transition_to(&self, target: CircuitState) {
         let mut word = self.load();
         loop {
             if word.is_retired() {
-                // Reconfigured meanwhile: the breaker is its successor now.
-                return self.latest().transition_to(target);
+                // Reconfigured meanwhile: the breaker is its successor now (a retired
+                // generation has one, set before it was retired).
+                if let Some(next) = self.successor.get() {
+                    next.transition_to(target);
+                }
+                return;
             }
             if word.state() == target {
                 return;
@@ -40,11 +44,14 @@ impl Core {
     }
 
     /// Closes the breaker with an empty window, no backoff history and no rejection count.
-    pub(crate) fn reset(&'static self) {
+    pub(crate) fn reset(&self) {
         let mut word = self.load();
         loop {
             if word.is_retired() {
-                return self.latest().reset();
+                if let Some(next) = self.successor.get() {
+                    next.reset();
+                }
+                return;
             }
             let now = self.now();
             let next = Word::plain(CircuitState::Closed, word.epoch().next());
@@ -54,7 +61,7 @@ impl Core {
                     self.restart_rejections(next.epoch());
                     tracing::info!(breaker = self.name(), from = %word.state(), "circuit breaker reset");
                     self.shared.events.emit(
-                        self.name(),
+                        &self.shared.name,
                         || self.shared.time.instant(now),
                         EventKind::Reset,
                         false,
@@ -70,7 +77,7 @@ impl Core {
     fn shown(&self, word: Word, now: u64) -> (Totals, u64) {
         match word.state() {
             CircuitState::Closed | CircuitState::MetricsOnly => (
-                self.window.totals(word.epoch().window_tag(), now),
+                self.slot.window.totals(word.epoch().window_tag(), now),
                 self.minimum_calls,
             ),
             CircuitState::Open => self.frozen(word.epoch()),
@@ -115,7 +122,7 @@ impl Core {
     /// Makes the breaker new, for another key of a keyed layer: closed, an empty window, no
     /// backoff history, no rejections; calls in flight for the old key become stale. Quiet: no
     /// event and no log (the layer's eviction is not the breaker's doing).
-    pub(crate) fn recycle(&'static self) {
+    pub(crate) fn recycle(&self) {
         let mut word = self.load();
         let next = loop {
             let next = Word::plain(CircuitState::Closed, word.epoch().next());
@@ -129,7 +136,7 @@ impl Core {
             .store(now, std::sync::atomic::Ordering::Release);
         self.open_attempts
             .store(0, std::sync::atomic::Ordering::Release);
-        self.window.reset(next.epoch().window_tag(), now);
+        self.slot.window.reset(next.epoch().window_tag(), now);
         self.restart_rejections(next.epoch());
         self.notify.notify_waiters();
         #[cfg(feature = "metrics")]

@@ -52,15 +52,30 @@
 //! # Sharing, lifetime and cost
 //!
 //! A [`CircuitBreaker`] is a handle: cloning it, or making layers from it, shares the one
-//! breaker. The breaker's state is allocated once, when it is built, and lives until the process
-//! ends; that is what lets every call reach it through a plain reference, with no reference
-//! count to update, no lock and no allocation. A breaker takes about 1 KiB, plus 8 bytes per
-//! call of a count window or 16 per second of a time window, each rounded up to the next power
-//! of two above the window's size (a count window of 100 calls: 1 KiB more): build one per
-//! downstream at start-up (or through a registry), not one per request.
-//! [`reconfigure`](CircuitBreaker::reconfigure) replaces the configuration of a breaker in use
-//! (a new generation of its state, which every handle follows); it too allocates once and
-//! keeps the old generation.
+//! breaker. The breaker is owned by its handles, layers and services: once none is left, its
+//! memory (configuration, window, name, subscribers, metric handles, every generation) is
+//! given back, and its event streams end ([`RecvError::Closed`]). A call in flight does not
+//! keep it alive: the outcome of a call that ends after its breaker is gone is discarded.
+//!
+//! Per call, the closed path updates no reference count: a service holds the breaker (one
+//! `Arc`, so an axum-style clone per request costs one atomic update), and a call admitted
+//! while the window is clean (closed, a count window of successes only, nobody timing calls)
+//! reaches the breaker through a fixed-size slot instead, with the epoch it was admitted in.
+//! Slots (a breaker's state word and window) are recycled, not freed: a dropped breaker's slot
+//! moves to a new epoch, so calls still holding it find their outcome stale, and waits in a
+//! pool, reachable from a static, for the next breaker with the same window shape; the pool
+//! never holds more slots of a shape than were in use at once. A call admitted any other way
+//! (a window with failures in it, slow-call detection, a time window, a half-open probe,
+//! per-call subscribers, metrics) holds its breaker in an `Arc` until it is recorded.
+//!
+//! A breaker takes about 1 KiB, plus 8 bytes per call of a count window or 16 per second of a
+//! time window, each rounded up to the next power of two above twice the window's size (a
+//! count window of 100 calls: 2 KiB more): build one per downstream at start-up (or through a
+//! registry), not one per request. [`reconfigure`](CircuitBreaker::reconfigure) replaces the
+//! configuration of a breaker in use (a new generation, which every handle and service
+//! follows); the old generation is freed once no service holds it.
+//!
+//! [`RecvError::Closed`]: tokio::sync::broadcast::error::RecvError::Closed
 //!
 //! On the closed path a call costs one atomic load when admitted and one compare-and-swap when
 //! recorded: about 12 ns over a bare service on the machine this was measured on (see
@@ -103,6 +118,7 @@ mod record;
 mod recording;
 mod reject;
 mod service;
+mod slot;
 mod state;
 mod timer;
 mod transition;
@@ -128,6 +144,7 @@ use self::config::Config;
 use self::core::{Admission, Core, Shared};
 use crate::classify::Outcome;
 use crate::clock::Clock;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// A circuit breaker: a cheap handle, and every clone of it (and every layer made from it)
 /// controls the same breaker.
@@ -153,7 +170,15 @@ use crate::clock::Clock;
 /// ```
 #[derive(Clone)]
 pub struct CircuitBreaker {
-    core: &'static Core,
+    root: Arc<Root>,
+}
+
+/// What every handle of one breaker shares: its identity and its latest generation.
+struct Root {
+    shared: Arc<Shared>,
+    /// The latest generation. Services keep their own `Arc` of a generation and follow its
+    /// successor when it is retired; handles look here.
+    latest: Mutex<Arc<Core>>,
 }
 
 impl CircuitBreaker {
@@ -162,40 +187,39 @@ impl CircuitBreaker {
         Builder::new(name.into())
     }
 
-    pub(crate) fn from_config(
-        name: String,
-        config: Config,
-        clock: Option<std::sync::Arc<dyn Clock>>,
-    ) -> Self {
-        // Never freed: see "Sharing, lifetime and cost" in the module docs.
-        let shared: &'static Shared = Box::leak(Box::new(Shared::new(name, clock)));
-        let core: &'static Core =
-            Box::leak(Box::new(Core::new(shared, config, CircuitState::Closed)));
-        Self { core }
-    }
-
-    /// The generation this handle was made with (the service follows it to the latest).
-    #[inline]
-    pub(crate) fn core(&self) -> &'static Core {
-        self.core
-    }
-
-    /// The breaker's current generation.
-    fn latest(&self) -> &'static Core {
-        self.core.latest()
-    }
-
-    /// A handle on the breaker's current generation: the same breaker, one step shorter to
-    /// reach after a reconfiguration.
-    pub(crate) fn refreshed(&self) -> Self {
+    pub(crate) fn from_config(name: String, config: Config, clock: Option<Arc<dyn Clock>>) -> Self {
+        let shared = Arc::new(Shared::new(name, clock));
+        let core = Core::new(Arc::clone(&shared), config, CircuitState::Closed);
         Self {
-            core: self.latest(),
+            root: Arc::new(Root {
+                shared,
+                latest: Mutex::new(core),
+            }),
         }
     }
 
+    /// The breaker's current generation, for a service to hold.
+    #[inline]
+    pub(crate) fn core(&self) -> Arc<Core> {
+        Arc::clone(&self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Arc<Core>> {
+        // One pointer: valid whatever a panicking thread left half done.
+        self.root
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The breaker's current generation.
+    fn latest(&self) -> Arc<Core> {
+        self.core()
+    }
+
     /// The breaker's name.
-    pub fn name(&self) -> &'static str {
-        self.core.name()
+    pub fn name(&self) -> &str {
+        &self.root.shared.name
     }
 
     /// The current state. An open breaker whose wait is over still reports
@@ -229,9 +253,9 @@ impl CircuitBreaker {
     /// [`reset`](Self::reset). Subscribers get a [`Reconfigured`](EventKind::Reconfigured) event
     /// (and a transition event when the state changes).
     ///
-    /// Each reconfiguration allocates the new configuration's window and keeps the old one,
-    /// which calls in flight may still reach, until the process ends: reconfigure on an
-    /// operator's action, not per request.
+    /// Each reconfiguration allocates a new generation (its window comes from a pool of freed
+    /// ones when one of its shape is free); the old one is freed once no service still holds
+    /// it (a service moves to the new one at its next call).
     ///
     /// # Errors
     ///
@@ -257,7 +281,10 @@ impl CircuitBreaker {
         configure: impl FnOnce(Builder) -> Builder,
     ) -> Result<(), ConfigError> {
         let config = configure(Builder::new(self.name().to_owned())).validate_for_reconfigure()?;
-        self.latest().reconfigure(&config);
+        let mut latest = self.lock();
+        let successor = latest.reconfigure(&config);
+        // The old generation is freed once no service holds it any more.
+        *latest = successor;
         Ok(())
     }
 
@@ -284,11 +311,11 @@ impl CircuitBreaker {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_acquire(&self) -> Result<CallPermit, CircuitOpen> {
-        let mut core = self.core;
+        let mut core = self.core();
         loop {
             match core.try_acquire() {
                 Ok(admission) => {
-                    let mut permit = CallPermit::new(core, admission);
+                    let mut permit = CallPermit::new(&core, admission);
                     permit.start_timing();
                     return Ok(permit);
                 }
@@ -296,7 +323,7 @@ impl CircuitBreaker {
                 Err(rejection) if rejection.retired() => core = core.latest(),
                 Err(rejection) => {
                     core.rejected(&rejection);
-                    return Err(CircuitOpen::new(core, &rejection));
+                    return Err(CircuitOpen::new(&core, &rejection));
                 }
             }
         }
@@ -335,9 +362,7 @@ impl CircuitBreaker {
     /// Calls `callback` on every event: transitions, resets, rejections and recorded outcomes.
     /// While such a subscriber exists, every call is timed (its duration is in the event).
     pub fn on_event(&self, callback: impl Fn(&Event) + Send + Sync + 'static) -> SubscriptionId {
-        self.core
-            .events()
-            .subscribe(true, std::sync::Arc::new(callback))
+        self.root.shared.events.subscribe(true, Arc::new(callback))
     }
 
     /// Calls `callback` on state transitions and resets only; costs nothing per call.
@@ -345,14 +370,12 @@ impl CircuitBreaker {
         &self,
         callback: impl Fn(&Event) + Send + Sync + 'static,
     ) -> SubscriptionId {
-        self.core
-            .events()
-            .subscribe(false, std::sync::Arc::new(callback))
+        self.root.shared.events.subscribe(false, Arc::new(callback))
     }
 
     /// Removes a callback; `false` if it was not registered.
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.core.events().unsubscribe(id)
+        self.root.shared.events.unsubscribe(id)
     }
 
     /// Every event, as a [`tokio::sync::broadcast`] receiver that buffers up to 1024 events: a
@@ -361,7 +384,7 @@ impl CircuitBreaker {
     ///
     /// [`RecvError::Lagged`]: tokio::sync::broadcast::error::RecvError::Lagged
     pub fn event_stream(&self) -> tokio::sync::broadcast::Receiver<Event> {
-        self.core.events().stream()
+        self.root.shared.events.stream()
     }
 
     /// A layer that classifies `http::Response`s with
@@ -428,8 +451,7 @@ impl CircuitBreaker {
 
 impl PartialEq for CircuitBreaker {
     fn eq(&self, other: &Self) -> bool {
-        // Generations of one breaker share its `Shared` part.
-        std::ptr::eq(self.core.shared, other.core.shared)
+        Arc::ptr_eq(&self.root, &other.root)
     }
 }
 
@@ -450,7 +472,10 @@ impl fmt::Debug for CircuitBreaker {
 /// cancelled call: nothing is recorded, and a half-open probe permit is given back.
 #[must_use = "a permit records nothing unless `record` is called"]
 pub struct CallPermit {
-    core: &'static Core,
+    /// The generation that admitted the call: `None` on the clean path, where the call holds
+    /// no reference count and reaches the breaker through `slot` (see the `slot` module).
+    core: Option<Arc<Core>>,
+    slot: &'static slot::Slot,
     admission: Admission,
     /// When the call started, if it is timed; `UNTIMED` otherwise.
     start: u64,
@@ -459,10 +484,12 @@ pub struct CallPermit {
 const UNTIMED: u64 = u64::MAX;
 
 impl CallPermit {
+    /// A permit of `core` for `admission`: on the clean path it holds no reference to `core`.
     #[inline]
-    pub(crate) fn new(core: &'static Core, admission: Admission) -> Self {
+    pub(crate) fn new(core: &Arc<Core>, admission: Admission) -> Self {
         Self {
-            core,
+            core: (!core.clean_path(admission)).then(|| Arc::clone(core)),
+            slot: core.slot,
             admission,
             start: UNTIMED,
         }
@@ -471,8 +498,10 @@ impl CallPermit {
     /// The call starts now: time it if the breaker needs durations.
     #[inline]
     pub(crate) fn start_timing(&mut self) {
-        if self.core.times_calls() {
-            self.start = self.core.now();
+        if let Some(core) = &self.core {
+            if core.times_calls() {
+                self.start = core.now();
+            }
         }
     }
 
@@ -481,24 +510,41 @@ impl CallPermit {
     pub(crate) fn is_current(&self) -> bool {
         self.admission
             .epoch()
-            .is_some_and(|epoch| self.core.is_current(epoch))
+            .is_some_and(|epoch| self.slot.load().epoch() == epoch)
     }
 
     /// Records the call's outcome. An outcome that arrives after the state the call was admitted
-    /// in has ended (the breaker opened, closed or was reset meanwhile) is discarded.
+    /// in has ended (the breaker opened, closed or was reset meanwhile) is discarded, and so is
+    /// one that arrives after the breaker was dropped.
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
         let admission = std::mem::replace(&mut self.admission, Admission::Spent);
         let start = (self.start != UNTIMED).then_some(self.start);
-        self.core.record(admission, outcome, start);
+        match self.core.take() {
+            Some(core) => core.record(admission, outcome, start),
+            None => {
+                // The clean path: a success into a window that is still clean changes nothing.
+                if let (Admission::Closed(epoch), Outcome::Success) = (admission, outcome) {
+                    if self.slot.success_is_noop(epoch) {
+                        return;
+                    }
+                }
+                // Anything else needs the generation, if it is still there (a later owner of
+                // the slot discards the outcome: its epoch is stale there).
+                if let Some(core) = self.slot.owner() {
+                    core.record(admission, outcome, None);
+                }
+            }
+        }
     }
 }
 
 impl Drop for CallPermit {
     #[inline]
     fn drop(&mut self) {
-        if let Admission::Probe(epoch) = self.admission {
-            let _ = self.core.give_back(epoch);
+        // Probes are never on the clean path: they hold their generation.
+        if let (Admission::Probe(epoch), Some(core)) = (self.admission, &self.core) {
+            let _ = core.give_back(epoch);
         }
     }
 }
@@ -506,7 +552,7 @@ impl Drop for CallPermit {
 impl fmt::Debug for CallPermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallPermit")
-            .field("breaker", &self.core.name())
+            .field("breaker", &self.core.as_ref().map(|core| core.name()))
             .field("admission", &self.admission)
             .finish()
     }

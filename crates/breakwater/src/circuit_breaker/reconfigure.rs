@@ -1,5 +1,6 @@
 //! Reconfiguration: a new generation of the breaker replaces the current one.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::config::Config;
@@ -8,30 +9,21 @@ use super::events::{EventKind, TransitionCause};
 use super::state::{CircuitState, Word};
 
 impl Core {
-    /// Replaces the latest generation from this one on with a generation of `config`.
-    pub(crate) fn reconfigure(&'static self, config: &Config) {
-        let mut current = self.latest();
-        loop {
-            let state = carried(current.load().state());
-            let mut made = false;
-            let successor = current.successor.get_or_init(|| {
-                made = true;
-                // Never freed, as the first generation: calls in flight may still reach this
-                // one after it is retired in turn.
-                Box::leak(Box::new(Core::new(current.shared, config.clone(), state)))
-            });
-            if made {
-                current.retire(successor, state);
-                return;
-            }
-            // Another reconfiguration got there first: replace the one it made.
-            current = successor.latest();
-        }
+    /// Replaces this generation, the breaker's latest, with a generation of `config`; the
+    /// caller holds the breaker's lock on its latest generation, so reconfigurations of one
+    /// breaker never race. Returns the new generation.
+    pub(crate) fn reconfigure(self: &Arc<Self>, config: &Config) -> Arc<Core> {
+        let state = carried(self.load().state());
+        let successor = Core::new(Arc::clone(&self.shared), config.clone(), state);
+        // Set before retiring: whoever finds this generation retired finds its successor.
+        let _ = self.successor.set(Arc::clone(&successor));
+        self.retire(&successor, state);
+        successor
     }
 
     /// Retires this generation in favour of `successor` (which starts in `state`): permits it
     /// handed out become stale, services waiting on it wake up and move on.
-    fn retire(&'static self, successor: &'static Core, state: CircuitState) {
+    fn retire(&self, successor: &Core, state: CircuitState) {
         let mut word = self.load();
         loop {
             let retired = Word::retired(word.epoch().next());
@@ -54,10 +46,10 @@ impl Core {
         );
         let events = self.events();
         let at = || self.shared.time.instant(now);
-        events.emit(self.name(), at, EventKind::Reconfigured, false);
+        events.emit(&self.shared.name, at, EventKind::Reconfigured, false);
         if from != state {
             events.emit(
-                self.name(),
+                &self.shared.name,
                 at,
                 EventKind::StateTransition {
                     from,

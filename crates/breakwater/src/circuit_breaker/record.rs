@@ -17,16 +17,11 @@ type ProbeTransition = (Word, Word, TransitionCause, u64, Totals);
 impl Core {
     /// Records an admitted call's outcome. `start` is when it began, if it was timed.
     #[inline]
-    pub(crate) fn record(
-        &'static self,
-        admission: Admission,
-        outcome: Outcome,
-        start: Option<u64>,
-    ) {
+    pub(crate) fn record(&self, admission: Admission, outcome: Outcome, start: Option<u64>) {
         // The common case, kept small enough to inline: an untimed success of a closed call
         // into a count window, with nobody listening for per-call events.
         if let (Admission::Closed(epoch), Outcome::Success, None, Window::Count(window)) =
-            (admission, outcome, start, &self.window)
+            (admission, outcome, start, &self.slot.window)
         {
             // With metrics, every call is counted: no shortcut.
             if !cfg!(feature = "metrics") && !self.shared.events.per_call() {
@@ -46,7 +41,7 @@ impl Core {
     }
 
     #[inline(never)]
-    fn record_in(&'static self, admission: Admission, outcome: Outcome, start: Option<u64>) {
+    fn record_in(&self, admission: Admission, outcome: Outcome, start: Option<u64>) {
         let (epoch, probe) = match admission {
             Admission::Closed(epoch) | Admission::MetricsOnly(epoch) => (Some(epoch), false),
             Admission::Probe(epoch) => (Some(epoch), true),
@@ -54,7 +49,7 @@ impl Core {
             Admission::Passthrough(_) if cfg!(feature = "metrics") => (None, false),
             Admission::Passthrough(_) | Admission::Spent => return,
         };
-        let end = (start.is_some() || self.window.needs_clock()).then(|| self.now());
+        let end = (start.is_some() || self.slot.window.needs_clock()).then(|| self.now());
         let elapsed = start.zip(end).map(|(start, end)| end.saturating_sub(start));
         let slow = match (self.config.slow_calls, elapsed) {
             (Some(slow), Some(elapsed)) => u128::from(elapsed) > slow.threshold.as_nanos(),
@@ -96,6 +91,7 @@ impl Core {
         }
         let sample = Sample { failed, slow };
         let Some(recorded) = self
+            .slot
             .window
             .record(epoch.window_tag(), sample, end.unwrap_or(0))
         else {
@@ -106,7 +102,7 @@ impl Core {
         if let (Some(wait), false) = (retry_after, metrics_only) {
             let from = Word::plain(CircuitState::Closed, epoch);
             let now = self.now();
-            let totals = self.window.totals(epoch.window_tag(), now);
+            let totals = self.slot.window.totals(epoch.window_tag(), now);
             let next = self.open_word(from, now, Some(wait));
             if self.swap(from, next).is_ok() {
                 self.entered(
@@ -123,8 +119,8 @@ impl Core {
         // window may also lose old calls at any record.
         if failed
             || slow
-            || self.window.needs_clock()
-            || self.window.reached(&recorded, self.minimum_calls)
+            || self.slot.window.needs_clock()
+            || self.slot.window.reached(&recorded, self.minimum_calls)
         {
             self.evaluate(epoch, &recorded, metrics_only, end);
         }
@@ -133,14 +129,8 @@ impl Core {
     /// Opens the breaker (metrics only: reports) if the window right after `recorded` breaks a
     /// threshold.
     #[inline(never)]
-    fn evaluate(
-        &'static self,
-        epoch: Epoch,
-        recorded: &Recorded,
-        metrics_only: bool,
-        end: Option<u64>,
-    ) {
-        let Some(totals) = self.window.totals_after(recorded) else {
+    fn evaluate(&self, epoch: Epoch, recorded: &Recorded, metrics_only: bool, end: Option<u64>) {
+        let Some(totals) = self.slot.window.totals_after(recorded) else {
             return;
         };
         let Some(cause) = self.exceeded(totals, self.minimum_calls) else {
@@ -161,7 +151,7 @@ impl Core {
     /// Records a probe's outcome. `None` when the probe belongs to an earlier state (discarded);
     /// otherwise the transition the outcome decided, if any, for the caller to enter.
     fn record_probe(
-        &'static self,
+        &self,
         epoch: Epoch,
         failed: bool,
         slow: bool,
@@ -247,17 +237,17 @@ impl Core {
     }
 
     /// Metrics only: tells subscribers once per epoch that the breaker would have opened.
-    fn report_once(&'static self, epoch: Epoch, cause: TransitionCause) {
+    fn report_once(&self, epoch: Epoch, cause: TransitionCause) {
         let mark = epoch.get() + 1;
         if self.reported_epoch.swap(mark, Ordering::AcqRel) != mark {
             self.emit_per_call(EventKind::ThresholdExceeded { cause });
         }
     }
 
-    pub(super) fn emit_per_call(&'static self, kind: EventKind) {
+    pub(super) fn emit_per_call(&self, kind: EventKind) {
         if self.shared.events.per_call() {
             self.shared.events.emit(
-                self.name(),
+                &self.shared.name,
                 || self.shared.time.instant(self.now()),
                 kind,
                 true,

@@ -210,4 +210,8 @@ impl<C> ClassifyEnd for HeadOutcome<C> {
     fn classify_error(self, error: &crate::BoxError) -> Outcome {
         (self.error)(&self.classifier, self.head, &**error)
     }
+
+    fn head(&self) -> Outcome {
+        self.head
+    }
 }

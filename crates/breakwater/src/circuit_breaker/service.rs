@@ -5,15 +5,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::futures::Notified;
+use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use super::core::Rejection;
+use super::core::{Core, Next, Rejection};
 use super::future::ResponseFuture;
 use super::recording::{AtResponse, Finish, RecordAt};
 use super::reject::{OnOpen, WithError};
 use super::{CallPermit, CircuitBreaker, CircuitOpen};
+use std::sync::Arc;
 
 /// A service behind a circuit breaker; made by [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
 ///
@@ -52,7 +53,10 @@ use super::{CallPermit, CircuitBreaker, CircuitOpen};
 /// ```
 pub struct CircuitBreakerService<S, C, R = WithError, P = AtResponse> {
     inner: S,
-    breaker: CircuitBreaker,
+    /// The breaker's generation this service calls through: one `Arc`, so a clone of the
+    /// service costs one atomic update. A reconfiguration retires it; the service then moves
+    /// to its successor.
+    core: Arc<Core>,
     classifier: C,
     backpressure: bool,
     decision: Option<Decision>,
@@ -69,7 +73,7 @@ enum Decision {
 /// which the rejection may end by itself.
 #[derive(Default)]
 struct Waiter {
-    notified: Option<Pin<Box<Notified<'static>>>>,
+    notified: Option<Pin<Box<OwnedNotified>>>,
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
@@ -89,9 +93,13 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
         classifier: C,
         backpressure: bool,
     ) -> Self {
+        Self::with_core(inner, breaker.core(), classifier, backpressure)
+    }
+
+    fn with_core(inner: S, core: Arc<Core>, classifier: C, backpressure: bool) -> Self {
         Self {
             inner,
-            breaker: breaker.clone(),
+            core,
             classifier,
             backpressure,
             decision: None,
@@ -115,37 +123,59 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
         self.inner
     }
 
-    /// The breaker.
-    pub fn breaker(&self) -> &CircuitBreaker {
-        &self.breaker
+    /// The name of the breaker.
+    pub fn breaker_name(&self) -> &str {
+        self.core.name()
     }
 
-    fn decide(&mut self) -> Decision {
+    /// What a call attempt now gets; with `take_probe` false, `None` when it would be a
+    /// half-open probe (none is taken).
+    fn decide(&mut self, take_probe: bool) -> Option<Decision> {
         loop {
-            let core = self.breaker.core();
-            match core.try_acquire() {
-                Ok(admission) => return Decision::Admitted(CallPermit::new(core, admission)),
+            let next = if take_probe {
+                match self.core.try_acquire() {
+                    Ok(admission) => Next::Admit(admission),
+                    Err(rejection) => Next::Reject(rejection),
+                }
+            } else {
+                self.core.next(false)
+            };
+            match next {
+                Next::Admit(admission) => {
+                    return Some(Decision::Admitted(CallPermit::new(&self.core, admission)));
+                }
+                Next::Probe => return None,
                 // The breaker was reconfigured: from now on, go straight to its latest
                 // generation. A backpressure waiter listens to the retired one, which will
                 // never be told anything again: listen afresh.
-                Err(rejection) if rejection.retired() => {
-                    self.breaker = self.breaker.refreshed();
+                Next::Reject(rejection) if rejection.retired() => {
+                    self.core = self.core.latest();
                     if let Some(waiter) = &mut self.waiter {
                         waiter.notified = None;
                     }
                 }
-                Err(rejection) => return Decision::Rejected(rejection),
+                Next::Reject(rejection) => return Some(Decision::Rejected(rejection)),
+            }
+        }
+    }
+
+    /// Decides, taking a probe permit if the call would be a probe.
+    fn admit(&mut self) -> Decision {
+        loop {
+            // With probes allowed, every attempt decides.
+            if let Some(decision) = self.decide(true) {
+                return decision;
             }
         }
     }
 
     /// Backpressure: `Pending` until something may have changed; `Ready` means "decide again".
     fn wait(&mut self, cx: &mut Context<'_>, rejection: &Rejection) -> Poll<()> {
-        let core = self.breaker.core();
+        let core = &self.core;
         let waiter = self.waiter.get_or_insert_with(Box::default);
         let Some(notified) = &mut waiter.notified else {
             // Listen before deciding again, so a transition in between is not missed.
-            let mut notified = Box::pin(core.notify.notified());
+            let mut notified = Box::pin(Arc::clone(&core.notify).notified_owned());
             notified.as_mut().enable();
             waiter.notified = Some(notified);
             return Poll::Ready(());
@@ -175,9 +205,9 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
 
 impl<S: Clone, C: Clone, R, P> Clone for CircuitBreakerService<S, C, R, P> {
     fn clone(&self) -> Self {
-        Self::with_mode(
+        Self::with_core(
             self.inner.clone(),
-            &self.breaker,
+            Arc::clone(&self.core),
             self.classifier.clone(),
             self.backpressure,
         )
@@ -200,6 +230,7 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         loop {
+            let mut inner_ready = false;
             let decision = match self.decision.take() {
                 // A permit is kept across polls while its state lasts.
                 Some(Decision::Admitted(permit)) if permit.is_current() => {
@@ -207,11 +238,27 @@ where
                 }
                 // A rejection, or a permit of a state that has ended, is decided again: the
                 // breaker may have moved on.
-                _ => self.decide(),
+                _ => match self.decide(false) {
+                    Some(decision) => decision,
+                    // A probe is free: it goes to a service that can use it, so the inner
+                    // service must be ready before one is taken. One that is not holds none.
+                    None => match self.inner.poll_ready(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(error)) => return Poll::Ready(Err(R::error(error))),
+                        Poll::Ready(Ok(())) => {
+                            inner_ready = true;
+                            self.admit()
+                        }
+                    },
+                },
             };
             match decision {
                 Decision::Admitted(permit) => {
                     self.waiter = None;
+                    if inner_ready {
+                        self.decision = Some(Decision::Admitted(permit));
+                        return Poll::Ready(Ok(()));
+                    }
                     return match self.inner.poll_ready(cx) {
                         Poll::Ready(Ok(())) => {
                             self.decision = Some(Decision::Admitted(permit));
@@ -243,9 +290,9 @@ where
         // say) no longer admits the call; without `poll_ready` first (a broken tower contract),
         // decide now.
         let decision = match self.decision.take() {
-            Some(Decision::Admitted(permit)) if !permit.is_current() => self.decide(),
-            Some(decision) => decision,
-            None => self.decide(),
+            Some(Decision::Admitted(permit)) if permit.is_current() => Decision::Admitted(permit),
+            Some(Decision::Rejected(rejection)) => Decision::Rejected(rejection),
+            _ => self.admit(),
         };
         match decision {
             Decision::Admitted(mut permit) => {
@@ -255,9 +302,8 @@ where
                 ResponseFuture::called(future, permit, call)
             }
             Decision::Rejected(rejection) => {
-                let core = self.breaker.core();
-                core.rejected(&rejection);
-                ResponseFuture::rejected(CircuitOpen::new(core, &rejection))
+                self.core.rejected(&rejection);
+                ResponseFuture::rejected(CircuitOpen::new(&self.core, &rejection))
             }
         }
     }
@@ -272,7 +318,7 @@ impl<S: fmt::Debug, C: fmt::Debug, R, P> fmt::Debug for CircuitBreakerService<S,
         };
         f.debug_struct("CircuitBreakerService")
             .field("inner", &self.inner)
-            .field("breaker", &self.breaker)
+            .field("breaker", &self.core.name())
             .field("classifier", &self.classifier)
             .field("backpressure", &self.backpressure)
             .field("decision", &decision)

@@ -9,7 +9,10 @@
 //! This and backpressure mode are the only places the breaker sleeps on tokio's timer: creating
 //! a tokio timer panics in a runtime built without timers, so the default, lazy path never does.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use super::core::{Core, NANOS_PER_MS};
@@ -22,22 +25,23 @@ const fn mark(epoch: Epoch) -> u32 {
 
 /// Clears the pending mark of one opening when its timer task ends, however it ends.
 struct Pending {
-    core: &'static Core,
+    core: Weak<Core>,
     mark: u32,
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        let cleared = self.core.open_timer.compare_exchange(
-            self.mark,
-            0,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        // The breaker is gone: nobody is waiting.
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let cleared =
+            core.open_timer
+                .compare_exchange(self.mark, 0, Ordering::AcqRel, Ordering::Relaxed);
         if cleared.is_ok() {
             // Services waiting in backpressure mode past the deadline were counting on this
             // timer: let them decide again, by the clock.
-            self.core.notify.notify_waiters();
+            core.notify.notify_waiters();
         }
     }
 }
@@ -51,7 +55,7 @@ impl Core {
 
     /// Moves the open state `open` to half-open when its wait ends, if it is still the state
     /// then. Without a tokio runtime the move stays lazy.
-    pub(super) fn schedule_half_open(&'static self, open: Word) {
+    pub(super) fn schedule_half_open(&self, open: Word) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::debug!(
                 breaker = self.name(),
@@ -64,24 +68,48 @@ impl Core {
         let pending = self.shared.time.is_tokio().then(|| {
             let mark = mark(open.epoch());
             self.open_timer.store(mark, Ordering::Release);
-            Pending { core: self, mark }
+            Pending {
+                core: self.this.clone(),
+                mark,
+            }
         });
+        // The task holds the generation weakly (it sleeps without keeping the breaker alive)
+        // and wakes early when the breaker moves on or is dropped.
+        let core = self.this.clone();
+        let notify = Arc::clone(&self.notify);
         runtime.spawn(async move {
             let _pending = pending;
             let until = open.open_until_ms().saturating_mul(NANOS_PER_MS);
             loop {
-                if self.load() != open {
-                    return;
-                }
-                let now = self.now();
-                if now >= until {
-                    let next = Word::half_open(open.epoch().next(), Probes::default());
-                    if self.swap(open, next).is_ok() {
-                        self.entered(open, next, TransitionCause::WaitElapsed, now, None);
+                // Listening before looking: a change in between is not missed.
+                let mut changed = std::pin::pin!(Arc::clone(&notify).notified_owned());
+                changed.as_mut().enable();
+                let wait = {
+                    let Some(core) = core.upgrade() else {
+                        return;
+                    };
+                    if core.load() != open {
+                        return;
                     }
-                    return;
-                }
-                tokio::time::sleep(Duration::from_nanos(until - now)).await;
+                    let now = core.now();
+                    if now >= until {
+                        let next = Word::half_open(open.epoch().next(), Probes::default());
+                        if core.swap(open, next).is_ok() {
+                            core.entered(open, next, TransitionCause::WaitElapsed, now, None);
+                        }
+                        return;
+                    }
+                    until - now
+                };
+                let mut sleep = std::pin::pin!(tokio::time::sleep(Duration::from_nanos(wait)));
+                std::future::poll_fn(|cx| {
+                    if changed.as_mut().poll(cx).is_ready() || sleep.as_mut().poll(cx).is_ready() {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                })
+                .await;
             }
         });
     }

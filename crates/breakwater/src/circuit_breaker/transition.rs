@@ -15,7 +15,7 @@ const REJECTIONS_MASK: u64 = (1 << EPISODE_SHIFT) - 1;
 
 impl Core {
     /// Counts a rejected call in the count of its opening.
-    pub(crate) fn rejected(&'static self, rejection: &Rejection) {
+    pub(crate) fn rejected(&self, rejection: &Rejection) {
         let before = self.not_permitted.fetch_add(1, Ordering::Relaxed);
         let stored = Epoch::from_bits(before >> EPISODE_SHIFT);
         if stored != rejection.epoch() {
@@ -135,7 +135,7 @@ impl Core {
     /// Everything a transition from `from` to `to` (already stored) implies; `frozen` is the
     /// window an open breaker shows.
     pub(super) fn entered(
-        &'static self,
+        &self,
         from: Word,
         to: Word,
         cause: TransitionCause,
@@ -161,7 +161,7 @@ impl Core {
                     totals: frozen.unwrap_or_default(),
                     minimum,
                 };
-                self.window.reset(tag, now);
+                self.slot.window.reset(tag, now);
                 self.restart_rejections(to.epoch());
                 if self.config.automatic_transition {
                     self.schedule_half_open(to);
@@ -173,13 +173,13 @@ impl Core {
             }
             CircuitState::Closed => {
                 self.open_attempts.store(0, Ordering::Release);
-                self.window.reset(tag, now);
+                self.slot.window.reset(tag, now);
             }
             CircuitState::ForcedOpen => {
-                self.window.reset(tag, now);
+                self.slot.window.reset(tag, now);
                 self.restart_rejections(to.epoch());
             }
-            CircuitState::Disabled | CircuitState::MetricsOnly => self.window.reset(tag, now),
+            CircuitState::Disabled | CircuitState::MetricsOnly => self.slot.window.reset(tag, now),
         }
         // Waiters first: a subscriber's callback may panic.
         self.notify.notify_waiters();
@@ -188,7 +188,7 @@ impl Core {
         if from.state() != to.state() {
             self.log_transition(from.state(), to, cause, now);
             self.shared.events.emit(
-                self.name(),
+                &self.shared.name,
                 || self.shared.time.instant(now),
                 EventKind::StateTransition {
                     from: from.state(),

@@ -119,4 +119,10 @@ impl<K: ClassifyEos> ClassifyEnd for TowerHttpEnd<K> {
     fn classify_error(self, _: &BoxError) -> Outcome {
         Outcome::Failure
     }
+
+    /// tower-http classified nothing at the head, only asked for the end: the head was no
+    /// failure, so a body dropped before its end counts as a success.
+    fn head(&self) -> Outcome {
+        Outcome::Success
+    }
 }

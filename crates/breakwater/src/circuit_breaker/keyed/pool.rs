@@ -10,12 +10,16 @@ use std::time::{Duration, Instant};
 use crate::CircuitBreaker;
 use crate::CircuitState;
 use crate::circuit_breaker::Builder;
+use crate::circuit_breaker::core::Core;
 use crate::clock::Clock;
 
 /// One key and its breaker.
 pub(crate) struct Entry {
     pub(crate) key: Arc<str>,
     pub(crate) breaker: CircuitBreaker,
+    /// The breaker's generation, kept here so that a call reaches it without the handle's
+    /// lock (a keyed breaker is never reconfigured: it is made from the layer's template).
+    core: Arc<Core>,
     /// Set when the entry leaves the pool: its breaker is about to serve another key.
     evicted: AtomicBool,
     /// The pool's tick when the entry was last used.
@@ -23,6 +27,12 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    /// The breaker's generation.
+    #[inline]
+    pub(crate) fn core(&self) -> Arc<Core> {
+        Arc::clone(&self.core)
+    }
+
     /// Whether the entry left the pool. A caller that took a permit from the breaker and then
     /// finds the entry still in the pool knows the permit is for this key: eviction marks the
     /// entry before it recycles the breaker (which makes older permits stale).
@@ -131,6 +141,7 @@ impl Pool {
             .unwrap_or_else(PoisonError::into_inner) = Some(key.clone());
         let entry = Arc::new(Entry {
             key: key.clone(),
+            core: breaker.core(),
             breaker,
             evicted: AtomicBool::new(false),
             seen: AtomicU32::new(self.tick.load(Ordering::Relaxed)),

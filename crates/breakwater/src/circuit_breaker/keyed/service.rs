@@ -63,12 +63,12 @@ impl<S, C, K> KeyedCircuitBreakerService<S, C, K> {
             let (pool, key) = (&self.pool, &self.key);
             let entry = self.last.get_or_insert_with(|| pool.entry(key));
             entry.touch(&self.pool);
-            let core = entry.breaker.core();
+            let core = entry.core();
             match core.try_acquire() {
                 // Evicted meanwhile: the breaker may serve another key now. Ask again.
                 _ if entry.evicted() => self.last = None,
                 Ok(admission) => {
-                    let permit = CallPermit::new(core, admission);
+                    let permit = CallPermit::new(&core, admission);
                     // Checked after the permit was taken: see `Entry::evicted`.
                     if !entry.evicted() {
                         return Ok(permit);
@@ -77,7 +77,7 @@ impl<S, C, K> KeyedCircuitBreakerService<S, C, K> {
                 }
                 Err(rejection) => {
                     core.rejected(&rejection);
-                    return Err(CircuitOpen::new(core, &rejection).with_key(entry.key.clone()));
+                    return Err(CircuitOpen::new(&core, &rejection).with_key(entry.key.clone()));
                 }
             }
         }

@@ -133,6 +133,13 @@ impl CountWindow {
         }
     }
 
+    /// Whether the window now is of generation `tag`, full, and holds neither a failure nor a
+    /// slow call: a success recorded now would change nothing (see `clean`). Reads only.
+    #[inline]
+    pub(crate) fn is_clean(&self, tag: u8) -> bool {
+        self.clean(self.head.load(Ordering::Acquire), tag)
+    }
+
     /// Whether `head` is of generation `tag` and its window is full and holds neither a failure
     /// nor a slow call.
     ///

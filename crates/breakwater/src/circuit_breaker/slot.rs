@@ -1,0 +1,148 @@
+//! Slots: the part of a breaker that a call in flight reaches without a reference count.
+//!
+//! # Why slots
+//!
+//! A breaker generation ([`Core`]) is owned: handles, layers and services hold it in an
+//! [`Arc`], and it is freed when the last of them goes. A response future could hold an `Arc`
+//! too, but cloning one per call is two atomic read-modify-writes on one shared cache line
+//! (30–60 ns when two threads call the same breaker), more than the whole closed path is
+//! allowed to cost. So a call admitted on the *clean path* (closed, a count window of
+//! successes only, nobody timing calls) holds no reference count at all: it holds a
+//! `&'static Slot` and the epoch it was admitted in.
+//!
+//! A slot is the state word and the window: exactly what such a call reads when it ends. Its
+//! success into a clean window is then one load of the state word (still this epoch?) and the
+//! window's read-only check, with no shared write. Anything else (a failure, a success into a
+//! window that has failures in it) reaches the generation through the slot's `owner`, a weak
+//! reference behind a lock: rare, since a call is admitted on the clean path only while the
+//! window is clean, and calls admitted otherwise hold their `Arc`.
+//!
+//! # Recycling, not leaking
+//!
+//! Slots are allocated once and never freed, but they are not leaked: when a generation is
+//! dropped, its slot moves to the epoch after the last one it handed out (so every call still
+//! holding it finds its outcome stale and discards it) and goes back to a pool, reachable from a
+//! static, for the next breaker with the same window. The pool never holds more slots of a
+//! window shape than were in use at once, so memory is bounded by the peak number of live
+//! breakers of each window shape; everything else (name, configuration, subscribers, metric
+//! handles, backoff and rejection counters) is freed with the generation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use super::config::WindowKind;
+use super::core::Core;
+use super::state::{CircuitState, Epoch, Word};
+use super::window::{CountWindow, Padded, TimeWindow, Window};
+use crate::sync::{AtomicU64, Mutex as SyncMutex};
+
+/// The state word and the window of one breaker generation at a time.
+pub(crate) struct Slot {
+    /// The state word: read by every admission, written only by transitions and probes.
+    pub(crate) state: Padded<AtomicU64>,
+    pub(crate) window: Window,
+    kind: WindowKind,
+    /// The generation using the slot, for calls that hold no reference to it.
+    owner: SyncMutex<Weak<Core>>,
+}
+
+/// Free slots, by window shape. A static, so that every slot stays reachable.
+static POOL: Mutex<Option<HashMap<WindowKind, Vec<&'static Slot>>>> = Mutex::new(None);
+
+fn pool() -> std::sync::MutexGuard<'static, Option<HashMap<WindowKind, Vec<&'static Slot>>>> {
+    // The pool is a list: valid whatever a panicking thread left half done.
+    POOL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Slot {
+    /// A slot for a new generation `owner` with a window of `kind`, starting in `state` with
+    /// an empty window at `now` (nanoseconds on the owner's timeline): a free slot of that shape
+    /// if there is one, or a new one.
+    pub(crate) fn take(
+        kind: WindowKind,
+        owner: Weak<Core>,
+        state: CircuitState,
+        now: u64,
+    ) -> &'static Slot {
+        let free = pool().as_mut().and_then(|p| p.get_mut(&kind)?.pop());
+        let slot = free.unwrap_or_else(|| {
+            let window = match kind {
+                WindowKind::Count(size) => Window::Count(CountWindow::new(size)),
+                WindowKind::Time(seconds) => Window::Time(TimeWindow::new(seconds)),
+            };
+            // Never freed, always reachable: from its generation while in use, from the pool
+            // after. See the module docs.
+            Box::leak(Box::new(Slot {
+                state: Padded(AtomicU64::new(
+                    Word::plain(CircuitState::ForcedOpen, Epoch::INITIAL).0,
+                )),
+                window,
+                kind,
+                owner: SyncMutex::new(Weak::new()),
+            }))
+        });
+        *slot.lock_owner() = owner;
+        // A new epoch: calls of an earlier owner are stale here, and so are their outcomes.
+        let epoch = slot.load().epoch().next();
+        slot.window.reset(epoch.window_tag(), now);
+        slot.state.store(
+            Word::plain(state, epoch).0,
+            std::sync::atomic::Ordering::Release,
+        );
+        slot
+    }
+
+    /// Gives the slot back when its generation is dropped: calls still holding it become stale.
+    pub(crate) fn give_back(&'static self) {
+        *self.lock_owner() = Weak::new();
+        let mut word = self.load();
+        loop {
+            let next = Word::retired(word.epoch().next());
+            match self.swap(word, next) {
+                Ok(()) => break,
+                Err(actual) => word = actual,
+            }
+        }
+        pool()
+            .get_or_insert_with(HashMap::new)
+            .entry(self.kind)
+            .or_default()
+            .push(self);
+    }
+
+    fn lock_owner(&self) -> crate::sync::MutexGuard<'_, Weak<Core>> {
+        self.owner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The generation using the slot now, if any. It may be a later owner than the one a call
+    /// was admitted by: the call's epoch tells (it is stale there).
+    pub(crate) fn owner(&self) -> Option<Arc<Core>> {
+        self.lock_owner().upgrade()
+    }
+
+    #[inline]
+    pub(crate) fn load(&self) -> Word {
+        Word(self.state.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    #[inline]
+    pub(crate) fn swap(&self, current: Word, next: Word) -> Result<(), Word> {
+        use std::sync::atomic::Ordering;
+        self.state
+            .compare_exchange(current.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+            .map(drop)
+            .map_err(Word)
+    }
+
+    /// Whether a success of a call admitted closed in `epoch` would change nothing: the
+    /// breaker is still in that state and its count window is full of successes. Reads only.
+    #[inline]
+    pub(crate) fn success_is_noop(&self, epoch: Epoch) -> bool {
+        let word = self.load();
+        word.epoch() == epoch
+            && match &self.window {
+                Window::Count(window) => window.is_clean(epoch.window_tag()),
+                Window::Time(_) => false,
+            }
+    }
+}
