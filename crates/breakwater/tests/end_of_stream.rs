@@ -8,6 +8,7 @@ use std::time::Duration;
 use breakwater::classify::http::HttpClassifier;
 use breakwater::{CircuitBreaker, CircuitOpen, CircuitState};
 use http::{HeaderMap, Request, Response};
+use http_body_util::BodyExt;
 use support::{Scripted, Step, read, send};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -76,7 +77,75 @@ async fn the_duration_runs_to_the_end_of_the_body() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_body_dropped_early_records_nothing_and_gives_its_permit_back() {
+async fn a_body_dropped_early_records_its_head_timed_to_the_drop() {
+    let b = breaker();
+    let mut svc = b
+        .layer()
+        .end_of_stream()
+        .layer(answering(vec![Step::Data("a"), Step::Stall]));
+    let response = send(&mut svc, Request::new(())).await.unwrap();
+    let mut body = response.into_body();
+    let frame = body.frame().await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), "a");
+    assert_eq!(
+        b.metrics().buffered_calls,
+        0,
+        "recorded before the body ended"
+    );
+    // The reader stops after 1.5 s: the call took that long, longer than the 1 s threshold.
+    tokio::time::advance(Duration::from_millis(1_500)).await;
+    drop(body);
+    let m = b.metrics();
+    assert_eq!(
+        (
+            m.buffered_calls,
+            m.successful_calls,
+            m.failed_calls,
+            m.slow_calls
+        ),
+        (1, 1, 0, 1)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_bodies_read_halfway_and_ten_errors_fail_half_the_calls() {
+    let b = CircuitBreaker::builder("halves")
+        .count_window(20)
+        .minimum_calls(20)
+        .failure_rate_threshold(60.0)
+        .build()
+        .unwrap();
+    let mut halves = b
+        .layer()
+        .end_of_stream()
+        .layer(answering(vec![Step::Data("half"), Step::Data("rest")]));
+    let mut errors = b
+        .layer()
+        .end_of_stream()
+        .layer(service_fn(|_: Request<()>| async {
+            let response = Response::builder()
+                .status(500)
+                .body(support::Scripted::new(vec![Step::Data("oops")]))
+                .unwrap();
+            Ok::<_, Infallible>(response)
+        }));
+    for _ in 0..10 {
+        let mut body = send(&mut halves, Request::new(()))
+            .await
+            .unwrap()
+            .into_body();
+        body.frame().await.unwrap().unwrap();
+        drop(body);
+        drop(send(&mut errors, Request::new(())).await.unwrap());
+    }
+    let m = b.metrics();
+    assert_eq!((m.buffered_calls, m.failed_calls), (20, 10));
+    assert_eq!(m.failure_rate, Some(50.0));
+    assert_eq!(b.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_whose_body_is_dropped_early_counts_as_its_head() {
     let b = breaker();
     b.transition_to(CircuitState::Open);
     b.transition_to(CircuitState::HalfOpen);
@@ -91,15 +160,14 @@ async fn a_body_dropped_early_records_nothing_and_gives_its_permit_back() {
         error.downcast_ref::<CircuitOpen>().map(CircuitOpen::state),
         Some(CircuitState::HalfOpen)
     );
+    let events = support::EventLog::transitions(&b);
+    // Its 200 head decides: the only probe succeeded.
     drop(response);
-    assert_eq!(b.metrics().buffered_calls, 0);
-    let mut svc = b
-        .layer()
-        .end_of_stream()
-        .layer(answering(vec![Step::Data("ok")]));
-    let response = send(&mut svc, Request::new(())).await.unwrap();
-    assert_eq!(read(response.into_body()).await.unwrap(), "ok");
     assert_eq!(b.state(), CircuitState::Closed);
+    assert_eq!(
+        events.states(),
+        [(CircuitState::HalfOpen, CircuitState::Closed)]
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -26,7 +26,11 @@ fn model(f: impl Fn() + Send + Sync + 'static) {
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(3);
     }
-    builder.check(f);
+    builder.check(move || {
+        // Slots pooled by an earlier execution hold atomics of that execution.
+        breakwater::circuit_breaker::forget_pooled_slots();
+        f();
+    });
 }
 
 /// A breaker that opens on one failure, waits 1 ms, and lets `permits` probes through.
@@ -296,5 +300,30 @@ fn a_rejection_racing_the_opening_is_counted_once() {
         let rejected = caller.join().unwrap();
         assert_eq!(breaker.state(), CircuitState::Open);
         assert_eq!(breaker.metrics().not_permitted_calls, u64::from(rejected));
+    });
+}
+
+/// A call admitted on the clean path (no reference to its breaker, only the slot and an
+/// epoch) fails while its breaker is dropped and the slot is taken by a new breaker, which
+/// records a call of its own. Whatever the interleaving, the stale failure never counts in the
+/// new breaker: the slot moved to a new epoch before it was reused.
+#[test]
+fn a_stale_call_never_counts_in_the_breaker_that_reuses_its_slot() {
+    model(|| {
+        let clock = ManualClock::new();
+        let old = breaker(1, &clock);
+        // Three successes: the window of two slides and is clean.
+        for _ in 0..3 {
+            old.try_acquire().unwrap().record(Outcome::Success);
+        }
+        let stale = old.try_acquire().unwrap();
+        let late = thread::spawn(move || stale.record(Outcome::Failure));
+        drop(old);
+        let new = breaker(1, &clock);
+        new.try_acquire().unwrap().record(Outcome::Success);
+        late.join().unwrap();
+        let m = new.metrics();
+        assert_eq!((m.buffered_calls, m.failed_calls), (1, 0), "{m:?}");
+        assert_eq!(new.state(), CircuitState::Closed);
     });
 }

@@ -138,6 +138,9 @@ pub use self::recording::{
 };
 pub use self::reject::{OnOpen, With503, WithError};
 pub use self::service::CircuitBreakerService;
+#[cfg(breakwater_loom)]
+#[doc(hidden)]
+pub use self::slot::forget_pooled_slots;
 pub use self::state::CircuitState;
 
 use self::config::Config;

@@ -146,3 +146,12 @@ impl Slot {
             }
     }
 }
+
+/// Loom models only: forgets the pooled slots. A model runs many executions, and a slot made
+/// in an earlier one holds atomics loom no longer knows; each execution starts with an empty
+/// pool (the forgotten slots stay allocated: loom builds are for tests).
+#[cfg(breakwater_loom)]
+#[doc(hidden)]
+pub fn forget_pooled_slots() {
+    pool().take();
+}

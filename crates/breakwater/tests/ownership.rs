@@ -1,0 +1,236 @@
+//! Who owns a breaker: its handles, layers and services. Once they are gone, its event streams
+//! end and its callbacks are dropped; a call in flight does not keep it alive. And a half-open
+//! probe goes only to a service that can use it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use breakwater::{CircuitBreaker, CircuitOpen, CircuitState};
+use http::{Request, Response};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+/// A client that is ready only once `ready` is set (a connection still being made).
+#[derive(Clone)]
+struct Connecting {
+    ready: Arc<AtomicBool>,
+}
+
+impl Service<Request<()>> for Connecting {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<()>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        if self.ready.load(Ordering::Acquire) {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        std::future::ready(Ok(Response::new(())))
+    }
+}
+
+fn ok() -> impl Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone {
+    service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) })
+}
+
+fn half_open_with_one_probe() -> CircuitBreaker {
+    let breaker = CircuitBreaker::builder("probe")
+        .permitted_calls_in_half_open(1)
+        .build()
+        .unwrap();
+    breaker.transition_to(CircuitState::Open);
+    breaker.transition_to(CircuitState::HalfOpen);
+    breaker
+}
+
+#[tokio::test]
+async fn the_probe_goes_to_the_service_that_is_ready() {
+    for backpressure in [false, true] {
+        let breaker = half_open_with_one_probe();
+        let ready = Arc::new(AtomicBool::new(false));
+        let layer = if backpressure {
+            breaker.layer().backpressure()
+        } else {
+            breaker.layer()
+        };
+        let mut connecting = layer.clone().layer(Connecting {
+            ready: ready.clone(),
+        });
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(connecting.poll_ready(&mut cx).is_pending());
+
+        // The connecting service holds no probe: a ready one gets it and closes the breaker.
+        let mut other = layer.layer(ok());
+        let response = other.ready().await.unwrap().call(Request::new(())).await;
+        assert!(
+            response.is_ok(),
+            "backpressure {backpressure}: {response:?}"
+        );
+        assert_eq!(breaker.state(), CircuitState::Closed);
+
+        // Once connected, it calls through the closed breaker.
+        ready.store(true, Ordering::Release);
+        let response = connecting
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await;
+        assert!(response.is_ok());
+        assert_eq!(breaker.metrics().successful_calls, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_ready_service_takes_the_probe_and_the_next_is_rejected() {
+    let breaker = half_open_with_one_probe();
+    let mut first = breaker.layer().layer(ok());
+    let mut second = breaker.layer().layer(ok());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(first.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    // Fail fast still decides before the call: the only probe is taken.
+    let error = second
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(()))
+        .await
+        .unwrap_err();
+    let open = error.downcast_ref::<CircuitOpen>().unwrap();
+    assert_eq!(open.state(), CircuitState::HalfOpen);
+    // Dropping the service that holds the probe gives it back.
+    drop(first);
+    assert!(
+        second
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .is_ok()
+    );
+    assert_eq!(breaker.state(), CircuitState::Closed);
+}
+
+#[tokio::test]
+async fn an_event_stream_ends_once_every_handle_layer_and_service_is_gone() {
+    let breaker = CircuitBreaker::builder("gone").build().unwrap();
+    let mut stream = breaker.event_stream();
+    let owner = Arc::new(());
+    let held = owner.clone();
+    breaker.on_state_transition(move |_| {
+        let _ = &held;
+    });
+    let layer = breaker.layer();
+    let mut svc = layer.clone().layer(ok());
+    svc.ready()
+        .await
+        .unwrap()
+        .call(Request::new(()))
+        .await
+        .unwrap();
+    assert!(stream.recv().await.is_ok(), "the call's event");
+
+    drop(breaker);
+    drop(svc);
+    // The layer still holds the breaker.
+    assert_eq!(stream.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(Arc::strong_count(&owner), 2);
+    drop(layer);
+    assert_eq!(stream.recv().await, Err(RecvError::Closed));
+    assert_eq!(Arc::strong_count(&owner), 1, "the callback was dropped");
+}
+
+#[tokio::test]
+async fn a_call_in_flight_does_not_keep_its_breaker_alive() {
+    let breaker = CircuitBreaker::builder("in-flight")
+        .count_window(2)
+        .minimum_calls(2)
+        .build()
+        .unwrap();
+    let owner = Arc::new(());
+    let held = owner.clone();
+    breaker.on_state_transition(move |_| {
+        let _ = &held;
+    });
+    let (answer, answered) = tokio::sync::oneshot::channel::<u16>();
+    let answered = Arc::new(std::sync::Mutex::new(Some(answered)));
+    let mut calls = 0;
+    let mut svc = breaker.layer().layer(service_fn(move |_: Request<()>| {
+        calls += 1;
+        let answered = (calls == 4)
+            .then(|| answered.lock().unwrap().take())
+            .flatten();
+        async move {
+            let status = match answered {
+                Some(answered) => answered.await.unwrap_or(200),
+                None => 200,
+            };
+            Ok::<_, Infallible>(Response::builder().status(status).body(()).unwrap())
+        }
+    }));
+    // A window slides (and may be skipped) once more calls than it holds were recorded.
+    for _ in 0..3 {
+        svc.ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+    }
+    // The window is full of successes: this call is admitted on the clean path.
+    let call = svc.ready().await.unwrap().call(Request::new(()));
+    drop(svc);
+    drop(breaker);
+    if !cfg!(feature = "metrics") {
+        // Only with metrics on (every call timed) does a call hold its breaker.
+        assert_eq!(
+            Arc::strong_count(&owner),
+            1,
+            "freed while the call is in flight"
+        );
+    }
+    // A failure the breaker may no longer be there to record: discarded, no panic.
+    answer.send(500).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(Arc::strong_count(&owner), 1, "everything is freed");
+}
+
+#[tokio::test]
+async fn a_service_made_before_many_reconfigurations_reaches_the_latest_at_once() {
+    let breaker = CircuitBreaker::builder("moving").build().unwrap();
+    let mut svc = breaker.layer().layer(ok());
+    for size in 0..1_000 {
+        breaker
+            .reconfigure(|b| b.count_window(10 + size % 7))
+            .unwrap();
+    }
+    svc.ready()
+        .await
+        .unwrap()
+        .call(Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(breaker.metrics().buffered_calls, 1);
+    breaker.force_open();
+    let error = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(()))
+        .await
+        .unwrap_err();
+    assert!(error.is::<CircuitOpen>());
+}
