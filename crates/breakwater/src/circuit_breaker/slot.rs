@@ -28,7 +28,9 @@
 //! handles, backoff and rejection counters) is freed with the generation.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+#[cfg(not(breakwater_loom))]
+use std::sync::Mutex;
+use std::sync::{Arc, PoisonError, Weak};
 
 use super::config::WindowKind;
 use super::core::Core;
@@ -46,12 +48,30 @@ pub(crate) struct Slot {
     owner: SyncMutex<Weak<Core>>,
 }
 
-/// Free slots, by window shape. A static, so that every slot stays reachable.
-static POOL: Mutex<Option<HashMap<WindowKind, Vec<&'static Slot>>>> = Mutex::new(None);
+/// Free slots, by window shape.
+type Free = HashMap<WindowKind, Vec<&'static Slot>>;
 
-fn pool() -> std::sync::MutexGuard<'static, Option<HashMap<WindowKind, Vec<&'static Slot>>>> {
+/// The pool: a static, so that every free slot stays reachable.
+#[cfg(not(breakwater_loom))]
+static POOL: Mutex<Option<Free>> = Mutex::new(None);
+
+#[cfg(not(breakwater_loom))]
+fn with_pool<T>(f: impl FnOnce(&mut Free) -> T) -> T {
     // The pool is a list: valid whatever a panicking thread left half done.
-    POOL.lock().unwrap_or_else(PoisonError::into_inner)
+    let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    f(pool.get_or_insert_with(HashMap::new))
+}
+
+// Loom models run side by side in one process, each on a thread of its own: each gets a pool
+// of its own, so that no model takes a slot whose atomics belong to another.
+#[cfg(breakwater_loom)]
+thread_local! {
+    static POOL: std::cell::RefCell<Free> = std::cell::RefCell::new(HashMap::new());
+}
+
+#[cfg(breakwater_loom)]
+fn with_pool<T>(f: impl FnOnce(&mut Free) -> T) -> T {
+    POOL.with(|pool| f(&mut pool.borrow_mut()))
 }
 
 impl Slot {
@@ -64,7 +84,7 @@ impl Slot {
         state: CircuitState,
         now: u64,
     ) -> &'static Slot {
-        let free = pool().as_mut().and_then(|p| p.get_mut(&kind)?.pop());
+        let free = with_pool(|pool| pool.get_mut(&kind)?.pop());
         let slot = free.unwrap_or_else(|| {
             let window = match kind {
                 WindowKind::Count(size) => Window::Count(CountWindow::new(size)),
@@ -103,11 +123,7 @@ impl Slot {
                 Err(actual) => word = actual,
             }
         }
-        pool()
-            .get_or_insert_with(HashMap::new)
-            .entry(self.kind)
-            .or_default()
-            .push(self);
+        with_pool(|pool| pool.entry(self.kind).or_default().push(self));
     }
 
     fn lock_owner(&self) -> crate::sync::MutexGuard<'_, Weak<Core>> {
@@ -153,5 +169,5 @@ impl Slot {
 #[cfg(breakwater_loom)]
 #[doc(hidden)]
 pub fn forget_pooled_slots() {
-    pool().take();
+    with_pool(HashMap::clear);
 }
