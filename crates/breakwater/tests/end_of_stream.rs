@@ -125,7 +125,7 @@ async fn ten_bodies_read_halfway_and_ten_errors_fail_half_the_calls() {
         .layer(service_fn(|_: Request<()>| async {
             let response = Response::builder()
                 .status(500)
-                .body(support::Scripted::new(vec![Step::Data("oops")]))
+                .body(Scripted::new(vec![Step::Data("oops")]))
                 .unwrap();
             Ok::<_, Infallible>(response)
         }));

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::CircuitState;
-use super::core::{Core, Rejection, Shared};
+use super::generation::{Core, Shared};
+use super::policy::Rejection;
 
 /// A call was rejected by an open breaker without reaching the service.
 ///

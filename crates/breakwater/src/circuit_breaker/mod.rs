@@ -103,51 +103,51 @@
 
 mod body;
 mod config;
-mod core;
 mod error;
-mod events;
 pub mod future;
+mod generation;
+mod health;
 pub mod keyed;
 mod layer;
-mod manual;
-mod metrics;
-#[cfg(feature = "metrics")]
 mod observe;
-mod reconfigure;
-mod record;
+mod permit;
+mod policy;
 mod recording;
 mod reject;
 mod service;
-mod slot;
-mod state;
 mod timer;
-mod transition;
-mod window;
+#[cfg(feature = "tower-http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
+pub mod tower_http;
 
 use std::fmt;
 
 pub use self::body::{ClassifyEnd, RecordingBody};
-pub use self::config::{Builder, ConfigError, ExponentialBackoff};
+pub use self::config::{Builder, ConfigError};
 pub use self::error::CircuitOpen;
-pub use self::events::{Event, EventKind, SubscriptionId, TransitionCause};
+pub use self::health::{BreakerHealth, HealthReport, HealthStatus};
 pub use self::keyed::KeyedCircuitBreakerLayer;
 pub use self::layer::CircuitBreakerLayer;
-pub use self::metrics::MetricsSnapshot;
+pub use self::observe::events::{Event, EventKind, SubscriptionId};
+pub use self::permit::CallPermit;
+pub use self::policy::TransitionCause;
+pub use self::policy::config::ExponentialBackoff;
+#[cfg(breakwater_loom)]
+#[doc(hidden)]
+pub use self::policy::slot::forget_pooled_slots;
+pub use self::policy::snapshot::MetricsSnapshot;
+pub use self::policy::state::CircuitState;
 pub use self::recording::{
     AtEndOfStream, AtResponse, EndOfStreamCall, Finish, HeadOutcome, RecordAt, ResponseCall,
 };
 pub use self::reject::{OnOpen, With503, WithError};
 pub use self::service::CircuitBreakerService;
-#[cfg(breakwater_loom)]
-#[doc(hidden)]
-pub use self::slot::forget_pooled_slots;
-pub use self::state::CircuitState;
 
-use self::config::Config;
-use self::core::{Admission, Core, Shared};
-use crate::classify::Outcome;
-use crate::clock::Clock;
 use std::sync::{Arc, Mutex, PoisonError};
+
+use self::generation::{Core, Shared};
+use self::policy::Config;
+use crate::clock::Clock;
 
 /// A circuit breaker: a cheap handle, and every clone of it (and every layer made from it)
 /// controls the same breaker.
@@ -240,8 +240,7 @@ impl CircuitBreaker {
     /// How long the breaker has been in its state (since its last transition, reset or
     /// reconfiguration), by its clock.
     pub(crate) fn time_in_state(&self) -> std::time::Duration {
-        let core = self.latest();
-        std::time::Duration::from_nanos(core.now().saturating_sub(core.last_transition()))
+        self.latest().time_in_state()
     }
 
     /// Replaces the breaker's configuration, keeping the breaker: every handle, layer and
@@ -417,7 +416,7 @@ impl CircuitBreaker {
     }
 
     /// A layer driven by a tower-http [`MakeClassifier`](tower_http::classify::MakeClassifier)
-    /// (feature `tower-http`): see [`classify::tower_http`](crate::classify::tower_http). Note
+    /// (feature `tower-http`): see [`tower_http`](self::tower_http). Note
     /// that tower-http has no "ignored" class: with its `ServerErrorsAsFailures`, `4xx` counts
     /// as a success.
     #[cfg(feature = "tower-http")]
@@ -425,7 +424,7 @@ impl CircuitBreaker {
     pub fn tower_http_layer<M>(
         &self,
         make_classifier: M,
-    ) -> CircuitBreakerLayer<M, WithError, crate::classify::tower_http::TowerHttp> {
+    ) -> CircuitBreakerLayer<M, WithError, tower_http::TowerHttp> {
         CircuitBreakerLayer::recording_at(self, make_classifier)
     }
 
@@ -465,98 +464,6 @@ impl fmt::Debug for CircuitBreaker {
         f.debug_struct("CircuitBreaker")
             .field("name", &self.name())
             .field("state", &self.state())
-            .finish()
-    }
-}
-
-/// Permission to make one call; from [`CircuitBreaker::try_acquire`].
-///
-/// Record the outcome with [`record`](Self::record). Dropping the permit instead counts as a
-/// cancelled call: nothing is recorded, and a half-open probe permit is given back.
-#[must_use = "a permit records nothing unless `record` is called"]
-pub struct CallPermit {
-    /// The generation that admitted the call: `None` on the clean path, where the call holds
-    /// no reference count and reaches the breaker through `slot` (see the `slot` module).
-    core: Option<Arc<Core>>,
-    slot: &'static slot::Slot,
-    admission: Admission,
-    /// When the call started, if it is timed; `UNTIMED` otherwise.
-    start: u64,
-}
-
-const UNTIMED: u64 = u64::MAX;
-
-impl CallPermit {
-    /// A permit of `core` for `admission`: on the clean path it holds no reference to `core`.
-    #[inline]
-    pub(crate) fn new(core: &Arc<Core>, admission: Admission) -> Self {
-        Self {
-            core: (!core.clean_path(admission)).then(|| Arc::clone(core)),
-            slot: core.slot,
-            admission,
-            start: UNTIMED,
-        }
-    }
-
-    /// The call starts now: time it if the breaker needs durations.
-    #[inline]
-    pub(crate) fn start_timing(&mut self) {
-        if let Some(core) = &self.core {
-            if core.times_calls() {
-                self.start = core.now();
-            }
-        }
-    }
-
-    /// Whether the permit was taken in the breaker's current state: no transition since.
-    #[inline]
-    pub(crate) fn is_current(&self) -> bool {
-        self.admission
-            .epoch()
-            .is_some_and(|epoch| self.slot.load().epoch() == epoch)
-    }
-
-    /// Records the call's outcome. An outcome that arrives after the state the call was admitted
-    /// in has ended (the breaker opened, closed or was reset meanwhile) is discarded, and so is
-    /// one that arrives after the breaker was dropped.
-    #[inline]
-    pub fn record(mut self, outcome: Outcome) {
-        let admission = std::mem::replace(&mut self.admission, Admission::Spent);
-        let start = (self.start != UNTIMED).then_some(self.start);
-        match self.core.take() {
-            Some(core) => core.record(admission, outcome, start),
-            None => {
-                // The clean path: a success into a window that is still clean changes nothing.
-                if let (Admission::Closed(epoch), Outcome::Success) = (admission, outcome) {
-                    if self.slot.success_is_noop(epoch) {
-                        return;
-                    }
-                }
-                // Anything else needs the generation, if it is still there (a later owner of
-                // the slot discards the outcome: its epoch is stale there).
-                if let Some(core) = self.slot.owner() {
-                    core.record(admission, outcome, None);
-                }
-            }
-        }
-    }
-}
-
-impl Drop for CallPermit {
-    #[inline]
-    fn drop(&mut self) {
-        // Probes are never on the clean path: they hold their generation.
-        if let (Admission::Probe(epoch), Some(core)) = (self.admission, &self.core) {
-            let _ = core.give_back(epoch);
-        }
-    }
-}
-
-impl fmt::Debug for CallPermit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CallPermit")
-            .field("breaker", &self.core.as_ref().map(|core| core.name()))
-            .field("admission", &self.admission)
             .finish()
     }
 }

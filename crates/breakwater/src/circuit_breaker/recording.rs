@@ -17,7 +17,7 @@ use crate::sealed::Sealed;
 ///
 /// [`AtResponse`] (the default) records when the response (or error) arrives;
 /// [`AtEndOfStream`] records when the response body ends. With the `tower-http` feature,
-/// `classify::tower_http::TowerHttp` makes a tower-http classifier per request. You do not implement this trait; it appears in the bounds of the layered service.
+/// `tower_http::TowerHttp` makes a tower-http classifier per request. You do not implement this trait; it appears in the bounds of the layered service.
 pub trait RecordAt<C, Req, Res, E>: Sealed {
     /// What travels with one call, from its request to its result.
     type Call: Finish<Res, E>;

@@ -9,8 +9,9 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use super::core::{Core, Next, Rejection};
 use super::future::ResponseFuture;
+use super::generation::Core;
+use super::policy::{Next, Rejection};
 use super::recording::{AtResponse, Finish, RecordAt};
 use super::reject::{OnOpen, WithError};
 use super::{CallPermit, CircuitBreaker, CircuitOpen};

@@ -36,9 +36,6 @@
 
 pub mod grpc;
 pub mod http;
-#[cfg(feature = "tower-http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tower-http")))]
-pub mod tower_http;
 
 use std::any::Any;
 use std::error::Error;

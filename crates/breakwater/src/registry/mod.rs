@@ -145,7 +145,6 @@ mod duration;
 mod error;
 #[cfg(any(feature = "yaml", feature = "toml"))]
 mod exceptions;
-mod health;
 #[cfg(any(feature = "yaml", feature = "toml"))]
 mod settings;
 #[cfg(any(feature = "yaml", feature = "toml"))]
@@ -156,7 +155,7 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
 pub use self::error::LoadError;
-pub use self::health::{BreakerHealth, HealthReport, HealthStatus};
+pub use crate::circuit_breaker::{BreakerHealth, HealthReport, HealthStatus};
 
 use crate::CircuitBreaker;
 use crate::chaos::{Chaos, ChaosBuilder};

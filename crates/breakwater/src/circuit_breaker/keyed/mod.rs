@@ -92,8 +92,8 @@ pub use self::service::KeyedCircuitBreakerService;
 use self::pool::Pool;
 use super::MetricsSnapshot;
 use super::config::{Builder, ConfigError};
+use super::health::{BreakerHealth, HealthReport};
 use crate::classify::http::HttpClassifier;
-use crate::registry::{BreakerHealth, HealthReport};
 
 /// The most keys a keyed layer holds by default.
 pub const DEFAULT_MAX_KEYS: usize = 1024;
@@ -123,6 +123,14 @@ pub struct KeyedBuilder {
     template: Builder,
     max_keys: usize,
     idle_timeout: Duration,
+}
+
+impl Builder {
+    /// A layer keeping a breaker of this configuration per key (per downstream): see
+    /// [`keyed`](super::keyed). (Defined here, with the layer it builds.)
+    pub fn keyed(self) -> KeyedBuilder {
+        KeyedBuilder::new(self)
+    }
 }
 
 impl KeyedBuilder {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::CircuitBreaker;
 use crate::CircuitState;
 use crate::circuit_breaker::Builder;
-use crate::circuit_breaker::core::Core;
+use crate::circuit_breaker::generation::Core;
 use crate::clock::Clock;
 
 /// One key and its breaker.

@@ -2,7 +2,7 @@
 //!
 //! # Why slots
 //!
-//! A breaker generation ([`Core`]) is owned: handles, layers and services hold it in an
+//! A breaker generation is owned: handles, layers and services hold it in an
 //! [`Arc`], and it is freed when the last of them goes. A response future could hold an `Arc`
 //! too, but cloning one per call is two atomic read-modify-writes on one shared cache line
 //! (30–60 ns when two threads call the same breaker), more than the whole closed path is
@@ -32,10 +32,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::{Arc, PoisonError, Weak};
 
+use super::Admission;
 use super::config::WindowKind;
-use super::core::Core;
 use super::state::{CircuitState, Epoch, Word};
 use super::window::{CountWindow, Padded, TimeWindow, Window};
+use crate::classify::Outcome;
 use crate::sync::{AtomicU64, Mutex as SyncMutex};
 
 /// The state word and the window of one breaker generation at a time.
@@ -45,7 +46,13 @@ pub(crate) struct Slot {
     pub(crate) window: Window,
     kind: WindowKind,
     /// The generation using the slot, for calls that hold no reference to it.
-    owner: SyncMutex<Weak<Core>>,
+    owner: SyncMutex<Option<Weak<dyn Owner>>>,
+}
+
+/// The generation that uses a slot, as a call holding only the slot reaches it.
+pub(crate) trait Owner: Send + Sync {
+    /// Records the outcome of an untimed call admitted as `admission`.
+    fn record(&self, admission: Admission, outcome: Outcome);
 }
 
 /// Free slots, by window shape.
@@ -80,7 +87,7 @@ impl Slot {
     /// if there is one, or a new one.
     pub(crate) fn take(
         kind: WindowKind,
-        owner: Weak<Core>,
+        owner: Weak<dyn Owner>,
         state: CircuitState,
         now: u64,
     ) -> &'static Slot {
@@ -98,10 +105,10 @@ impl Slot {
                 )),
                 window,
                 kind,
-                owner: SyncMutex::new(Weak::new()),
+                owner: SyncMutex::new(None),
             }))
         });
-        *slot.lock_owner() = owner;
+        *slot.lock_owner() = Some(owner);
         // A new epoch: calls of an earlier owner are stale here, and so are their outcomes.
         let epoch = slot.load().epoch().next();
         slot.window.reset(epoch.window_tag(), now);
@@ -114,26 +121,32 @@ impl Slot {
 
     /// Gives the slot back when its generation is dropped: calls still holding it become stale.
     pub(crate) fn give_back(&'static self) {
-        *self.lock_owner() = Weak::new();
+        *self.lock_owner() = None;
+        self.retire();
+        with_pool(|pool| pool.entry(self.kind).or_default().push(self));
+    }
+
+    /// Marks the slot's generation retired, in a new epoch: permits it handed out are stale,
+    /// and whoever finds it retired asks its successor. Returns the state it left.
+    pub(crate) fn retire(&self) -> CircuitState {
         let mut word = self.load();
         loop {
             let next = Word::retired(word.epoch().next());
             match self.swap(word, next) {
-                Ok(()) => break,
+                Ok(()) => return word.state(),
                 Err(actual) => word = actual,
             }
         }
-        with_pool(|pool| pool.entry(self.kind).or_default().push(self));
     }
 
-    fn lock_owner(&self) -> crate::sync::MutexGuard<'_, Weak<Core>> {
+    fn lock_owner(&self) -> crate::sync::MutexGuard<'_, Option<Weak<dyn Owner>>> {
         self.owner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The generation using the slot now, if any. It may be a later owner than the one a call
     /// was admitted by: the call's epoch tells (it is stale there).
-    pub(crate) fn owner(&self) -> Option<Arc<Core>> {
-        self.lock_owner().upgrade()
+    pub(crate) fn owner(&self) -> Option<Arc<dyn Owner>> {
+        self.lock_owner().as_ref()?.upgrade()
     }
 
     #[inline]

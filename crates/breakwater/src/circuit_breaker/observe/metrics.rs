@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
-use super::CircuitState;
+use crate::circuit_breaker::CircuitState;
 use crate::classify::Outcome;
 
 const STATES: [CircuitState; 6] = [

@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::CircuitState;
+use super::state::CircuitState;
 
 /// A breaker's state and window at one moment; made by
-/// [`CircuitBreaker::metrics`](super::CircuitBreaker::metrics).
+/// [`CircuitBreaker::metrics`](crate::CircuitBreaker::metrics).
 ///
 /// Which window the numbers describe depends on the state, as in resilience4j:
 ///

@@ -5,86 +5,99 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::config::MAX_WAIT;
-use super::core::{Admission, Core, probe_totals};
-use super::events::{EventKind, TransitionCause};
 use super::state::{CircuitState, Epoch, Probes, Word};
 use super::window::{Recorded, Sample, Totals, Window};
+use super::{Admission, Counted, Effects, Policy, TransitionCause, probe_totals};
 use crate::classify::Outcome;
 
 /// A transition decided by a probe's outcome: from, to, cause, when, the probes' window.
 type ProbeTransition = (Word, Word, TransitionCause, u64, Totals);
 
-impl Core {
+impl Policy {
     /// Records an admitted call's outcome. `start` is when it began, if it was timed.
     #[inline]
-    pub(crate) fn record(&self, admission: Admission, outcome: Outcome, start: Option<u64>) {
+    pub(crate) fn record(
+        &self,
+        admission: Admission,
+        outcome: Outcome,
+        start: Option<u64>,
+        fx: &impl Effects,
+    ) {
         // The common case, kept small enough to inline: an untimed success of a closed call
         // into a count window, with nobody listening for per-call events.
         if let (Admission::Closed(epoch), Outcome::Success, None, Window::Count(window)) =
             (admission, outcome, start, &self.slot.window)
         {
-            // With metrics, every call is counted: no shortcut.
-            if !cfg!(feature = "metrics") && !self.shared.events.per_call() {
+            // When every call is to be reported (metrics, per-call events): no shortcut.
+            if !fx.per_call() {
                 // An outcome from an earlier state is discarded: the window's 8-bit generation
                 // tag alone cannot tell an outcome that many transitions old.
                 if self.is_current(epoch) {
                     if let Some(recorded) = window.record(epoch.window_tag(), Sample::default()) {
                         if window.reached(recorded.head as u64, self.minimum_calls) {
-                            self.evaluate(epoch, &recorded, false, None);
+                            self.evaluate(epoch, &recorded, false, None, fx);
                         }
                     }
                 }
                 return;
             }
         }
-        self.record_in(admission, outcome, start);
+        self.record_in(admission, outcome, start, fx);
     }
 
     #[inline(never)]
-    fn record_in(&self, admission: Admission, outcome: Outcome, start: Option<u64>) {
+    fn record_in(
+        &self,
+        admission: Admission,
+        outcome: Outcome,
+        start: Option<u64>,
+        fx: &impl Effects,
+    ) {
         let (epoch, probe) = match admission {
             Admission::Closed(epoch) | Admission::MetricsOnly(epoch) => (Some(epoch), false),
             Admission::Probe(epoch) => (Some(epoch), true),
-            // Disabled: nothing to record, but a call to count.
-            Admission::Passthrough(_) if cfg!(feature = "metrics") => (None, false),
+            // Disabled: nothing to record, but a call to report.
+            Admission::Passthrough(_) if fx.per_call() => (None, false),
             Admission::Passthrough(_) | Admission::Spent => return,
         };
-        let end = (start.is_some() || self.slot.window.needs_clock()).then(|| self.now());
+        let end = (start.is_some() || self.slot.window.needs_clock()).then(|| fx.now());
         let elapsed = start.zip(end).map(|(start, end)| end.saturating_sub(start));
         let slow = match (self.config.slow_calls, elapsed) {
             (Some(slow), Some(elapsed)) => u128::from(elapsed) > slow.threshold.as_nanos(),
             _ => false,
         };
         let elapsed = elapsed.map(Duration::from_nanos);
-        #[cfg(feature = "metrics")]
-        self.shared.metrics.call(outcome, slow, elapsed);
+        fx.ended(outcome, slow, elapsed);
         // An outcome from an earlier state is discarded (a probe's is checked again by the step
         // that records it).
         let Some(epoch) = epoch.filter(|&epoch| self.is_current(epoch)) else {
             return;
         };
         if outcome == Outcome::Ignored {
-            if !probe || self.give_back(epoch) {
-                self.emit_per_call(EventKind::Ignored { elapsed });
+            if !probe {
+                fx.counted(Counted::Ignored { elapsed });
+            } else if self.give_back(epoch) {
+                fx.permit_returned();
+                fx.counted(Counted::Ignored { elapsed });
             }
             return;
         }
         let failed = outcome.is_failure();
         let event = if failed {
-            EventKind::Failure { elapsed, slow }
+            Counted::Failure { elapsed, slow }
         } else {
-            EventKind::Success { elapsed, slow }
+            Counted::Success { elapsed, slow }
         };
         let retry_after = match outcome {
             Outcome::FailureFor(wait) => Some(wait.min(MAX_WAIT)),
             _ => None,
         };
         if probe {
-            if let Some(transition) = self.record_probe(epoch, failed, slow, retry_after) {
+            if let Some(transition) = self.record_probe(epoch, failed, slow, retry_after, fx) {
                 // The outcome's event comes before the transition it causes.
-                self.emit_per_call(event);
+                fx.counted(event);
                 if let Some((from, to, cause, at, totals)) = transition {
-                    self.entered(from, to, cause, at, Some(totals));
+                    self.enter(from, to, cause, at, Some(totals), fx);
                 }
             }
             return;
@@ -97,21 +110,16 @@ impl Core {
         else {
             return;
         };
-        self.emit_per_call(event);
+        fx.counted(event);
         let metrics_only = admission == Admission::MetricsOnly(epoch);
         if let (Some(wait), false) = (retry_after, metrics_only) {
             let from = Word::plain(CircuitState::Closed, epoch);
-            let now = self.now();
+            let now = fx.now();
             let totals = self.slot.window.totals(epoch.window_tag(), now);
             let next = self.open_word(from, now, Some(wait));
             if self.swap(from, next).is_ok() {
-                self.entered(
-                    from,
-                    next,
-                    TransitionCause::RetryAfter(wait),
-                    now,
-                    Some(totals),
-                );
+                let cause = TransitionCause::RetryAfter(wait);
+                self.enter(from, next, cause, now, Some(totals), fx);
             }
             return;
         }
@@ -122,14 +130,21 @@ impl Core {
             || self.slot.window.needs_clock()
             || self.slot.window.reached(&recorded, self.minimum_calls)
         {
-            self.evaluate(epoch, &recorded, metrics_only, end);
+            self.evaluate(epoch, &recorded, metrics_only, end, fx);
         }
     }
 
     /// Opens the breaker (metrics only: reports) if the window right after `recorded` breaks a
     /// threshold.
     #[inline(never)]
-    fn evaluate(&self, epoch: Epoch, recorded: &Recorded, metrics_only: bool, end: Option<u64>) {
+    fn evaluate(
+        &self,
+        epoch: Epoch,
+        recorded: &Recorded,
+        metrics_only: bool,
+        end: Option<u64>,
+        fx: &impl Effects,
+    ) {
         let Some(totals) = self.slot.window.totals_after(recorded) else {
             return;
         };
@@ -137,14 +152,14 @@ impl Core {
             return;
         };
         if metrics_only {
-            self.report_once(epoch, cause);
+            self.report_once(epoch, cause, fx);
             return;
         }
         let from = Word::plain(CircuitState::Closed, epoch);
-        let now = end.unwrap_or_else(|| self.now());
+        let now = end.unwrap_or_else(|| fx.now());
         let next = self.open_word(from, now, None);
         if self.swap(from, next).is_ok() {
-            self.entered(from, next, cause, now, Some(totals));
+            self.enter(from, next, cause, now, Some(totals), fx);
         }
     }
 
@@ -156,6 +171,7 @@ impl Core {
         failed: bool,
         slow: bool,
         retry_after: Option<Duration>,
+        fx: &impl Effects,
     ) -> Option<Option<ProbeTransition>> {
         let permits = self.config.permitted_calls_in_half_open;
         let mut now = None;
@@ -183,11 +199,11 @@ impl Core {
             let (next, at) = match cause {
                 None => (word.with_probes(probes), 0),
                 Some(TransitionCause::ProbesSucceeded) => {
-                    let at = *now.get_or_insert_with(|| self.now());
+                    let at = *now.get_or_insert_with(|| fx.now());
                     (Word::plain(CircuitState::Closed, epoch.next()), at)
                 }
                 Some(_) => {
-                    let at = *now.get_or_insert_with(|| self.now());
+                    let at = *now.get_or_insert_with(|| fx.now());
                     (self.open_word(word, at, retry_after), at)
                 }
             };
@@ -199,7 +215,7 @@ impl Core {
     }
 
     /// Returns a half-open permit whose call was cancelled or ignored; `false` if it belongs to
-    /// an earlier state.
+    /// an earlier state. The caller tells whoever waits for a permit.
     pub(crate) fn give_back(&self, epoch: Epoch) -> bool {
         let mut word = self.load();
         loop {
@@ -212,17 +228,14 @@ impl Core {
                 ..p
             });
             match self.swap(word, next) {
-                Ok(()) => {
-                    self.notify.notify_waiters();
-                    return true;
-                }
+                Ok(()) => return true,
                 Err(actual) => word = actual,
             }
         }
     }
 
     /// Whether a window breaks a threshold (inclusive), once it holds `minimum` calls.
-    pub(super) fn exceeded(&self, totals: Totals, minimum: u64) -> Option<TransitionCause> {
+    pub(crate) fn exceeded(&self, totals: Totals, minimum: u64) -> Option<TransitionCause> {
         if totals.calls == 0 || totals.calls < minimum {
             return None;
         }
@@ -237,21 +250,10 @@ impl Core {
     }
 
     /// Metrics only: tells subscribers once per epoch that the breaker would have opened.
-    fn report_once(&self, epoch: Epoch, cause: TransitionCause) {
+    fn report_once(&self, epoch: Epoch, cause: TransitionCause, fx: &impl Effects) {
         let mark = epoch.get() + 1;
         if self.reported_epoch.swap(mark, Ordering::AcqRel) != mark {
-            self.emit_per_call(EventKind::ThresholdExceeded { cause });
-        }
-    }
-
-    pub(super) fn emit_per_call(&self, kind: EventKind) {
-        if self.shared.events.per_call() {
-            self.shared.events.emit(
-                &self.shared.name,
-                || self.shared.time.instant(self.now()),
-                kind,
-                true,
-            );
+            fx.threshold_exceeded(cause);
         }
     }
 }

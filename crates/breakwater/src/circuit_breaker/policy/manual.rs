@@ -1,31 +1,27 @@
 //! What an operator does to a breaker by hand, and what they read from it.
 
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use super::core::{Core, NANOS_PER_MS, probe_totals};
-use super::events::{EventKind, TransitionCause};
-use super::metrics::MetricsSnapshot;
+use super::snapshot::MetricsSnapshot;
 use super::state::{CircuitState, Probes, Word};
 use super::window::Totals;
+use super::{Effects, NANOS_PER_MS, Policy, TransitionCause, probe_totals};
 
-impl Core {
+impl Policy {
     /// Moves the breaker to `target` (any state from any state); nothing happens, and nothing is
-    /// emitted, when it is there already.
-    pub(crate) fn transition_to(&self, target: CircuitState) {
+    /// reported, when it is there already. `false` if this generation is retired: the caller
+    /// moves its successor instead.
+    pub(crate) fn transition_to(&self, target: CircuitState, fx: &impl Effects) -> bool {
         let mut word = self.load();
         loop {
             if word.is_retired() {
-                // Reconfigured meanwhile: the breaker is its successor now (a retired
-                // generation has one, set before it was retired).
-                if let Some(next) = self.successor.get() {
-                    next.transition_to(target);
-                }
-                return;
+                return false;
             }
             if word.state() == target {
-                return;
+                return true;
             }
-            let now = self.now();
+            let now = fx.now();
             let epoch = word.epoch().next();
             let next = match target {
                 CircuitState::Open => self.open_word(word, now, None),
@@ -35,8 +31,8 @@ impl Core {
             let frozen = (target == CircuitState::Open).then(|| self.shown(word, now).0);
             match self.swap(word, next) {
                 Ok(()) => {
-                    self.entered(word, next, TransitionCause::Manual, now, frozen);
-                    return;
+                    self.enter(word, next, TransitionCause::Manual, now, frozen, fx);
+                    return true;
                 }
                 Err(actual) => word = actual,
             }
@@ -44,33 +40,50 @@ impl Core {
     }
 
     /// Closes the breaker with an empty window, no backoff history and no rejection count.
-    pub(crate) fn reset(&self) {
+    /// The state it left, or `None` if this generation is retired (the caller resets its
+    /// successor instead).
+    pub(crate) fn reset(&self, fx: &impl Effects) -> Option<CircuitState> {
         let mut word = self.load();
         loop {
             if word.is_retired() {
-                if let Some(next) = self.successor.get() {
-                    next.reset();
-                }
-                return;
+                return None;
             }
-            let now = self.now();
+            let now = fx.now();
             let next = Word::plain(CircuitState::Closed, word.epoch().next());
             match self.swap(word, next) {
                 Ok(()) => {
-                    self.entered(word, next, TransitionCause::Reset, now, None);
+                    self.enter(word, next, TransitionCause::Reset, now, None, fx);
                     self.restart_rejections(next.epoch());
-                    tracing::info!(breaker = self.name(), from = %word.state(), "circuit breaker reset");
-                    self.shared.events.emit(
-                        &self.shared.name,
-                        || self.shared.time.instant(now),
-                        EventKind::Reset,
-                        false,
-                    );
-                    return;
+                    return Some(word.state());
                 }
                 Err(actual) => word = actual,
             }
         }
+    }
+
+    /// Makes the breaker new, for another key of a keyed layer: closed, an empty window, no
+    /// backoff history, no rejections; calls in flight for the old key become stale. Quiet:
+    /// nothing is reported (the layer's eviction is not the breaker's doing). Returns the
+    /// state it left.
+    pub(crate) fn recycle(&self, now: u64) -> CircuitState {
+        let mut word = self.load();
+        let next = loop {
+            let next = Word::plain(CircuitState::Closed, word.epoch().next());
+            match self.swap(word, next) {
+                Ok(()) => break next,
+                Err(actual) => word = actual,
+            }
+        };
+        self.last_transition.store(now, Ordering::Release);
+        self.open_attempts.store(0, Ordering::Release);
+        self.slot.window.reset(next.epoch().window_tag(), now);
+        self.restart_rejections(next.epoch());
+        word.state()
+    }
+
+    /// A reconfiguration's successor starts its time in state now.
+    pub(crate) fn restarted_at(&self, now: u64) {
+        self.last_transition.store(now, Ordering::Release);
     }
 
     /// The window a snapshot of `word` shows, and the calls its rates need.
@@ -91,9 +104,10 @@ impl Core {
         }
     }
 
-    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+    /// The state and the window's numbers at `now`; `instant` turns the breaker's time into
+    /// an `Instant`.
+    pub(crate) fn snapshot(&self, now: u64, instant: impl Fn(u64) -> Instant) -> MetricsSnapshot {
         let word = self.load();
-        let now = self.now();
         let (totals, minimum) = self.shown(word, now);
         let rate = |count: u64| {
             (totals.calls > 0 && totals.calls >= minimum)
@@ -112,36 +126,8 @@ impl Core {
             successful_calls: totals.calls.saturating_sub(totals.failed),
             slow_calls: totals.slow,
             not_permitted_calls: self.not_permitted(),
-            last_transition_at: self.shared.time.instant(self.last_transition()),
+            last_transition_at: instant(self.last_transition()),
             retry_after,
         }
-    }
-}
-
-impl Core {
-    /// Makes the breaker new, for another key of a keyed layer: closed, an empty window, no
-    /// backoff history, no rejections; calls in flight for the old key become stale. Quiet: no
-    /// event and no log (the layer's eviction is not the breaker's doing).
-    pub(crate) fn recycle(&self) {
-        let mut word = self.load();
-        let next = loop {
-            let next = Word::plain(CircuitState::Closed, word.epoch().next());
-            match self.swap(word, next) {
-                Ok(()) => break next,
-                Err(actual) => word = actual,
-            }
-        };
-        let now = self.now();
-        self.last_transition
-            .store(now, std::sync::atomic::Ordering::Release);
-        self.open_attempts
-            .store(0, std::sync::atomic::Ordering::Release);
-        self.slot.window.reset(next.epoch().window_tag(), now);
-        self.restart_rejections(next.epoch());
-        self.notify.notify_waiters();
-        #[cfg(feature = "metrics")]
-        self.shared
-            .metrics
-            .moved(word.state(), CircuitState::Closed);
     }
 }

@@ -5,17 +5,16 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::core::{Core, Frozen, NANOS_PER_MS, Rejection, splitmix64};
-use super::events::{EventKind, TransitionCause};
 use super::state::{CircuitState, Epoch, MAX_UNTIL_MS, Word};
 use super::window::Totals;
+use super::{Effects, Frozen, NANOS_PER_MS, Policy, Rejection, Transition, splitmix64};
 
 const EPISODE_SHIFT: u32 = 43;
 const REJECTIONS_MASK: u64 = (1 << EPISODE_SHIFT) - 1;
 
-impl Core {
+impl Policy {
     /// Counts a rejected call in the count of its opening.
-    pub(crate) fn rejected(&self, rejection: &Rejection) {
+    pub(crate) fn count_rejection(&self, rejection: &Rejection) {
         let before = self.not_permitted.fetch_add(1, Ordering::Relaxed);
         let stored = Epoch::from_bits(before >> EPISODE_SHIFT);
         if stored != rejection.epoch() {
@@ -32,11 +31,6 @@ impl Core {
             }
             // A half-open rejection counts toward the opening before it.
         }
-        #[cfg(feature = "metrics")]
-        self.shared.metrics.rejected();
-        self.emit_per_call(EventKind::CallNotPermitted {
-            state: rejection.state(),
-        });
     }
 
     /// Takes back one rejection from the count of `episode`, if that count is still the
@@ -68,7 +62,7 @@ impl Core {
 
     /// Restarts the count of rejections for the opening (or reset) of `episode`, unless a
     /// rejection of that episode restarted it first.
-    pub(super) fn restart_rejections(&self, episode: Epoch) {
+    pub(crate) fn restart_rejections(&self, episode: Epoch) {
         let _ = self.restart_count(episode, 0);
     }
 
@@ -95,7 +89,7 @@ impl Core {
     }
 
     /// The open word that follows `from`, waiting `wait` or the configured wait.
-    pub(super) fn open_word(&self, from: Word, now: u64, wait: Option<Duration>) -> Word {
+    pub(crate) fn open_word(&self, from: Word, now: u64, wait: Option<Duration>) -> Word {
         let attempt = if from.state() == CircuitState::HalfOpen {
             self.open_attempts.load(Ordering::Acquire).saturating_add(1)
         } else {
@@ -113,7 +107,7 @@ impl Core {
         )
     }
 
-    pub(super) fn half_open_deadline(&self, word: Word, max_wait: Duration, now: u64) -> u64 {
+    pub(crate) fn half_open_deadline(&self, word: Word, max_wait: Duration, now: u64) -> u64 {
         let since = self.half_open_since.load(Ordering::Acquire);
         let since_ms = if since >> 43 == u64::from(word.epoch().get()) {
             since & ((1 << 43) - 1)
@@ -132,15 +126,16 @@ impl Core {
         (bits >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Everything a transition from `from` to `to` (already stored) implies; `frozen` is the
-    /// window an open breaker shows.
-    pub(super) fn entered(
+    /// What entering `to` from `from` (already stored) implies for the policy's own state;
+    /// then the effects hear of it. `frozen` is the window an open breaker shows.
+    pub(crate) fn enter(
         &self,
         from: Word,
         to: Word,
         cause: TransitionCause,
         now: u64,
         frozen: Option<Totals>,
+        fx: &impl Effects,
     ) {
         self.last_transition.store(now, Ordering::Release);
         let tag = to.epoch().window_tag();
@@ -163,9 +158,6 @@ impl Core {
                 };
                 self.slot.window.reset(tag, now);
                 self.restart_rejections(to.epoch());
-                if self.config.automatic_transition {
-                    self.schedule_half_open(to);
-                }
             }
             CircuitState::HalfOpen => {
                 let since = u64::from(to.epoch().get()) << 43 | (now / NANOS_PER_MS);
@@ -181,55 +173,44 @@ impl Core {
             }
             CircuitState::Disabled | CircuitState::MetricsOnly => self.slot.window.reset(tag, now),
         }
-        // Waiters first: a subscriber's callback may panic.
-        self.notify.notify_waiters();
-        #[cfg(feature = "metrics")]
-        self.shared.metrics.moved(from.state(), to.state());
-        if from.state() != to.state() {
-            self.log_transition(from.state(), to, cause, now);
-            self.shared.events.emit(
-                &self.shared.name,
-                || self.shared.time.instant(now),
-                EventKind::StateTransition {
-                    from: from.state(),
-                    to: to.state(),
-                    cause,
-                },
-                false,
-            );
-        }
+        fx.entered(Transition {
+            from,
+            to,
+            cause,
+            at: now,
+        });
     }
 
-    fn log_transition(&self, from: CircuitState, to: Word, cause: TransitionCause, now: u64) {
-        let label = self.shared.label();
-        let name: &str = &label;
-        match to.state() {
-            CircuitState::Open => {
-                let wait_ms = to.open_until_ms().saturating_sub(now / NANOS_PER_MS);
-                tracing::warn!(breaker = name, %from, ?cause, wait_ms, "circuit breaker opened: calls fail fast until the wait ends");
-            }
-            CircuitState::HalfOpen => {
-                tracing::info!(breaker = name, %from, ?cause, "circuit breaker half-open: letting probe calls through");
-            }
-            CircuitState::Closed => {
-                tracing::info!(breaker = name, %from, ?cause, "circuit breaker closed");
-            }
-            state => {
-                tracing::info!(breaker = name, %from, to = %state, ?cause, "circuit breaker changed state");
-            }
-        }
+    /// Marks the timer of the open state of `epoch` pending: until it ends, that state's wait
+    /// is not over, and rejections need not read the clock.
+    pub(crate) fn arm_timer(&self, epoch: Epoch) {
+        self.open_timer.store(timer_mark(epoch), Ordering::Release);
     }
 
-    pub(super) fn not_permitted(&self) -> u64 {
+    /// Clears the mark of the timer of `epoch`'s open state; `false` if another mark stands.
+    pub(crate) fn disarm_timer(&self, epoch: Epoch) -> bool {
+        let mark = timer_mark(epoch);
+        self.open_timer
+            .compare_exchange(mark, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Whether the timer of the open state of `epoch` is pending: its wait is not over.
+    #[inline]
+    pub(crate) fn timer_pending(&self, epoch: Epoch) -> bool {
+        self.open_timer.load(Ordering::Acquire) == timer_mark(epoch)
+    }
+
+    pub(crate) fn not_permitted(&self) -> u64 {
         self.not_permitted.load(Ordering::Relaxed) & REJECTIONS_MASK
     }
 
-    pub(super) fn last_transition(&self) -> u64 {
+    pub(crate) fn last_transition(&self) -> u64 {
         self.last_transition.load(Ordering::Acquire)
     }
 
     /// The window an open breaker of `epoch` shows, and the minimum its rates need.
-    pub(super) fn frozen(&self, epoch: Epoch) -> (Totals, u64) {
+    pub(crate) fn frozen(&self, epoch: Epoch) -> (Totals, u64) {
         let frozen = *self.frozen.lock().unwrap_or_else(PoisonError::into_inner);
         if frozen.epoch == epoch {
             (frozen.totals, frozen.minimum)
@@ -237,4 +218,37 @@ impl Core {
             (Totals::default(), self.minimum_calls)
         }
     }
+}
+
+const fn timer_mark(epoch: Epoch) -> u32 {
+    epoch.get() + 1
+}
+
+/// Why a breaker changed state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum TransitionCause {
+    /// The failure rate (percent) reached its threshold: closed to open, or half-open to open.
+    FailureRate(f64),
+    /// The slow-call rate (percent) reached its threshold.
+    SlowCallRate(f64),
+    /// A call's outcome was [`FailureFor`](crate::classify::Outcome::FailureFor): the callee
+    /// asked for this long without calls.
+    RetryAfter(Duration),
+    /// The wait in the open state ended: open to half-open.
+    WaitElapsed,
+    /// Every probe call of the half-open state was recorded and the rates stayed below their
+    /// thresholds: half-open to closed.
+    ProbesSucceeded,
+    /// The probes did not finish within
+    /// [`max_wait_in_half_open`](crate::circuit_breaker::Builder::max_wait_in_half_open): half-open to open.
+    HalfOpenTimedOut,
+    /// A manual transition ([`transition_to`](crate::CircuitBreaker::transition_to) and its
+    /// shorthands).
+    Manual,
+    /// [`reset`](crate::CircuitBreaker::reset).
+    Reset,
+    /// [`reconfigure`](crate::CircuitBreaker::reconfigure): the breaker restarts closed
+    /// (unless it was in a manual state).
+    Reconfigured,
 }

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
-use super::CircuitState;
+use crate::circuit_breaker::CircuitState;
+use crate::circuit_breaker::policy::TransitionCause;
 
 /// Something that happened to a breaker.
 ///
@@ -120,35 +121,6 @@ pub enum EventKind {
         /// Which rate, and its value.
         cause: TransitionCause,
     },
-}
-
-/// Why a breaker changed state.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-pub enum TransitionCause {
-    /// The failure rate (percent) reached its threshold: closed to open, or half-open to open.
-    FailureRate(f64),
-    /// The slow-call rate (percent) reached its threshold.
-    SlowCallRate(f64),
-    /// A call's outcome was [`FailureFor`](crate::classify::Outcome::FailureFor): the callee
-    /// asked for this long without calls.
-    RetryAfter(Duration),
-    /// The wait in the open state ended: open to half-open.
-    WaitElapsed,
-    /// Every probe call of the half-open state was recorded and the rates stayed below their
-    /// thresholds: half-open to closed.
-    ProbesSucceeded,
-    /// The probes did not finish within
-    /// [`max_wait_in_half_open`](super::Builder::max_wait_in_half_open): half-open to open.
-    HalfOpenTimedOut,
-    /// A manual transition ([`transition_to`](super::CircuitBreaker::transition_to) and its
-    /// shorthands).
-    Manual,
-    /// [`reset`](super::CircuitBreaker::reset).
-    Reset,
-    /// [`reconfigure`](super::CircuitBreaker::reconfigure): the breaker restarts closed
-    /// (unless it was in a manual state).
-    Reconfigured,
 }
 
 /// Identifies a callback registered with a breaker, to remove it with

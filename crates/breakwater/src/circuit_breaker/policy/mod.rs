@@ -1,28 +1,32 @@
-//! A generation of a breaker: admission, recording and transitions. Nothing here knows of
-//! tower.
+//! The breaking policy: the state word, the windows, the thresholds, the transitions and
+//! admission. Plain code over atomics: nothing here knows of tower, tokio, tracing, http or
+//! metrics. What a decision implies beyond the policy's own state (waking waiters, a timer,
+//! logs, events, metrics) it reports through [`Effects`], which also tells it the time; the
+//! generation that owns a policy implements it (`circuit_breaker::generation`), and the tests
+//! below use a manual one.
 //!
-//! A `Core` is one generation: a configuration, the counters of its transitions, and a
-//! [`Slot`] (its state word and window; see [`slot`](super::slot) for why those live apart).
-//! It is owned: handles, layers and services hold it in an `Arc` and it is freed, its slot
-//! given back, when the last of them goes.
-//!
-//! A reconfiguration builds a new generation that shares the old one's [`Shared`] part: name,
-//! subscribers and clock. The old generation is *retired*: its state word becomes a marked
-//! forced-open word in a new epoch, so permits it handed out are stale, and whoever finds it
-//! retired follows its `successor` (held strongly: generations only point forward, so nothing
-//! forms a cycle, and an old generation is freed once no service still holds it).
+//! One [`Policy`] is one generation of a breaker's policy: its configuration, the counters of
+//! its transitions, and a [`Slot`] (its state word and window, the part that calls in flight
+//! reach without a reference count: see [`slot`]).
+
+pub(crate) mod config;
+mod manual;
+mod record;
+pub(crate) mod slot;
+pub(crate) mod snapshot;
+pub(crate) mod state;
+mod transition;
+pub(crate) mod window;
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
 
-use tokio::sync::Notify;
-
-use super::config::Config;
-use super::events::{Events, TransitionCause};
-use super::slot::Slot;
-use super::state::{CircuitState, Epoch, MAX_UNTIL_MS, Probes, Word};
-use super::window::{Padded, Totals};
-use crate::clock::{Clock, Timeline};
+pub(crate) use self::config::Config;
+use self::slot::Slot;
+use self::state::{CircuitState, Epoch, MAX_UNTIL_MS, Probes, Word};
+pub use self::transition::TransitionCause;
+use self::window::{Padded, Totals};
+use crate::classify::Outcome;
 use crate::sync::{AtomicU32, AtomicU64, Mutex};
 
 pub(crate) const NANOS_PER_MS: u64 = 1_000_000;
@@ -35,77 +39,72 @@ const RETIRED: u64 = u64::MAX - 2;
 /// take one yet.
 const PROBE: u64 = u64::MAX - 3;
 
-/// What every generation of a breaker shares: its identity, name, subscribers and clock.
-pub(crate) struct Shared {
-    pub(super) name: Arc<str>,
-    pub(super) events: Events,
-    pub(super) time: Timeline,
-    /// What a tonic client sees of a rejected call: made once, shared by every rejection.
-    #[cfg(feature = "tonic")]
-    pub(super) unavailable: OnceLock<tonic::Status>,
-    #[cfg(feature = "metrics")]
-    pub(super) metrics: super::observe::Handles,
-    /// The key this breaker serves, for a breaker of a keyed layer (it changes when the layer
-    /// recycles the breaker for another key); read by logs only.
-    pub(super) key: Mutex<Option<Arc<str>>>,
+/// What the policy reports, and the time it asks for. See the module docs.
+pub(crate) trait Effects {
+    /// Nanoseconds since the breaker was built, by its clock.
+    fn now(&self) -> u64;
+    /// The breaker entered a state: the word is stored and the policy's own counters follow.
+    fn entered(&self, transition: Transition);
+    /// Whether anybody wants to hear of every counted call ([`counted`](Self::counted)).
+    fn per_call(&self) -> bool;
+    /// A call's outcome was counted (in the window, or as a probe).
+    fn counted(&self, call: Counted);
+    /// A call ended, counted or not (its state may have ended meanwhile).
+    fn ended(&self, outcome: Outcome, slow: bool, elapsed: Option<Duration>);
+    /// A metrics-only breaker would have opened; reported once per stay in that state.
+    fn threshold_exceeded(&self, cause: TransitionCause);
+    /// A half-open permit was given back: a waiting call may take it.
+    fn permit_returned(&self);
 }
 
-impl Shared {
-    pub(crate) fn new(name: String, clock: Option<Arc<dyn Clock>>) -> Self {
-        Self {
-            #[cfg(feature = "metrics")]
-            metrics: super::observe::Handles::new(&name),
-            name: name.into(),
-            events: Events::default(),
-            time: Timeline::new(clock),
-            #[cfg(feature = "tonic")]
-            unavailable: OnceLock::new(),
-            key: Mutex::new(None),
-        }
-    }
-
-    /// The breaker's name in logs: its name, and its key if it has one (`name[key]`).
-    pub(super) fn label(&self) -> std::borrow::Cow<'_, str> {
-        match &*self
-            .key
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
-            Some(key) => format!("{}[{key}]", self.name).into(),
-            None => (*self.name).into(),
-        }
-    }
+/// A state the breaker entered: from, to, why and when (nanoseconds since it was built).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Transition {
+    pub(crate) from: Word,
+    pub(crate) to: Word,
+    pub(crate) cause: TransitionCause,
+    pub(crate) at: u64,
 }
 
-pub(crate) struct Core {
+/// A counted call, as subscribers to per-call events hear of it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Counted {
+    Success {
+        elapsed: Option<Duration>,
+        slow: bool,
+    },
+    Failure {
+        elapsed: Option<Duration>,
+        slow: bool,
+    },
+    Ignored {
+        elapsed: Option<Duration>,
+    },
+}
+
+/// One generation of a breaker's policy.
+pub(crate) struct Policy {
     /// The state word and the window: what calls in flight reach without a reference count.
-    pub(super) slot: &'static Slot,
+    pub(crate) slot: &'static Slot,
     /// Rejections since the breaker last opened: `epoch of that opening << 43 | count`.
-    pub(super) not_permitted: Padded<AtomicU64>,
-    pub(super) shared: Arc<Shared>,
-    /// This generation, weakly: for the timer of the automatic transition.
-    pub(super) this: Weak<Core>,
-    /// The generation that replaced this one, once it is retired.
-    pub(super) successor: OnceLock<Arc<Core>>,
-    pub(super) config: Config,
+    not_permitted: Padded<AtomicU64>,
+    pub(crate) config: Config,
     /// `minimum_calls`, capped at a count window's size.
-    pub(super) minimum_calls: u64,
+    minimum_calls: u64,
     /// Consecutive openings since the breaker last closed, for the backoff.
-    pub(super) open_attempts: AtomicU32,
+    open_attempts: AtomicU32,
     /// When the current half-open state began: `epoch << 43 | milliseconds`.
-    pub(super) half_open_since: AtomicU64,
+    half_open_since: AtomicU64,
     /// Nanoseconds since the breaker was built, of the last transition.
-    pub(super) last_transition: AtomicU64,
+    last_transition: AtomicU64,
     /// The window shown while open: the one that opened the breaker.
-    pub(super) frozen: Mutex<Frozen>,
+    frozen: Mutex<Frozen>,
     /// The last metrics-only epoch whose exceeded thresholds were reported, plus one.
-    pub(super) reported_epoch: AtomicU32,
-    /// Wakes services waiting in backpressure mode on every transition and returned permit.
-    pub(super) notify: Arc<Notify>,
+    reported_epoch: AtomicU32,
     /// The epoch (plus one) of the open state whose automatic-transition timer is pending; 0
     /// when none is.
-    pub(super) open_timer: AtomicU32,
-    pub(super) jitter_seed: u64,
+    open_timer: AtomicU32,
+    jitter_seed: u64,
 }
 
 /// Why a call was not admitted, and when it may end by itself: the state and epoch that
@@ -124,7 +123,7 @@ const RETIRED_MS: u64 = MAX_UNTIL_MS - 1;
 impl Rejection {
     /// `deadline_ms` as `try_acquire_in` returns it: milliseconds, `u64::MAX` or `RETIRED`.
     #[inline]
-    fn new(decided: Word, deadline_ms: u64) -> Self {
+    pub(crate) fn new(decided: Word, deadline_ms: u64) -> Self {
         let payload = match deadline_ms {
             u64::MAX => NO_DEADLINE_MS,
             RETIRED => RETIRED_MS,
@@ -145,7 +144,7 @@ impl Rejection {
 
     /// The epoch of the state that rejected the call.
     #[inline]
-    pub(super) const fn epoch(self) -> Epoch {
+    pub(crate) const fn epoch(self) -> Epoch {
         self.0.epoch()
     }
 
@@ -195,93 +194,52 @@ impl Admission {
     }
 }
 
-impl Core {
-    /// A generation of the breaker `shared`, starting in `state` (closed, or a manual state
-    /// carried over a reconfiguration).
-    pub(crate) fn new(shared: Arc<Shared>, config: Config, state: CircuitState) -> Arc<Self> {
-        Arc::new_cyclic(|this| {
-            let now = shared.time.now();
-            let slot = Slot::take(config.window, this.clone(), state, now);
-            let minimum_calls = match slot.window.minimum_cap() {
-                Some(size) => u64::from(config.minimum_calls).min(size),
-                None => u64::from(config.minimum_calls),
-            };
-            Self {
-                slot,
-                not_permitted: Padded(AtomicU64::new(0)),
-                jitter_seed: seed(&shared.name),
-                shared,
-                this: this.clone(),
-                successor: OnceLock::new(),
-                config,
-                minimum_calls,
-                open_attempts: AtomicU32::new(0),
-                half_open_since: AtomicU64::new(0),
-                last_transition: AtomicU64::new(now),
-                frozen: Mutex::new(Frozen::default()),
-                reported_epoch: AtomicU32::new(0),
-                notify: Arc::new(Notify::new()),
-                open_timer: AtomicU32::new(0),
-            }
-        })
+/// What a call attempt gets: see [`Policy::next`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Next {
+    /// Admitted.
+    Admit(Admission),
+    /// A half-open probe is free; none was taken.
+    Probe,
+    /// Rejected.
+    Reject(Rejection),
+}
+
+impl Policy {
+    /// A policy of `config` on `slot` (fresh: taken for this generation), built at `now`;
+    /// `seed` spreads the open wait's jitter.
+    pub(crate) fn new(slot: &'static Slot, config: Config, seed: u64, now: u64) -> Self {
+        let minimum_calls = match slot.window.minimum_cap() {
+            Some(size) => u64::from(config.minimum_calls).min(size),
+            None => u64::from(config.minimum_calls),
+        };
+        Self {
+            slot,
+            not_permitted: Padded(AtomicU64::new(0)),
+            config,
+            minimum_calls,
+            open_attempts: AtomicU32::new(0),
+            half_open_since: AtomicU64::new(0),
+            last_transition: AtomicU64::new(now),
+            frozen: Mutex::new(Frozen::default()),
+            reported_epoch: AtomicU32::new(0),
+            open_timer: AtomicU32::new(0),
+            jitter_seed: seed,
+        }
     }
 
     #[inline]
-    pub(super) fn load(&self) -> Word {
+    pub(crate) fn load(&self) -> Word {
         self.slot.load()
     }
 
     #[inline]
-    pub(super) fn swap(&self, current: Word, next: Word) -> Result<(), Word> {
+    pub(crate) fn swap(&self, current: Word, next: Word) -> Result<(), Word> {
         self.slot.swap(current, next)
     }
 
     pub(crate) fn state(&self) -> CircuitState {
         self.load().state()
-    }
-
-    pub(crate) fn name(&self) -> &str {
-        &self.shared.name
-    }
-
-    /// The breaker's subscribers.
-    #[inline]
-    pub(crate) fn events(&self) -> &Events {
-        &self.shared.events
-    }
-
-    /// The generation that is current now: this one, or the last of its successors.
-    pub(crate) fn latest(self: &Arc<Self>) -> Arc<Core> {
-        let mut core = self;
-        while let Some(next) = core.successor.get() {
-            core = next;
-        }
-        Arc::clone(core)
-    }
-
-    /// Whether calls must be timed from their start: for slow-call detection, or for a
-    /// per-call subscriber.
-    #[inline]
-    pub(crate) fn times_calls(&self) -> bool {
-        // With metrics, every call is timed for the duration histogram.
-        cfg!(feature = "metrics")
-            || self.config.slow_calls.is_some()
-            || self.shared.events.per_call()
-    }
-
-    /// Whether a call admitted now as `admission` may hold no reference to this generation:
-    /// closed, untimed, and its window clean (see [`slot`](super::slot)).
-    #[inline]
-    pub(crate) fn clean_path(&self, admission: Admission) -> bool {
-        match admission {
-            Admission::Closed(epoch) => !self.times_calls() && self.slot.success_is_noop(epoch),
-            _ => false,
-        }
-    }
-
-    #[inline]
-    pub(crate) fn now(&self) -> u64 {
-        self.shared.time.now()
     }
 
     /// Whether `epoch` is the breaker's current epoch: no transition happened since.
@@ -290,31 +248,30 @@ impl Core {
         self.load().epoch() == epoch
     }
 
-    /// Decides whether a call may go now. Moves an open breaker whose wait is over to half-open
-    /// (taking the first probe permit in the same step), and a half-open breaker whose probes
-    /// outlived `max_wait_in_half_open` back to open.
+    /// Whether a call admitted now as `admission`, and not timed, may hold no reference to its
+    /// generation: closed, and its window clean (see [`slot`]).
     #[inline]
-    pub(crate) fn try_acquire(&self) -> Result<Admission, Rejection> {
-        match self.next(true) {
-            Next::Admit(admission) => Ok(admission),
-            Next::Reject(rejection) => Err(rejection),
-            // Only asked for when no probe may be taken.
-            Next::Probe => Err(Rejection::new(self.load(), u64::MAX)),
+    pub(crate) fn clean_path(&self, admission: Admission) -> bool {
+        match admission {
+            Admission::Closed(epoch) => self.slot.success_is_noop(epoch),
+            _ => false,
         }
     }
 
-    /// What a call attempt now would get. With `take_probe` false, a call that would be a
-    /// half-open probe takes nothing and gets [`Next::Probe`]: the caller makes sure it can use
-    /// a probe (its inner service is ready) before taking one with [`try_acquire`](Self::try_acquire).
+    /// What a call attempt now gets. Moves an open breaker whose wait is over to half-open
+    /// (taking the first probe permit in the same step), and a half-open breaker whose probes
+    /// outlived `max_wait_in_half_open` back to open. With `take_probe` false, a call that
+    /// would be a half-open probe takes nothing and gets [`Next::Probe`]: the caller makes sure
+    /// it can use a probe (its inner service is ready) before taking one.
     #[inline]
-    pub(crate) fn next(&self, take_probe: bool) -> Next {
+    pub(crate) fn next(&self, take_probe: bool, fx: &impl Effects) -> Next {
         let word = self.load();
         if word.state() == CircuitState::Closed {
             return Next::Admit(Admission::Closed(word.epoch()));
         }
         // Decided out of line and passed back as two words, which travel in registers (an
         // enum this size would go through memory, and stall the load that reads it back).
-        let (decided, deadline) = self.try_acquire_in(word, take_probe);
+        let (decided, deadline) = self.decide(word, take_probe, fx);
         if deadline == PROBE {
             return Next::Probe;
         }
@@ -334,7 +291,7 @@ impl Core {
     /// The decision for `word`: the state (and epoch) that decided, and either `ADMITTED`,
     /// `PROBE` (a probe is free and `take_probe` is false) or the rejection's deadline in
     /// milliseconds, rounded up (`u64::MAX`: none).
-    fn try_acquire_in(&self, mut word: Word, take_probe: bool) -> (Word, u64) {
+    fn decide(&self, mut word: Word, take_probe: bool, fx: &impl Effects) -> (Word, u64) {
         loop {
             let epoch = word.epoch();
             match word.state() {
@@ -354,7 +311,7 @@ impl Core {
                     if self.timer_pending(epoch) {
                         return (Word::plain(CircuitState::Open, epoch), until_ms);
                     }
-                    let now = self.now();
+                    let now = fx.now();
                     if now < until_ms.saturating_mul(NANOS_PER_MS) {
                         return (Word::plain(CircuitState::Open, epoch), until_ms);
                     }
@@ -368,7 +325,7 @@ impl Core {
                     let next = Word::half_open(epoch.next(), first);
                     match self.swap(word, next) {
                         Ok(()) => {
-                            self.entered(word, next, TransitionCause::WaitElapsed, now, None);
+                            self.enter(word, next, TransitionCause::WaitElapsed, now, None, fx);
                             return (Word::plain(CircuitState::HalfOpen, next.epoch()), ADMITTED);
                         }
                         Err(actual) => word = actual,
@@ -395,7 +352,7 @@ impl Core {
                     let Some(max_wait) = self.config.max_wait_in_half_open else {
                         return (Word::plain(CircuitState::HalfOpen, epoch), u64::MAX);
                     };
-                    let now = self.now();
+                    let now = fx.now();
                     let deadline = self.half_open_deadline(word, max_wait, now);
                     if now < deadline {
                         let deadline_ms = deadline.div_ceil(NANOS_PER_MS);
@@ -404,13 +361,8 @@ impl Core {
                     let next = self.open_word(word, now, None);
                     if self.swap(word, next).is_ok() {
                         let totals = probe_totals(probes);
-                        self.entered(
-                            word,
-                            next,
-                            TransitionCause::HalfOpenTimedOut,
-                            now,
-                            Some(totals),
-                        );
+                        let cause = TransitionCause::HalfOpenTimedOut;
+                        self.enter(word, next, cause, now, Some(totals), fx);
                     }
                     // Either way, look again: the breaker is now open (or changed meanwhile).
                     word = self.load();
@@ -420,39 +372,12 @@ impl Core {
     }
 }
 
-impl Drop for Core {
-    fn drop(&mut self) {
-        // A retired generation moved its gauge to its successor's state when it was retired.
-        #[cfg(feature = "metrics")]
-        {
-            let word = self.load();
-            if !word.is_retired() {
-                self.shared.metrics.leave(word.state());
-            }
-        }
-        self.slot.give_back();
-        // An automatic transition's timer sleeping on this generation ends now.
-        self.notify.notify_waiters();
-    }
-}
-
-/// What a call attempt gets: see [`Core::next`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Next {
-    /// Admitted.
-    Admit(Admission),
-    /// A half-open probe is free; none was taken.
-    Probe,
-    /// Rejected.
-    Reject(Rejection),
-}
-
 /// The window an open breaker shows.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Frozen {
-    pub(super) epoch: Epoch,
-    pub(super) totals: Totals,
-    pub(super) minimum: u64,
+pub(crate) struct Frozen {
+    pub(crate) epoch: Epoch,
+    pub(crate) totals: Totals,
+    pub(crate) minimum: u64,
 }
 
 impl Default for Frozen {
@@ -465,7 +390,7 @@ impl Default for Frozen {
     }
 }
 
-pub(super) fn probe_totals(probes: Probes) -> Totals {
+pub(crate) fn probe_totals(probes: Probes) -> Totals {
     Totals {
         calls: u64::from(probes.recorded),
         failed: u64::from(probes.failed),
@@ -473,7 +398,7 @@ pub(super) fn probe_totals(probes: Probes) -> Totals {
     }
 }
 
-pub(super) fn splitmix64(mut x: u64) -> u64 {
+pub(crate) fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -481,7 +406,7 @@ pub(super) fn splitmix64(mut x: u64) -> u64 {
 }
 
 /// A per-breaker seed: the name's FNV-1a hash mixed with the breaker's creation order.
-fn seed(name: &str) -> u64 {
+pub(crate) fn seed(name: &str) -> u64 {
     // A process-wide count: always the standard library's atomic, even on loom.
     use std::sync::atomic::AtomicU64 as ProcessWide;
     static CREATED: ProcessWide = ProcessWide::new(0);

@@ -7,7 +7,7 @@
 //!
 //! tower-http has no "ignored" class: a response is a success or a failure. So with
 //! `ServerErrorsAsFailures`, a `4xx` counts as a **success** here, where breakwater's own
-//! [`HttpClassifier`](super::http::HttpClassifier) ignores it. Every error is a failure.
+//! [`HttpClassifier`](crate::classify::http::HttpClassifier) ignores it. Every error is a failure.
 //!
 //! # Example
 //!
@@ -27,9 +27,9 @@ use http::{HeaderMap, Request, Response};
 use http_body::Body;
 use tower_http::classify::{ClassifiedResponse, ClassifyEos, ClassifyResponse, MakeClassifier};
 
-use super::Outcome;
+use super::{CallPermit, ClassifyEnd, Finish, RecordAt, RecordingBody};
 use crate::BoxError;
-use crate::circuit_breaker::{CallPermit, ClassifyEnd, Finish, RecordAt, RecordingBody};
+use crate::classify::Outcome;
 
 /// The mode of a breaker layer driven by a tower-http [`MakeClassifier`]; chosen by
 /// [`CircuitBreaker::tower_http_layer`](crate::CircuitBreaker::tower_http_layer).

@@ -17,8 +17,8 @@
 //!
 //! Nothing here knows of tower or of the breaker's states.
 
-pub(super) mod count;
-pub(super) mod time;
+pub(crate) mod count;
+pub(crate) mod time;
 
 pub(crate) use count::CountWindow;
 pub(crate) use time::TimeWindow;

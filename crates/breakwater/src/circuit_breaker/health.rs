@@ -2,10 +2,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::{CircuitBreaker, CircuitState};
+use super::{CircuitBreaker, CircuitState};
 
 /// The health of a set of breakers: an overall status, and each breaker's state and numbers.
-/// Made by [`Registry::health`](super::Registry::health), or [`HealthReport::of`] any
+/// Made by [`Registry::health`](crate::Registry::health), or [`HealthReport::of`] any
 /// breakers.
 ///
 /// With the `serde` feature it serializes as a `/health` endpoint would answer:
