@@ -15,6 +15,8 @@ mod record;
 pub(crate) mod slot;
 pub(crate) mod snapshot;
 pub(crate) mod state;
+#[cfg(test)]
+mod tests;
 mod transition;
 pub(crate) mod window;
 
