@@ -77,6 +77,27 @@ fn building_and_dropping_100_000_breakers_gives_their_memory_back() {
 }
 
 #[test]
+fn breakers_of_every_window_size_share_a_few_pooled_slots() {
+    let info = allocation_counter::measure(|| {
+        for size in 1..=3_000 {
+            let count = CircuitBreaker::builder("count")
+                .count_window(size)
+                .build()
+                .unwrap();
+            let seconds = std::time::Duration::from_secs(u64::from(size % 3_600 + 1));
+            let time = CircuitBreaker::builder("time")
+                .time_window(seconds)
+                .build()
+                .unwrap();
+            drop((count, time));
+        }
+    });
+    // The pool keeps one slot per ring length (a power of two), not one per window size: one
+    // per size would keep about 90 MB here.
+    assert_given_back("3,000 window sizes", &info, 3_000 * 1_000);
+}
+
+#[test]
 fn reconfiguring_one_breaker_100_000_times_gives_every_old_generation_back() {
     let breaker = breaker("pg".into());
     let mut svc = breaker.layer().layer(ok());

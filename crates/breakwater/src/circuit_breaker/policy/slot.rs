@@ -22,10 +22,12 @@
 //! Slots are allocated once and never freed, but they are not leaked: when a generation is
 //! dropped, its slot moves to the epoch after the last one it handed out (so every call still
 //! holding it finds its outcome stale and discards it) and goes back to a pool, reachable from a
-//! static, for the next breaker with the same window. The pool never holds more slots of a
-//! window shape than were in use at once, so memory is bounded by the peak number of live
-//! breakers of each window shape; everything else (name, configuration, subscribers, metric
-//! handles, backoff and rejection counters) is freed with the generation.
+//! static, for the next breaker whose window needs a ring of the same length (count windows of
+//! 100 and of 120 calls share one: rings are powers of two). The pool never holds more slots
+//! of a shape than were in use at once, and there are few shapes (16 of count window and 12 of time
+//! window: one per power of two up to the largest window), so its memory is bounded by the peak number of live breakers of each shape;
+//! everything else (name, configuration, subscribers, metric handles, backoff and rejection
+//! counters) is freed with the generation.
 
 use std::collections::HashMap;
 #[cfg(not(breakwater_loom))]
@@ -44,7 +46,7 @@ pub(crate) struct Slot {
     /// The state word: read by every admission, written only by transitions and probes.
     pub(crate) state: Padded<AtomicU64>,
     pub(crate) window: Window,
-    kind: WindowKind,
+    shape: Shape,
     /// The generation using the slot, for calls that hold no reference to it.
     owner: SyncMutex<Option<Weak<dyn Owner>>>,
 }
@@ -55,8 +57,32 @@ pub(crate) trait Owner: Send + Sync {
     fn record(&self, admission: Admission, outcome: Outcome);
 }
 
-/// Free slots, by window shape.
-type Free = HashMap<WindowKind, Vec<&'static Slot>>;
+/// What a slot fits: a count or a time window, and the length of its ring. A count window of
+/// 100 calls and one of 120 share a ring of 256 baselines, and so a slot: the shapes are few
+/// (powers of two), and so is what the pool can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Shape {
+    count: bool,
+    ring: usize,
+}
+
+impl Shape {
+    fn of(kind: WindowKind) -> Self {
+        match kind {
+            WindowKind::Count(size) => Shape {
+                count: true,
+                ring: CountWindow::ring_for(size),
+            },
+            WindowKind::Time(seconds) => Shape {
+                count: false,
+                ring: TimeWindow::ring_for(seconds),
+            },
+        }
+    }
+}
+
+/// Free slots, by shape.
+type Free = HashMap<Shape, Vec<&'static Slot>>;
 
 /// The pool: a static, so that every free slot stays reachable.
 #[cfg(not(breakwater_loom))]
@@ -91,7 +117,17 @@ impl Slot {
         state: CircuitState,
         now: u64,
     ) -> &'static Slot {
-        let free = with_pool(|pool| pool.get_mut(&kind)?.pop());
+        let shape = Shape::of(kind);
+        let free = with_pool(|pool| pool.get_mut(&shape)?.pop());
+        if let Some(slot) = free {
+            match (kind, &slot.window) {
+                (WindowKind::Count(size), Window::Count(window)) => window.resize(size),
+                (WindowKind::Time(seconds), Window::Time(window)) => window.resize(seconds),
+                // The shape says which: a count window's slot is pooled apart from a time
+                // window's.
+                _ => {}
+            }
+        }
         let slot = free.unwrap_or_else(|| {
             let window = match kind {
                 WindowKind::Count(size) => Window::Count(CountWindow::new(size)),
@@ -104,7 +140,7 @@ impl Slot {
                     Word::plain(CircuitState::ForcedOpen, Epoch::INITIAL).0,
                 )),
                 window,
-                kind,
+                shape,
                 owner: SyncMutex::new(None),
             }))
         });
@@ -123,7 +159,7 @@ impl Slot {
     pub(crate) fn give_back(&'static self) {
         *self.lock_owner() = None;
         self.retire();
-        with_pool(|pool| pool.entry(self.kind).or_default().push(self));
+        with_pool(|pool| pool.entry(self.shape).or_default().push(self));
     }
 
     /// Marks the slot's generation retired, in a new epoch: permits it handed out are stale,

@@ -67,7 +67,9 @@ impl Head {
 
 #[derive(Debug)]
 pub(crate) struct CountWindow {
-    size: u32,
+    /// Set when the window is made, and again when its slot is reused for another breaker
+    /// whose window fits the same ring (before the slot is handed out).
+    size: std::sync::atomic::AtomicU32,
     head: Padded<AtomicU64>,
     slots: Box<[AtomicU64]>,
     mask: u64,
@@ -77,19 +79,31 @@ impl CountWindow {
     /// A window of the last `size` calls, `1 <= size <= MAX_SIZE` (the configuration checks).
     pub(crate) fn new(size: u32) -> Self {
         let size = size.clamp(1, MAX_SIZE);
-        // Twice the window: a baseline outlives another whole window of calls, so a recorder
-        // preempted between its record and its evaluation still finds it.
-        let slots = (2 * size as usize + 2).next_power_of_two();
+        let slots = Self::ring_for(size);
         Self {
-            size,
+            size: std::sync::atomic::AtomicU32::new(size),
             head: Padded(AtomicU64::new(Head::fresh(0).0)),
             slots: (0..slots).map(|_| AtomicU64::new(u64::MAX)).collect(),
             mask: slots as u64 - 1,
         }
     }
 
+    /// How many baselines a window of `size` calls keeps: twice the window, so a baseline
+    /// outlives another whole window of calls, and a recorder preempted between its record and
+    /// its evaluation still finds it.
+    pub(crate) fn ring_for(size: u32) -> usize {
+        (2 * size.clamp(1, MAX_SIZE) as usize + 2).next_power_of_two()
+    }
+
+    /// Makes this a window of `size` calls, which needs a ring of the same length: for a new
+    /// breaker taking this window's slot, before the slot is handed out (a reset follows).
+    pub(crate) fn resize(&self, size: u32) {
+        debug_assert_eq!(Self::ring_for(size), self.slots.len());
+        self.size.store(size.clamp(1, MAX_SIZE), Ordering::Relaxed);
+    }
+
     pub(crate) fn size(&self) -> u32 {
-        self.size
+        self.size.load(Ordering::Relaxed)
     }
 
     #[inline]
@@ -115,7 +129,7 @@ impl CountWindow {
             } else {
                 return None;
             };
-            let next = base.after(sample, u64::from(self.size));
+            let next = base.after(sample, u64::from(self.size()));
             match self.head.compare_exchange_weak(
                 current,
                 next.0,
@@ -157,7 +171,7 @@ impl CountWindow {
         if head.tag() != tag || !head.full() {
             return false;
         }
-        let base_seq = head.seq().wrapping_sub(u64::from(self.size)) & SEQ_MASK;
+        let base_seq = head.seq().wrapping_sub(u64::from(self.size())) & SEQ_MASK;
         let slot = base_seq.wrapping_sub(1) & self.mask;
         let base = Head(self.slots[slot as usize].load(Ordering::Acquire));
         // The baseline of this very head (a stale slot holds another generation or sequence
@@ -177,7 +191,7 @@ impl CountWindow {
                 slow: head.slow(),
             });
         }
-        let size = u64::from(self.size);
+        let size = u64::from(self.size());
         // The baseline is the head after call `seq - size - 1`: its own sequence is `seq - size`.
         let base_seq = head.seq().wrapping_sub(size) & SEQ_MASK;
         let slot = base_seq.wrapping_sub(1) & self.mask;
@@ -211,7 +225,7 @@ impl CountWindow {
         if !head.full() {
             return None;
         }
-        let size = u64::from(self.size);
+        let size = u64::from(self.size());
         for shrink in 1..size.min(64) {
             let base_seq = head.seq().wrapping_sub(size - shrink) & SEQ_MASK;
             let slot = base_seq.wrapping_sub(1) & self.mask;

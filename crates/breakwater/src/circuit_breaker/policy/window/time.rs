@@ -96,7 +96,9 @@ fn sec_of(nanos: u64) -> u64 {
 
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
-    seconds: u64,
+    /// Set when the window is made, and again when its slot is reused for another breaker
+    /// whose window fits the same ring (before the slot is handed out).
+    seconds: std::sync::atomic::AtomicU64,
     head: Padded<AtomicU128>,
     slots: Box<[AtomicU128]>,
     mask: u64,
@@ -106,15 +108,28 @@ impl TimeWindow {
     /// A window of the last `seconds` seconds, `1 <= seconds <= MAX_SECONDS`.
     pub(crate) fn new(seconds: u32) -> Self {
         let seconds = seconds.clamp(1, MAX_SECONDS);
-        let slots = (seconds as usize + 1).next_power_of_two();
+        let slots = Self::ring_for(seconds);
         let window = Self {
-            seconds: u64::from(seconds),
+            seconds: std::sync::atomic::AtomicU64::new(u64::from(seconds)),
             head: Padded(AtomicU128::new(Head::fresh(0, 0).0)),
             slots: (0..slots).map(|_| AtomicU128::new(u128::MAX)).collect(),
             mask: slots as u64 - 1,
         };
         window.publish_empty_past(Head::fresh(0, 0));
         window
+    }
+
+    /// How many seconds' ends a window of `seconds` keeps.
+    pub(crate) fn ring_for(seconds: u32) -> usize {
+        (seconds.clamp(1, MAX_SECONDS) as usize + 1).next_power_of_two()
+    }
+
+    /// Makes this a window of `seconds`, which needs a ring of the same length: for a new
+    /// breaker taking this window's slot, before the slot is handed out (a reset follows).
+    pub(crate) fn resize(&self, seconds: u32) {
+        debug_assert_eq!(Self::ring_for(seconds), self.slots.len());
+        let seconds = u64::from(seconds.clamp(1, MAX_SECONDS));
+        self.seconds.store(seconds, Ordering::Relaxed);
     }
 
     pub(crate) fn record(&self, tag: u8, sample: Sample, now: u64) -> Option<Recorded> {
@@ -179,7 +194,8 @@ impl TimeWindow {
             Some(now) if sec_after(now, head.sec()) => now,
             _ => head.sec(),
         };
-        let start = now.wrapping_sub(self.seconds) & SEC_MASK;
+        let seconds = self.seconds.load(Ordering::Relaxed);
+        let start = now.wrapping_sub(seconds) & SEC_MASK;
         if !sec_after(head.sec(), start) {
             // Every recorded call is older than the window.
             return Some(Totals::default());
