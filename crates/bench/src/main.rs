@@ -3,11 +3,16 @@
 //! `tower::timeout`, all in one run on one machine; then end to end, a hyper client against a
 //! hyper server on loopback, bare and behind the full stack.
 //!
-//! Run with `cargo run --release -p bench` (about two minutes). `--quick` makes a short run
+//! Every call is made as users make it: `svc.ready().await?.call(req).await` in an `async fn`
+//! on a tokio runtime, or `svc.clone().oneshot(req).await` for each request as axum does (see
+//! `measure`).
+//!
+//! Run with `cargo run --release -p bench` (under a minute). `--quick` makes a short run
 //! that only checks the harness works (its numbers are rough); `--only PART[,PART...]` runs
-//! some parts: `closed`, `two-tasks`, `rejection`, `time-window`, `timeout`, `e2e`, or `micro`
-//! (all but `e2e`). It prints Markdown tables: nanoseconds per call, what each breaker adds over
-//! the bare service, and that as a multiple of what breakwater adds. See BENCHMARKS.md.
+//! some parts: `closed`, `two-tasks`, `clone-per-request`, `rejection`, `time-window`,
+//! `timeout`, `in-place` (the old no-op-waker harness, for reference), `e2e`, or `micro` (all
+//! but `e2e`). It prints Markdown tables: nanoseconds per call, what each breaker adds over the
+//! bare service, and that as a multiple of what breakwater adds. See BENCHMARKS.md.
 
 mod e2e;
 mod measure;
@@ -17,14 +22,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use measure::Plan;
+use subjects::How;
 
 /// The parts of a run, in the order they run.
-const PARTS: [&str; 6] = [
+const PARTS: [&str; 8] = [
     "closed",
     "two-tasks",
+    "clone-per-request",
     "rejection",
     "time-window",
     "timeout",
+    "in-place",
     "e2e",
 ];
 
@@ -168,23 +176,26 @@ struct Target {
 
 fn micro(options: &Options, plan: Plan, targets: &mut Vec<Target>) -> Result<(), String> {
     if options.runs("closed") {
-        let closed = measure::one_thread(&mut subjects::closed(), plan)?;
-        let labels = entry_labels(&subjects::closed());
+        let runtime = measure::current_thread()?;
+        let mut entries = subjects::closed(How::Awaited);
+        let labels = entry_labels(&entries);
+        let closed = measure::one_thread(&mut entries, plan, &runtime)?;
         let added = table(
             "Closed, one thread",
-            "count window of 100 calls (failsafe: its default policy)",
+            "`svc.ready().await?.call(req).await` in a task on a current-thread runtime; count \
+             window of 100 calls (failsafe: its default policy)",
             &labels,
             &closed,
             true,
         );
         let (ours, best) = ours_and_best_peer(&labels, &added);
         targets.push(Target {
-            what: "closed, one thread: breakwater adds ≤ 15 ns",
+            what: "closed, one thread (awaited calls): breakwater adds ≤ 15 ns",
             measured: format!("{ours:.1} ns"),
             met: ours <= 15.0,
         });
         targets.push(beats_half(
-            "closed, one thread: below half of the best peer",
+            "closed, one thread (awaited calls): below half of the best peer",
             ours,
             best,
         ));
@@ -195,37 +206,53 @@ fn micro(options: &Options, plan: Plan, targets: &mut Vec<Target>) -> Result<(),
         let two = measure::two_tasks(&mut pairs, plan)?;
         let added = table(
             "Closed, two tasks sharing one breaker on a two-worker runtime",
-            "ns per call per task: the round's wall time over the calls each task made",
+            "`ready().await`, `.await` on the call, in each of two tasks holding a clone of one \
+             service; ns per call per task: the round's wall time over the calls each task made",
             &pair_labels,
             &two,
             true,
         );
         let (ours, best) = ours_and_best_peer(&pair_labels, &added);
         targets.push(Target {
-            what: "closed, two tasks: breakwater adds ≤ 30 ns per call per task",
+            what: "closed, two tasks (awaited calls): breakwater adds ≤ 30 ns per call per task",
             measured: format!("{ours:.1} ns"),
             met: ours <= 30.0,
         });
         targets.push(beats_half(
-            "closed, two tasks: below half of the best peer",
+            "closed, two tasks (awaited calls): below half of the best peer",
             ours,
             best,
         ));
     }
+    if options.runs("clone-per-request") {
+        let runtime = measure::current_thread()?;
+        let mut entries = subjects::closed(How::ClonePerRequest);
+        let labels = entry_labels(&entries);
+        let cloned = measure::one_thread(&mut entries, plan, &runtime)?;
+        table(
+            "Closed, a clone of the service per request (axum style), one thread",
+            "`svc.clone().oneshot(req).await` for every request, in a task on a current-thread \
+             runtime; the subjects of \"Closed, one thread\". Every subject's service is `Clone` \
+             (failsafe's and recloser's through their adapters), so none is left out",
+            &labels,
+            &cloned,
+            true,
+        );
+    }
     if options.runs("rejection") {
-        // The automatic transition's timer needs a runtime when the breaker opens; it is never
-        // driven, so the timer stays pending through the run.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(|e| format!("a tokio runtime for the automatic transition: {e}"))?;
-        let _in_runtime = runtime.enter();
-        let mut rejected = subjects::rejected();
+        // The automatic transition's timer needs a runtime when the breaker opens: it is spawned
+        // on this one and sleeps (an hour) through the run.
+        let runtime = measure::current_thread()?;
+        let mut rejected = {
+            let _in_runtime = runtime.enter();
+            subjects::rejected()
+        };
         let labels = entry_labels(&rejected);
-        let open = measure::one_thread(&mut rejected, plan)?;
+        let open = measure::one_thread(&mut rejected, plan, &runtime)?;
         let added = table(
             "Open: a rejected call, one thread",
-            "tripped by failing calls, wait one hour; breakwater's error is a boxed `CircuitOpen` \
+            "awaited calls as in \"Closed, one thread\"; tripped by failing calls, wait one \
+             hour; breakwater's error is a boxed `CircuitOpen` \
              (one allocation), the peers' an enum. By default (as in resilience4j) an open \
              breaker moves to half-open at the first call after its wait, so each rejection \
              reads the clock, as the peers' do; with the automatic transition a timer moves it, \
@@ -249,48 +276,69 @@ fn micro(options: &Options, plan: Plan, targets: &mut Vec<Target>) -> Result<(),
     if options.runs("time-window") {
         let mut windows = subjects::time_window();
         let labels = entry_labels(&windows);
-        let timed = measure::one_thread(&mut windows, plan)?;
+        let runtime = measure::current_thread()?;
+        let timed = measure::one_thread(&mut windows, plan, &runtime)?;
         table(
             "Closed, a 60 s time window with slow-call detection (5 s), one thread",
-            "recloser has no time window; failsafe's has no slow-call detection",
+            "awaited calls as in \"Closed, one thread\"; recloser has no time window; failsafe's \
+             has no slow-call detection",
             &labels,
             &timed,
             true,
         );
     }
     if options.runs("timeout") {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(|e| format!("a tokio runtime for the timeouts: {e}"))?;
-        let _in_runtime = runtime.enter();
-        let mut timeouts = subjects::timeouts();
+        let runtime = measure::current_thread()?;
+        let mut timeouts = {
+            let _in_runtime = runtime.enter();
+            subjects::timeouts()
+        };
         let labels = entry_labels(&timeouts);
-        let timed = measure::one_thread(&mut timeouts, plan)?;
+        let timed = measure::one_thread(&mut timeouts, plan, &runtime)?;
         let at_once = table(
-            "Timeout of 30 s, a call that answers at once, one thread (inside a tokio runtime)",
-            "both create tokio's timer in `call` (reading the clock) and drop it unregistered",
+            "Timeout of 30 s, a call that answers at once, one thread",
+            "awaited calls as in \"Closed, one thread\"; both create tokio's timer in `call` \
+             (reading the clock) and drop it unregistered",
             &labels[..3],
             &timed[..3],
             true,
         );
         let waits = table(
             "Timeout of 30 s, a call that waits once (pending at the first poll)",
-            "both arm tokio's timer, register it at the pending poll and remove it on drop",
+            "awaited calls; the call wakes its task and is pending once, so the task goes back \
+             to the scheduler. Both arm tokio's timer, register it at the pending poll and \
+             remove it on drop",
             &labels[3..],
             &timed[3..],
             true,
         );
         targets.push(Target {
-            what: "`TimeoutLayer` no slower than `tower::timeout`: a call that answers at once",
+            what: "`TimeoutLayer` no slower than `tower::timeout`: a call that answers at once \
+                   (awaited)",
             measured: format!("{:.1} ns against {:.1} ns", at_once[1], at_once[2]),
             met: at_once[1] <= at_once[2],
         });
         targets.push(Target {
-            what: "`TimeoutLayer` no slower than `tower::timeout`: a call that waits",
+            what: "`TimeoutLayer` no slower than `tower::timeout`: a call that waits (awaited)",
             measured: format!("{:.1} ns against {:.1} ns", waits[1], waits[2]),
             met: waits[1] <= waits[2],
         });
+    }
+    if options.runs("in-place") {
+        let runtime = measure::current_thread()?;
+        let mut entries = subjects::closed(How::InPlace);
+        let labels = entry_labels(&entries);
+        let in_place = measure::one_thread(&mut entries, plan, &runtime)?;
+        table(
+            "For reference: closed, one thread, in place (no-op waker)",
+            "the old harness, which no user writes: `poll_ready`, `call` and one poll of the \
+             response future pinned where it was made, with a no-op waker and no runtime. \
+             Futures are never moved, so their size costs nothing here; the targets are not \
+             measured on it",
+            &labels,
+            &in_place,
+            true,
+        );
     }
     Ok(())
 }

@@ -1,7 +1,13 @@
 //! How a call is timed: on one thread, many calls per batch, batches of every subject
 //! interleaved round after round; and on a two-worker runtime, two tasks calling at once.
+//!
+//! Calls are made as users make them: `svc.ready().await?.call(req).await` in an `async fn`,
+//! in a task on a tokio runtime (or `svc.clone().oneshot(req).await`, as axum calls a route).
+//! An async caller moves each response future into its own future before polling it, so a
+//! future's size costs what it costs users. The loops are generic (one per subject, no boxed
+//! future per call); the batch is timed inside the task.
 
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::hint::black_box;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -9,7 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use tower::Service;
+use tokio::runtime::Runtime;
+use tower::{Service, ServiceExt};
 
 /// How long and how often to measure.
 #[derive(Debug, Clone, Copy)]
@@ -22,68 +29,138 @@ pub(crate) struct Plan {
     pub(crate) warmup: Duration,
 }
 
-/// Something that makes calls on one thread, from a loop that polls each future once.
+/// Something that makes calls on one thread.
 pub(crate) trait Subject {
-    /// Makes `n` calls; returns how many of them did not succeed.
-    fn run(&mut self, n: u64) -> u64;
+    /// Makes `n` calls on `runtime` (a current-thread one); returns how many of them did not
+    /// succeed and how long the `n` calls took.
+    fn run(&mut self, runtime: &Runtime, n: u64) -> Result<(u64, Duration), String>;
 }
 
-/// The calls of a tower service: `poll_ready`, `call`, one poll of the response future, as a
-/// client of a service that answers at once makes them.
-pub(crate) struct Calls<S>(pub(crate) S);
+/// The calls of a tower service as a user makes them: `svc.ready().await?.call(req).await`
+/// in an `async fn`, in a task on a tokio runtime. The response future is moved into the
+/// caller's own future before it is polled, as in any async caller, so its size counts.
+struct Awaited<S>(Option<S>);
 
-impl<S: Service<u64>> Subject for Calls<S> {
+impl<S> Subject for Awaited<S>
+where
+    S: Service<u64> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+{
     #[inline(never)]
-    fn run(&mut self, n: u64) -> u64 {
+    fn run(&mut self, runtime: &Runtime, n: u64) -> Result<(u64, Duration), String> {
+        let Some(mut svc) = self.0.take() else {
+            return Err("a subject lost its service (a batch panicked)".to_owned());
+        };
+        let (svc, failed, elapsed) = in_task(runtime, async move {
+            let start = Instant::now();
+            let failed = awaited_calls(&mut svc, n).await;
+            let elapsed = start.elapsed();
+            (svc, failed, elapsed)
+        })?;
+        self.0 = Some(svc);
+        Ok((failed, elapsed))
+    }
+}
+
+/// `n` calls, each `ready().await` then `.await` on the call; how many did not succeed.
+async fn awaited_calls<S: Service<u64>>(svc: &mut S, n: u64) -> u64 {
+    let mut failed = 0;
+    for i in 0..n {
+        match one_awaited(svc, black_box(i)).await {
+            Ok(response) => {
+                black_box(response);
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    failed
+}
+
+/// One call, written as users write it.
+async fn one_awaited<S: Service<u64>>(svc: &mut S, request: u64) -> Result<S::Response, S::Error> {
+    svc.ready().await?.call(request).await
+}
+
+/// The calls of a service that is cloned for every request, as axum clones a route's service:
+/// `svc.clone().oneshot(req).await` (`oneshot` moves the clone and its response future).
+struct ClonePerRequest<S>(Option<S>);
+
+impl<S> Subject for ClonePerRequest<S>
+where
+    S: Service<u64> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+{
+    #[inline(never)]
+    fn run(&mut self, runtime: &Runtime, n: u64) -> Result<(u64, Duration), String> {
+        let Some(mut svc) = self.0.take() else {
+            return Err("a subject lost its service (a batch panicked)".to_owned());
+        };
+        let (svc, failed, elapsed) = in_task(runtime, async move {
+            let start = Instant::now();
+            let failed = cloned_calls(&mut svc, n).await;
+            let elapsed = start.elapsed();
+            (svc, failed, elapsed)
+        })?;
+        self.0 = Some(svc);
+        Ok((failed, elapsed))
+    }
+}
+
+/// `n` calls, each on a fresh clone of `svc`; how many did not succeed.
+async fn cloned_calls<S: Service<u64> + Clone>(svc: &mut S, n: u64) -> u64 {
+    let mut failed = 0;
+    for i in 0..n {
+        match svc.clone().oneshot(black_box(i)).await {
+            Ok(response) => {
+                black_box(response);
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    failed
+}
+
+/// Runs one batch as a task spawned on `runtime`, as a server runs a connection's requests
+/// (a call that waits wakes its task, which the scheduler polls again), and waits for it.
+/// One task per batch, not per call.
+fn in_task<T: Send + 'static>(
+    runtime: &Runtime,
+    batch: impl Future<Output = T> + Send + 'static,
+) -> Result<T, String> {
+    runtime
+        .block_on(runtime.spawn(batch))
+        .map_err(|e| format!("a batch of calls failed: {e}"))
+}
+
+/// The old harness, kept for reference: `poll_ready`, `call`, one poll of the response future
+/// in place (pinned on the loop's stack, never moved) with a no-op waker, no runtime. A
+/// future's size costs nothing here, which is why it is not how the rows are measured.
+struct InPlace<S>(S);
+
+impl<S: Service<u64>> Subject for InPlace<S> {
+    #[inline(never)]
+    fn run(&mut self, _: &Runtime, n: u64) -> Result<(u64, Duration), String> {
         let mut cx = Context::from_waker(Waker::noop());
+        let start = Instant::now();
         let mut failed = 0;
         for i in 0..n {
-            if !one_call(&mut self.0, &mut cx, black_box(i)) {
+            if !in_place_call(&mut self.0, &mut cx, black_box(i)) {
                 failed += 1;
             }
         }
-        failed
+        Ok((failed, start.elapsed()))
     }
 }
 
 #[inline(always)]
-fn one_call<S: Service<u64>>(svc: &mut S, cx: &mut Context<'_>, request: u64) -> bool {
+fn in_place_call<S: Service<u64>>(svc: &mut S, cx: &mut Context<'_>, request: u64) -> bool {
     match svc.poll_ready(cx) {
         Poll::Ready(Ok(())) => {}
         _ => return false,
     }
     let future = pin!(svc.call(request));
-    matches!(future.poll(cx), Poll::Ready(Ok(_)))
-}
-
-/// The calls of a tower service whose calls wait once: `poll_ready`, `call`, and two polls of
-/// the response future (the first pending).
-pub(crate) struct WaitingCalls<S>(pub(crate) S);
-
-impl<S: Service<u64>> Subject for WaitingCalls<S> {
-    #[inline(never)]
-    fn run(&mut self, n: u64) -> u64 {
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut failed = 0;
-        for i in 0..n {
-            if !waiting_call(&mut self.0, &mut cx, black_box(i)) {
-                failed += 1;
-            }
-        }
-        failed
-    }
-}
-
-#[inline(always)]
-fn waiting_call<S: Service<u64>>(svc: &mut S, cx: &mut Context<'_>, request: u64) -> bool {
-    match svc.poll_ready(cx) {
-        Poll::Ready(Ok(())) => {}
-        _ => return false,
-    }
-    let mut future = pin!(svc.call(request));
-    if future.as_mut().poll(cx).is_ready() {
-        return false;
-    }
     matches!(future.poll(cx), Poll::Ready(Ok(_)))
 }
 
@@ -104,48 +181,82 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    pub(crate) fn new<S: Service<u64> + 'static>(
+    /// A row of awaited calls (`ready().await`, `.await` on the call) in a task.
+    pub(crate) fn new<S>(label: &'static str, svc: S, expect: Expect) -> Self
+    where
+        S: Service<u64> + Send + 'static,
+        S::Future: Send,
+        S::Error: Send,
+    {
+        Self {
+            label,
+            subject: Box::new(Awaited(Some(svc))),
+            expect,
+        }
+    }
+
+    /// A row of calls each made on a fresh clone of `svc` with `oneshot` (axum style).
+    pub(crate) fn cloned<S>(label: &'static str, svc: S, expect: Expect) -> Self
+    where
+        S: Service<u64> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Send,
+    {
+        Self {
+            label,
+            subject: Box::new(ClonePerRequest(Some(svc))),
+            expect,
+        }
+    }
+
+    /// A row of calls polled in place with a no-op waker (the old harness, for reference).
+    pub(crate) fn in_place<S: Service<u64> + 'static>(
         label: &'static str,
         svc: S,
         expect: Expect,
     ) -> Self {
         Self {
             label,
-            subject: Box::new(Calls(svc)),
+            subject: Box::new(InPlace(svc)),
             expect,
-        }
-    }
-
-    /// A row of calls that wait once and then succeed.
-    pub(crate) fn waiting<S: Service<u64> + 'static>(label: &'static str, svc: S) -> Self {
-        Self {
-            label,
-            subject: Box::new(WaitingCalls(svc)),
-            expect: Expect::Success,
         }
     }
 }
 
-/// The median nanoseconds per call of each entry, in order. Fails when a call did not do what
-/// its entry expects (a breaker that was not closed, or not open).
-pub(crate) fn one_thread(entries: &mut [Entry], plan: Plan) -> Result<Vec<f64>, String> {
+/// A current-thread tokio runtime with its I/O and time drivers, as
+/// `#[tokio::main(flavor = "current_thread")]` builds it.
+pub(crate) fn current_thread() -> Result<Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("a current-thread tokio runtime: {e}"))
+}
+
+/// The median nanoseconds per call of each entry, in order, its calls made on `runtime` (a
+/// current-thread one). Fails when a call did not do what its entry expects (a breaker that
+/// was not closed, or not open).
+pub(crate) fn one_thread(
+    entries: &mut [Entry],
+    plan: Plan,
+    runtime: &Runtime,
+) -> Result<Vec<f64>, String> {
     let mut sizes = Vec::with_capacity(entries.len());
     for entry in entries.iter_mut() {
-        let start = Instant::now();
+        let mut spent = Duration::ZERO;
         let mut calls: u64 = 0;
-        while start.elapsed() < plan.warmup || calls == 0 {
-            check(entry.label, entry.expect, entry.subject.run(1_000), 1_000)?;
+        while spent < plan.warmup || calls == 0 {
+            let (failed, elapsed) = entry.subject.run(runtime, 1_000)?;
+            check(entry.label, entry.expect, failed, 1_000)?;
+            spent += elapsed;
             calls += 1_000;
         }
-        let per_call = start.elapsed().as_secs_f64() / calls as f64;
+        let per_call = spent.as_secs_f64() / calls as f64;
         sizes.push(batch_size(plan.batch, per_call));
     }
     let mut samples = vec![Vec::with_capacity(plan.rounds); entries.len()];
     for _ in 0..plan.rounds {
         for ((entry, &n), samples) in entries.iter_mut().zip(&sizes).zip(&mut samples) {
-            let start = Instant::now();
-            let failed = entry.subject.run(n);
-            let elapsed = start.elapsed();
+            let (failed, elapsed) = entry.subject.run(runtime, n)?;
             check(entry.label, entry.expect, failed, n)?;
             samples.push(elapsed.as_nanos() as f64 / n as f64);
         }
@@ -182,7 +293,8 @@ pub(crate) fn median(samples: &mut [f64]) -> f64 {
     }
 }
 
-/// Something that makes calls from a task: each call awaits readiness and the response.
+/// Something that makes calls from a task: each call awaits readiness and the response
+/// (`ready().await`, `.await` on the call).
 pub(crate) trait TaskSubject: Send + 'static {
     /// Makes `n` calls; returns how many of them did not succeed.
     fn run(&mut self, n: u64) -> Pin<Box<dyn Future<Output = u64> + Send + '_>>;
@@ -195,22 +307,11 @@ impl<S> TaskSubject for TaskCalls<S>
 where
     S: Service<u64> + Send + 'static,
     S::Future: Send,
+    S::Error: Send,
 {
     fn run(&mut self, n: u64) -> Pin<Box<dyn Future<Output = u64> + Send + '_>> {
-        // One box per batch of calls, not per call.
-        Box::pin(async move {
-            let mut failed = 0;
-            for i in 0..n {
-                if poll_fn(|cx| self.0.poll_ready(cx)).await.is_err() {
-                    failed += 1;
-                    continue;
-                }
-                if self.0.call(black_box(i)).await.is_err() {
-                    failed += 1;
-                }
-            }
-            failed
-        })
+        // One box per batch of calls, not per call: the loop inside is monomorphised.
+        Box::pin(awaited_calls(&mut self.0, n))
     }
 }
 
@@ -226,6 +327,7 @@ impl Pair {
     where
         S: Service<u64> + Clone + Send + 'static,
         S::Future: Send,
+        S::Error: Send,
     {
         Self {
             label,
@@ -275,11 +377,7 @@ pub(crate) fn two_tasks(pairs: &mut [Pair], plan: Plan) -> Result<Vec<f64>, Stri
 
 /// One round: both tasks make `n` calls, starting together. Returns the nanoseconds per call
 /// per task, and whether the two really ran at the same time.
-fn round(
-    runtime: &tokio::runtime::Runtime,
-    pair: &mut Pair,
-    n: u64,
-) -> Result<(f64, bool), String> {
+fn round(runtime: &Runtime, pair: &mut Pair, n: u64) -> Result<(f64, bool), String> {
     let gate = Arc::new(AtomicUsize::new(0));
     let [a, b] = std::mem::replace(&mut pair.tasks, [placeholder(), placeholder()]);
     let spawn = |mut subject: Box<dyn TaskSubject>| {

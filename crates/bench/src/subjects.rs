@@ -249,21 +249,48 @@ fn trip<S: Service<u64>>(mut svc: S) {
     }
 }
 
-/// Closed, on one thread.
-pub(crate) fn closed() -> Vec<Entry> {
+/// How a one-thread row makes its calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum How {
+    /// `ready().await`, `.await` on the call, in a task.
+    Awaited,
+    /// `svc.clone().oneshot(req).await` for each request, in a task (axum style).
+    ClonePerRequest,
+    /// `poll_ready`, `call`, one poll in place with a no-op waker (the old harness).
+    InPlace,
+}
+
+impl How {
+    fn entry<S>(self, label: &'static str, svc: S, expect: Expect) -> Entry
+    where
+        S: Service<u64> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Send,
+    {
+        match self {
+            How::Awaited => Entry::new(label, svc, expect),
+            How::ClonePerRequest => Entry::cloned(label, svc, expect),
+            How::InPlace => Entry::in_place(label, svc, expect),
+        }
+    }
+}
+
+/// Closed, on one thread, each call made `how`. Every subject here is `Clone`, so each has a
+/// clone-per-request row.
+pub(crate) fn closed(how: How) -> Vec<Entry> {
     vec![
-        Entry::new("bare service", OK, Expect::Success),
-        Entry::new(
+        how.entry("bare service", OK, Expect::Success),
+        how.entry(
             "breakwater",
             breakwater(WAIT).layer_with(FailOnError).layer(OK),
             Expect::Success,
         ),
-        Entry::new(
+        how.entry(
             "tower-resilience-circuitbreaker",
             tower_resilience(SlidingWindowType::CountBased, WAIT).layer(OK),
             Expect::Success,
         ),
-        Entry::new(
+        how.entry(
             "failsafe",
             Wrapped {
                 breaker: failsafe_default(),
@@ -271,7 +298,7 @@ pub(crate) fn closed() -> Vec<Entry> {
             },
             Expect::Success,
         ),
-        Entry::new(
+        how.entry(
             "recloser",
             Reclosed {
                 breaker: recloser(WAIT),
@@ -412,16 +439,18 @@ pub(crate) fn timeouts() -> Vec<Entry> {
             tower::timeout::TimeoutLayer::new(timeout).layer(OK),
             Expect::Success,
         ),
-        Entry::waiting("bare service, waits once", WaitsOnce),
-        Entry::waiting(
+        Entry::new("bare service, waits once", WaitsOnce, Expect::Success),
+        Entry::new(
             "breakwater::TimeoutLayer, waits once",
             breakwater::TimeoutLayer::new(timeout)
                 .without_override()
                 .layer(WaitsOnce),
+            Expect::Success,
         ),
-        Entry::waiting(
+        Entry::new(
             "tower::timeout::TimeoutLayer, waits once",
             tower::timeout::TimeoutLayer::new(timeout).layer(WaitsOnce),
+            Expect::Success,
         ),
     ]
 }
