@@ -77,6 +77,24 @@
 //!
 //! [`RecvError::Closed`]: tokio::sync::broadcast::error::RecvError::Closed
 //!
+//! # Probes go where they can be used
+//!
+//! A layered service decides admission in `poll_ready`, as `tower::limit::ConcurrencyLimit`
+//! does, and holds the decision until `call`. A half-open probe permit is taken only once the
+//! inner service is ready: a service whose inner `poll_ready` is `Pending` (a client still
+//! connecting) holds no probe, so another, ready service gets it, and a breaker with one probe
+//! cannot be kept half-open by a service that cannot call. While the breaker is open the inner
+//! service is not polled at all; fail fast still decides before `call` (the only probe taken,
+//! `call` fails at once), and [`backpressure`](CircuitBreakerLayer::backpressure) still waits.
+//!
+//! # When an outcome is recorded
+//!
+//! By default, when the response (its head) arrives. With
+//! [`end_of_stream`](CircuitBreakerLayer::end_of_stream), when the response body ends or
+//! fails; a body dropped before its end records its head's outcome (a success head counts as a
+//! success, timed to the drop), and a call whose future is dropped before its response records
+//! nothing (and gives back a half-open permit). See [`AtEndOfStream`].
+//!
 //! On the closed path a call costs one atomic load when admitted and one compare-and-swap when
 //! recorded: about 12 ns over a bare service on the machine this was measured on (see
 //! `benches/circuit_breaker.rs`). The clock is read only where a setting needs it: slow-call

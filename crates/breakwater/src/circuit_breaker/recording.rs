@@ -85,8 +85,10 @@ where
 /// status there), and when the body fails (a reset stream, a body deadline),
 /// [`classify_body_error`](Classify::classify_body_error) decides (a failure by default: only
 /// in this mode do body errors count). The call's duration, for slow-call detection, runs to
-/// the end of the body. A body dropped before its end records nothing (a cancelled call). A
-/// body already at its end when the head arrives (`204`, the answer to a `HEAD` request, a
+/// the end of the body. A body dropped before its end records what its head said, timed to
+/// the drop: a client that reads part of a `200` and stops says nothing against the
+/// downstream, so the call counts as a success (recording nothing would leave only the
+/// failures, and push the failure rate up). A body already at its end when the head arrives (`204`, the answer to a `HEAD` request, a
 /// trailers-only gRPC answer) is recorded at once, with the head's headers as its trailers. A
 /// half-open permit is held until the outcome is known.
 ///

@@ -1,6 +1,6 @@
 //! The breakers of a keyed layer: at most `max_keys` of them, made on demand, evicted when
-//! idle or when room is needed, and recycled rather than freed (a breaker lives as long as the
-//! process, so a layer that made a new one per new key would grow without bound).
+//! idle or when room is needed, and recycled for the next new key rather than built anew (a
+//! key churning through a busy layer costs no allocation). They are freed with the layer.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

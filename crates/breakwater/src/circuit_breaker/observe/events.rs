@@ -6,7 +6,8 @@
 //! the breaker's state has changed and outside any lock: keep them short and non-blocking.
 //!
 //! Per-call events (outcomes and rejections) cost nothing while nobody subscribes to them: the
-//! call path checks one flag. Transitions are also logged through `tracing` (`warn` when the
+//! call path checks one flag. A call admitted before the first per-call subscriber came, while
+//! the window was clean, may end unreported (it was admitted on the clean path, untimed). Transitions are also logged through `tracing` (`warn` when the
 //! breaker opens, `info` otherwise), subscribed or not.
 //!
 //! [`CircuitBreaker::on_event`]: super::CircuitBreaker::on_event
