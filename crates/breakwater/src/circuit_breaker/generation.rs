@@ -81,6 +81,8 @@ pub(crate) struct Core {
     successor: OnceLock<Arc<Core>>,
     /// Wakes services waiting in backpressure mode on every transition and returned permit.
     pub(crate) notify: Arc<Notify>,
+    /// Whether every call is timed whoever listens: slow-call detection, or metrics.
+    timed: bool,
 }
 
 impl Core {
@@ -90,6 +92,7 @@ impl Core {
         Arc::new_cyclic(|this: &Weak<Core>| {
             let now = shared.time.now();
             let owner: Weak<dyn Owner> = this.clone();
+            let config_timed = config.slow_calls.is_some();
             let slot = Slot::take(config.window, owner, state, now);
             Self {
                 policy: Policy::new(slot, config, seed(&shared.name), now),
@@ -97,6 +100,8 @@ impl Core {
                 this: this.clone(),
                 successor: OnceLock::new(),
                 notify: Arc::new(Notify::new()),
+                // With metrics, every call is timed for the duration histogram.
+                timed: cfg!(feature = "metrics") || config_timed,
             }
         })
     }
@@ -132,10 +137,7 @@ impl Core {
     /// per-call subscriber.
     #[inline]
     pub(crate) fn times_calls(&self) -> bool {
-        // With metrics, every call is timed for the duration histogram.
-        cfg!(feature = "metrics")
-            || self.policy.config.slow_calls.is_some()
-            || self.shared.events.per_call()
+        self.timed || self.shared.events.per_call()
     }
 
     /// Whether a call admitted now as `admission` may hold no reference to this generation.

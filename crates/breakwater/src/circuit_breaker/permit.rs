@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::generation::Core;
 use super::policy::Admission;
 use super::policy::slot::Slot;
+use super::policy::state::Epoch;
 use crate::classify::Outcome;
 
 /// Permission to make one call; from [`CircuitBreaker::try_acquire`].
@@ -34,6 +35,19 @@ impl CallPermit {
             core: (!core.clean_path(admission)).then(|| Arc::clone(core)),
             slot: core.slot(),
             admission,
+            start: UNTIMED,
+        }
+    }
+
+    /// A permit for a call admitted while closed in `epoch`: on the clean path when the
+    /// window is clean and calls are not timed.
+    #[inline]
+    pub(crate) fn closed(core: &Arc<Core>, slot: &'static Slot, epoch: Epoch) -> Self {
+        let clean = !core.times_calls() && slot.window_is_clean(epoch);
+        Self {
+            core: (!clean).then(|| Arc::clone(core)),
+            slot,
+            admission: Admission::Closed(epoch),
             start: UNTIMED,
         }
     }

@@ -11,10 +11,12 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::generation::Core;
+use super::policy::slot::Slot;
+use super::policy::state::Epoch;
 use super::policy::{Next, Rejection};
 use super::recording::{AtResponse, Finish, RecordAt};
 use super::reject::{OnOpen, WithError};
-use super::{CallPermit, CircuitBreaker, CircuitOpen};
+use super::{CallPermit, CircuitBreaker, CircuitOpen, CircuitState};
 use std::sync::Arc;
 
 /// A service behind a circuit breaker; made by [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
@@ -58,12 +60,24 @@ pub struct CircuitBreakerService<S, C, R = WithError, P = AtResponse> {
     /// service costs one atomic update. A reconfiguration retires it; the service then moves
     /// to its successor.
     core: Arc<Core>,
+    /// The generation's slot (its state word), one load nearer than through `core`.
+    slot: &'static Slot,
     classifier: C,
     backpressure: bool,
+    /// A call admitted while closed, as one word (`CLOSED | epoch`, or `NOTHING`): the common
+    /// decision, stored and read back whole (a wider value assembled from narrower stores and
+    /// read back at once stalls the load, and `call` reads it right after `poll_ready`).
+    closed: u64,
+    /// Any other decision: a permit (a probe, metrics only, disabled), or a rejection.
     decision: Option<Decision>,
     waiter: Option<Box<Waiter>>,
     mode: PhantomData<fn() -> (R, P)>,
 }
+
+/// `closed` when no call is admitted closed.
+const NOTHING: u64 = 0;
+/// Marks `closed` as holding an admission (an epoch has 21 bits).
+const CLOSED: u64 = 1 << 63;
 
 enum Decision {
     Admitted(CallPermit),
@@ -100,9 +114,11 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
     fn with_core(inner: S, core: Arc<Core>, classifier: C, backpressure: bool) -> Self {
         Self {
             inner,
+            slot: core.slot(),
             core,
             classifier,
             backpressure,
+            closed: NOTHING,
             decision: None,
             waiter: None,
             mode: PhantomData,
@@ -151,6 +167,7 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
                 // never be told anything again: listen afresh.
                 Next::Reject(rejection) if rejection.retired() => {
                     self.core = self.core.latest();
+                    self.slot = self.core.slot();
                     if let Some(waiter) = &mut self.waiter {
                         waiter.notified = None;
                     }
@@ -229,7 +246,74 @@ where
     type Error = R::Error;
     type Future = ResponseFuture<S::Future, P::Call, R>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The closed path, kept small: one load of the state word, the inner service, and the
+        // admission kept as one word (a closed call holds nothing to give back).
+        if self.decision.is_none() {
+            let word = self.slot.load();
+            if word.state() == CircuitState::Closed {
+                if self.waiter.is_some() {
+                    // Backpressure waited for this: nothing to wait for now.
+                    self.waiter = None;
+                }
+                self.closed = CLOSED | u64::from(word.epoch().get());
+                let ready = self.inner.poll_ready(cx);
+                if let Poll::Ready(Err(_)) = ready {
+                    // Not a call: nothing recorded.
+                    self.closed = NOTHING;
+                }
+                return ready.map_err(R::error);
+            }
+            self.closed = NOTHING;
+        }
+        self.poll_ready_slow(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // A permit taken in a state that has ended since `poll_ready` (the breaker opened,
+        // say) no longer admits the call; without `poll_ready` first (a broken tower contract),
+        // decide now.
+        let closed = std::mem::replace(&mut self.closed, NOTHING);
+        if closed != NOTHING {
+            let epoch = Epoch::from_bits(closed);
+            if self.slot.load().epoch() == epoch {
+                let call = P::start(&self.classifier, &request);
+                let mut permit = CallPermit::closed(&self.core, self.slot, epoch);
+                permit.start_timing();
+                let future = self.inner.call(request);
+                return ResponseFuture::called(future, permit, call);
+            }
+        }
+        let decision = match self.decision.take() {
+            Some(Decision::Admitted(permit)) if permit.is_current() => Decision::Admitted(permit),
+            Some(Decision::Rejected(rejection)) => Decision::Rejected(rejection),
+            _ => self.admit(),
+        };
+        match decision {
+            Decision::Admitted(mut permit) => {
+                let call = P::start(&self.classifier, &request);
+                permit.start_timing();
+                let future = self.inner.call(request);
+                ResponseFuture::called(future, permit, call)
+            }
+            Decision::Rejected(rejection) => {
+                self.core.rejected(&rejection);
+                ResponseFuture::rejected(CircuitOpen::new(&self.core, &rejection))
+            }
+        }
+    }
+}
+
+impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
+    /// `poll_ready` off the closed path: a held decision, a free probe, a rejection, a wait.
+    #[inline(never)]
+    fn poll_ready_slow<Request>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), R::Error>>
+    where
+        S: Service<Request>,
+        P: RecordAt<C, Request, S::Response, S::Error>,
+        R: OnOpen<Output<P, C, Request, S::Response, S::Error>, S::Error>,
+    {
         loop {
             let mut inner_ready = false;
             let decision = match self.decision.take() {
@@ -285,34 +369,12 @@ where
             }
         }
     }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        // A permit taken in a state that has ended since `poll_ready` (the breaker opened,
-        // say) no longer admits the call; without `poll_ready` first (a broken tower contract),
-        // decide now.
-        let decision = match self.decision.take() {
-            Some(Decision::Admitted(permit)) if permit.is_current() => Decision::Admitted(permit),
-            Some(Decision::Rejected(rejection)) => Decision::Rejected(rejection),
-            _ => self.admit(),
-        };
-        match decision {
-            Decision::Admitted(mut permit) => {
-                let call = P::start(&self.classifier, &request);
-                permit.start_timing();
-                let future = self.inner.call(request);
-                ResponseFuture::called(future, permit, call)
-            }
-            Decision::Rejected(rejection) => {
-                self.core.rejected(&rejection);
-                ResponseFuture::rejected(CircuitOpen::new(&self.core, &rejection))
-            }
-        }
-    }
 }
 
 impl<S: fmt::Debug, C: fmt::Debug, R, P> fmt::Debug for CircuitBreakerService<S, C, R, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let decision = match &self.decision {
+            None if self.closed != NOTHING => "admitted",
             None => "none",
             Some(Decision::Admitted(_)) => "admitted",
             Some(Decision::Rejected(_)) => "rejected",

@@ -199,6 +199,16 @@ impl Slot {
             .map_err(Word)
     }
 
+    /// Whether the count window, of `epoch`'s generation, is full of successes (the caller
+    /// has just read the state word). Reads only.
+    #[inline]
+    pub(crate) fn window_is_clean(&self, epoch: Epoch) -> bool {
+        match &self.window {
+            Window::Count(window) => window.is_clean(epoch.window_tag()),
+            Window::Time(_) => false,
+        }
+    }
+
     /// Whether a success of a call admitted closed in `epoch` would change nothing: the
     /// breaker is still in that state and its count window is full of successes. Reads only.
     #[inline]
