@@ -68,6 +68,8 @@ pub struct CircuitBreakerService<S, C, R = WithError, P = AtResponse> {
     /// decision, stored and read back whole (a wider value assembled from narrower stores and
     /// read back at once stalls the load, and `call` reads it right after `poll_ready`).
     closed: u64,
+    /// A rejection in fail-fast mode, as one word for the same reason (`NOTHING`: none).
+    rejected: u64,
     /// Any other decision: a permit (a probe, metrics only, disabled), or a rejection.
     decision: Option<Decision>,
     waiter: Option<Box<Waiter>>,
@@ -119,6 +121,7 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
             classifier,
             backpressure,
             closed: NOTHING,
+            rejected: NOTHING,
             decision: None,
             waiter: None,
             mode: PhantomData,
@@ -250,7 +253,7 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // The closed path, kept small: one load of the state word, the inner service, and the
         // admission kept as one word (a closed call holds nothing to give back).
-        if self.decision.is_none() {
+        if self.decision.is_none() && self.rejected == NOTHING {
             let word = self.slot.load();
             if word.state() == CircuitState::Closed {
                 if self.waiter.is_some() {
@@ -285,6 +288,12 @@ where
                 return ResponseFuture::called(future, permit, call);
             }
         }
+        let rejected = std::mem::replace(&mut self.rejected, NOTHING);
+        if rejected != NOTHING {
+            let rejection = Rejection::from_bits(rejected);
+            self.core.rejected(&rejection);
+            return ResponseFuture::rejected(CircuitOpen::new(&self.core, &rejection));
+        }
         let decision = match self.decision.take() {
             Some(Decision::Admitted(permit)) if permit.is_current() => Decision::Admitted(permit),
             Some(Decision::Rejected(rejection)) => Decision::Rejected(rejection),
@@ -314,6 +323,8 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
         P: RecordAt<C, Request, S::Response, S::Error>,
         R: OnOpen<Output<P, C, Request, S::Response, S::Error>, S::Error>,
     {
+        // A held rejection is decided again: the breaker may have moved on.
+        self.rejected = NOTHING;
         loop {
             let mut inner_ready = false;
             let decision = match self.decision.take() {
@@ -358,7 +369,7 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
                     };
                 }
                 Decision::Rejected(rejection) if !self.backpressure => {
-                    self.decision = Some(Decision::Rejected(rejection));
+                    self.rejected = rejection.to_bits();
                     return Poll::Ready(Ok(()));
                 }
                 Decision::Rejected(rejection) => {
@@ -375,6 +386,7 @@ impl<S: fmt::Debug, C: fmt::Debug, R, P> fmt::Debug for CircuitBreakerService<S,
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let decision = match &self.decision {
             None if self.closed != NOTHING => "admitted",
+            None if self.rejected != NOTHING => "rejected",
             None => "none",
             Some(Decision::Admitted(_)) => "admitted",
             Some(Decision::Rejected(_)) => "rejected",

@@ -138,6 +138,18 @@ impl Rejection {
         ))
     }
 
+    /// The rejection as one word (never 0: a rejection is never of a closed state).
+    #[inline]
+    pub(crate) const fn to_bits(self) -> u64 {
+        self.0.0
+    }
+
+    /// A rejection from [`to_bits`](Self::to_bits).
+    #[inline]
+    pub(crate) const fn from_bits(bits: u64) -> Self {
+        Rejection(Word(bits))
+    }
+
     /// The state that rejected the call.
     #[inline]
     pub(crate) const fn state(self) -> CircuitState {
