@@ -117,6 +117,29 @@ fn reconfiguring_one_breaker_100_000_times_gives_every_old_generation_back() {
     assert_given_back("100,000 reconfigurations", &info, 100_000 * 500);
 }
 
+#[test]
+fn a_service_never_called_holds_its_own_generation_and_the_latest_only() {
+    let breaker = breaker("template".into());
+    // A router's route: made once, never called, cloned per request.
+    let template = breaker.layer().layer(ok());
+    breaker.reconfigure(|b| b.count_window(50)).unwrap();
+    breaker.reconfigure(|b| b.count_window(100)).unwrap();
+    let info = allocation_counter::measure(|| {
+        for i in 0..100_000 {
+            let size = if i % 2 == 0 { 50 } else { 100 };
+            breaker.reconfigure(|b| b.count_window(size)).unwrap();
+        }
+    });
+    let mut clone = template.clone();
+    call(&mut clone).unwrap();
+    assert_eq!(breaker.metrics().buffered_calls, 1);
+    assert_given_back(
+        "100,000 reconfigurations behind a template",
+        &info,
+        100_000 * 500,
+    );
+}
+
 #[cfg(feature = "yaml")]
 #[test]
 fn reloading_a_registry_10_000_times_gives_every_old_generation_back() {

@@ -235,3 +235,46 @@ async fn the_state_gauges_of_a_keyed_layer_count_its_keys() {
         ["http://127.0.0.1:9001", "http://127.0.0.1:9003"]
     );
 }
+
+#[test]
+fn a_dropped_keyed_layer_leaves_the_state_gauges_at_zero() {
+    use tower::{Layer, Service};
+
+    let recorder = DebuggingRecorder::new();
+    let mut seen = Recorded::of(&recorder);
+    let clock = ManualClock::new();
+    // `Recorded` reads the series of the breaker named `pg`.
+    let layer = CircuitBreaker::builder("pg")
+        .clock(clock.clone())
+        .keyed()
+        .max_keys(4)
+        .idle_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let ok = tower::service_fn(|_: http::Request<()>| async {
+        Ok::<_, std::io::Error>(http::Response::new(()))
+    });
+    let mut svc = layer.layer(ok);
+    let mut call = |port: u16| {
+        metrics::with_local_recorder(&recorder, || {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let _ = svc.poll_ready(&mut cx);
+            let request = http::Request::get(format!("http://127.0.0.1:{port}/"));
+            drop(svc.call(request.body(()).unwrap()));
+        });
+    };
+    call(9001);
+    call(9002);
+    // A sweep comes with a new key every half idle timeout; the third evicts 9001 and 9002,
+    // and 9005 takes one of their breakers: the other waits for a key, uncounted.
+    for port in [9003, 9004, 9005] {
+        clock.advance(Duration::from_secs(6));
+        call(port);
+    }
+    assert_eq!(layer.keys().len(), 3);
+    seen.read();
+    assert_eq!(seen.gauge("closed"), 3.0);
+    drop((svc, layer));
+    seen.read();
+    assert_eq!((seen.gauge("closed"), seen.gauge("open")), (0.0, 0.0));
+}

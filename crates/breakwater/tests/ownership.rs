@@ -234,3 +234,103 @@ async fn a_service_made_before_many_reconfigurations_reaches_the_latest_at_once(
         .unwrap_err();
     assert!(error.is::<CircuitOpen>());
 }
+
+#[test]
+fn a_callback_may_use_the_handle_while_its_breaker_is_reconfigured() {
+    let breaker = CircuitBreaker::builder("reentrant").build().unwrap();
+    let handle = breaker.clone();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    // The callback holds a handle of its own breaker: a cycle, broken by unsubscribing below.
+    let id = breaker.on_state_transition(move |_| {
+        log.lock().unwrap().push(handle.state());
+    });
+    breaker.force_open();
+    // Runs on another thread: were the callback called under the handle's lock, it would
+    // deadlock, and the test would fail on the timeout rather than hang.
+    let (done, finished) = std::sync::mpsc::channel();
+    let reconfigured = breaker.clone();
+    std::thread::spawn(move || {
+        reconfigured.reconfigure(|b| b.count_window(10)).unwrap();
+        reconfigured.reset();
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("reconfigure and reset returned");
+    assert!(breaker.unsubscribe(id));
+    // Forced open; reconfigured (the manual state carries over); reset: its transition, then
+    // its reset event.
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            CircuitState::ForcedOpen,
+            CircuitState::ForcedOpen,
+            CircuitState::Closed,
+            CircuitState::Closed
+        ]
+    );
+}
+
+#[tokio::test]
+async fn clones_of_a_service_never_called_follow_reconfigurations_in_one_step() {
+    let breaker = CircuitBreaker::builder("template").build().unwrap();
+    // A router's route: made once, never called, cloned per request.
+    let template = breaker.layer().layer(ok());
+    for size in 0..1_000 {
+        breaker
+            .reconfigure(|b| b.count_window(10 + size % 7))
+            .unwrap();
+    }
+    for _ in 0..3 {
+        let response = template.clone().oneshot(Request::new(())).await;
+        assert!(response.is_ok());
+    }
+    // Each clone started on the latest generation: its window holds all three calls.
+    assert_eq!(breaker.metrics().buffered_calls, 3);
+}
+
+#[tokio::test]
+async fn a_probe_taken_while_ready_is_given_back_when_the_service_is_no_longer_ready() {
+    let breaker = half_open_with_one_probe();
+    let ready = Arc::new(AtomicBool::new(true));
+    let mut flaky = breaker.layer().layer(Connecting {
+        ready: ready.clone(),
+    });
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(flaky.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    // The connection is lost before the call: polled again, the service holds no probe.
+    ready.store(false, Ordering::Release);
+    assert!(flaky.poll_ready(&mut cx).is_pending());
+    let mut other = breaker.layer().layer(ok());
+    assert!(
+        other
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .is_ok()
+    );
+    assert_eq!(breaker.state(), CircuitState::Closed);
+}
+
+#[tokio::test]
+async fn a_rejection_kept_by_the_caller_keeps_neither_the_stream_nor_the_callbacks() {
+    let breaker = CircuitBreaker::builder("kept").build().unwrap();
+    let mut stream = breaker.event_stream();
+    let owner = Arc::new(());
+    let held = owner.clone();
+    breaker.on_state_transition(move |_| {
+        let _ = &held;
+    });
+    breaker.force_open();
+    let rejected = breaker.try_acquire().unwrap_err();
+    drop(breaker);
+    while stream.try_recv().is_ok() {}
+    assert_eq!(stream.recv().await, Err(RecvError::Closed));
+    assert_eq!(Arc::strong_count(&owner), 1);
+    // The rejection still says whose it was.
+    assert_eq!(rejected.breaker(), "kept");
+    assert_eq!(rejected.state(), CircuitState::ForcedOpen);
+}

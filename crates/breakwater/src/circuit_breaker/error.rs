@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::CircuitState;
-use super::generation::{Core, Shared};
+use super::generation::{Core, Identity};
 use super::policy::Rejection;
 
 /// A call was rejected by an open breaker without reaching the service.
@@ -39,9 +39,9 @@ use super::policy::Rejection;
 /// ```
 #[derive(Clone)]
 pub struct CircuitOpen {
-    /// The breaker's identity: its name, clock and tonic status (not its window: a rejection
-    /// kept by the caller keeps only this small part of the breaker alive).
-    shared: Arc<Shared>,
+    /// The breaker's identity: its name, clock and tonic status (not its window nor its
+    /// subscribers: a rejection kept by the caller keeps only this small part alive).
+    id: Arc<Identity>,
     state: CircuitState,
     /// When the rejection may end, in nanoseconds since the breaker was built (`u64::MAX`:
     /// only a transition can end it).
@@ -53,7 +53,7 @@ pub struct CircuitOpen {
 impl CircuitOpen {
     pub(crate) fn new(core: &Core, rejection: &Rejection) -> Self {
         Self {
-            shared: Arc::clone(&core.shared),
+            id: Arc::clone(&core.shared.id),
             state: rejection.state(),
             deadline: rejection.deadline(),
             key: None,
@@ -68,7 +68,7 @@ impl CircuitOpen {
 
     /// The name of the breaker that rejected the call.
     pub fn breaker(&self) -> &str {
-        &self.shared.name
+        &self.id.name
     }
 
     /// For a breaker of a [keyed layer](super::keyed): the key (the downstream) whose breaker
@@ -88,13 +88,13 @@ impl CircuitOpen {
     /// shrinks as time passes. `None` in the other states, which have no such deadline.
     pub fn retry_after(&self) -> Option<Duration> {
         (self.state == CircuitState::Open)
-            .then(|| Duration::from_nanos(self.deadline.saturating_sub(self.shared.time.now())))
+            .then(|| Duration::from_nanos(self.deadline.saturating_sub(self.id.time.now())))
     }
 }
 
 impl PartialEq for CircuitOpen {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
+        Arc::ptr_eq(&self.id, &other.id)
             && self.state == other.state
             && self.deadline == other.deadline
             && self.key == other.key
@@ -137,10 +137,10 @@ impl Error for CircuitOpen {
     /// source chain and reports instead of `UNKNOWN`.
     #[cfg(feature = "tonic")]
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(self.shared.unavailable.get_or_init(|| {
+        Some(self.id.unavailable.get_or_init(|| {
             tonic::Status::unavailable(format!(
                 "circuit breaker `{}` rejected the call",
-                self.shared.name
+                self.id.name
             ))
         }))
     }

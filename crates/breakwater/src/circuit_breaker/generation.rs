@@ -8,8 +8,10 @@
 //! A reconfiguration builds a new generation that shares the old one's [`Shared`] part: name,
 //! subscribers and clock. The old generation is *retired*: its state word becomes a marked
 //! forced-open word in a new epoch, so permits it handed out are stale, and whoever finds it
-//! retired follows its `successor` (held strongly: generations only point forward, so nothing
-//! forms a cycle, and an old generation is freed once no service still holds it).
+//! retired asks the breaker's [`Latest`] cell for the generation that is current now: one
+//! step, however many reconfigurations came since. A retired generation holds that cell; the
+//! cell holds only the latest generation, which holds no cell: nothing forms a cycle, and a
+//! generation between the one a service holds and the latest is freed once nobody holds it.
 
 use std::sync::{Arc, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -29,14 +31,21 @@ use crate::classify::Outcome;
 use crate::clock::{Clock, Timeline};
 use crate::sync::Mutex;
 
-/// What every generation of a breaker shares: its identity, name, subscribers and clock.
-pub(crate) struct Shared {
+/// What a rejection keeps of its breaker: its name, its clock (for the wait left), and what a
+/// tonic client sees. Nothing else, so that a rejection a caller keeps (in a retry layer, a
+/// log) keeps neither the breaker's window nor its subscribers alive.
+pub(crate) struct Identity {
     pub(crate) name: Arc<str>,
-    pub(crate) events: Events,
     pub(crate) time: Timeline,
     /// What a tonic client sees of a rejected call: made once, shared by every rejection.
     #[cfg(feature = "tonic")]
     pub(crate) unavailable: OnceLock<tonic::Status>,
+}
+
+/// What every generation of a breaker shares: its identity, subscribers and metric handles.
+pub(crate) struct Shared {
+    pub(crate) id: Arc<Identity>,
+    pub(crate) events: Events,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: super::observe::metrics::Handles,
     /// The key this breaker serves, for a breaker of a keyed layer (it changes when the layer
@@ -49,11 +58,13 @@ impl Shared {
         Self {
             #[cfg(feature = "metrics")]
             metrics: super::observe::metrics::Handles::new(&name),
-            name: name.into(),
+            id: Arc::new(Identity {
+                name: name.into(),
+                time: Timeline::new(clock),
+                #[cfg(feature = "tonic")]
+                unavailable: OnceLock::new(),
+            }),
             events: Events::default(),
-            time: Timeline::new(clock),
-            #[cfg(feature = "tonic")]
-            unavailable: OnceLock::new(),
             key: Mutex::new(None),
         }
     }
@@ -61,15 +72,19 @@ impl Shared {
     /// The breaker's name in logs: its name, and its key if it has one (`name[key]`).
     pub(crate) fn label(&self) -> std::borrow::Cow<'_, str> {
         match &*self.key.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some(key) => format!("{}[{key}]", self.name).into(),
-            None => (*self.name).into(),
+            Some(key) => format!("{}[{key}]", self.id.name).into(),
+            None => (*self.id.name).into(),
         }
     }
 
     fn instant(&self, nanos: u64) -> Instant {
-        self.time.instant(nanos)
+        self.id.time.instant(nanos)
     }
 }
+
+/// The cell that holds a breaker's latest generation: its handles read it, and retired
+/// generations point to it.
+pub(crate) type Latest = Mutex<Arc<Core>>;
 
 /// One generation of a breaker.
 pub(crate) struct Core {
@@ -77,12 +92,16 @@ pub(crate) struct Core {
     pub(crate) shared: Arc<Shared>,
     /// This generation, weakly: for the timer of the automatic transition.
     this: Weak<Core>,
-    /// The generation that replaced this one, once it is retired.
-    successor: OnceLock<Arc<Core>>,
+    /// Once this generation is retired: the breaker's cell of its latest generation.
+    retired_to: OnceLock<Arc<Latest>>,
     /// Wakes services waiting in backpressure mode on every transition and returned permit.
     pub(crate) notify: Arc<Notify>,
     /// Whether every call is timed whoever listens: slow-call detection, or metrics.
     timed: bool,
+    /// Whether this generation counts in the state gauges: a keyed layer's breaker waiting for
+    /// a key does not; a retired generation handed its count to its successor.
+    #[cfg(feature = "metrics")]
+    gauged: std::sync::atomic::AtomicBool,
 }
 
 impl Core {
@@ -90,18 +109,20 @@ impl Core {
     /// carried over a reconfiguration).
     pub(crate) fn new(shared: Arc<Shared>, config: Config, state: CircuitState) -> Arc<Self> {
         Arc::new_cyclic(|this: &Weak<Core>| {
-            let now = shared.time.now();
+            let now = shared.id.time.now();
             let owner: Weak<dyn Owner> = this.clone();
             let config_timed = config.slow_calls.is_some();
             let slot = Slot::take(config.window, owner, state, now);
             Self {
-                policy: Policy::new(slot, config, seed(&shared.name), now),
+                policy: Policy::new(slot, config, seed(&shared.id.name), now),
                 shared,
                 this: this.clone(),
-                successor: OnceLock::new(),
+                retired_to: OnceLock::new(),
                 notify: Arc::new(Notify::new()),
                 // With metrics, every call is timed for the duration histogram.
                 timed: cfg!(feature = "metrics") || config_timed,
+                #[cfg(feature = "metrics")]
+                gauged: std::sync::atomic::AtomicBool::new(true),
             }
         })
     }
@@ -112,7 +133,7 @@ impl Core {
     }
 
     pub(crate) fn name(&self) -> &str {
-        &self.shared.name
+        &self.shared.id.name
     }
 
     pub(crate) fn state(&self) -> CircuitState {
@@ -121,16 +142,24 @@ impl Core {
 
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        self.shared.time.now()
+        self.shared.id.time.now()
     }
 
-    /// The generation that is current now: this one, or the last of its successors.
+    /// The generation that is current now: this one, or, once it is retired, the breaker's
+    /// latest (one step, whatever came in between).
     pub(crate) fn latest(self: &Arc<Self>) -> Arc<Core> {
-        let mut core = self;
-        while let Some(next) = core.successor.get() {
-            core = next;
+        match self.retired_to.get() {
+            Some(latest) => Arc::clone(&latest.lock().unwrap_or_else(PoisonError::into_inner)),
+            None => Arc::clone(self),
         }
-        Arc::clone(core)
+    }
+
+    /// The breaker's latest generation if this one is retired.
+    fn successor(&self) -> Option<Arc<Core>> {
+        let latest = self.retired_to.get()?;
+        Some(Arc::clone(
+            &latest.lock().unwrap_or_else(PoisonError::into_inner),
+        ))
     }
 
     /// Whether calls must be timed from their start: for slow-call detection, or for a
@@ -189,8 +218,8 @@ impl Core {
     /// Moves the breaker to `target` by hand (its successor, if this one is retired).
     pub(crate) fn transition_to(&self, target: CircuitState) {
         if !self.policy.transition_to(target, self) {
-            // Retired: the breaker is its successor now (set before it was retired).
-            if let Some(next) = self.successor.get() {
+            // Retired: the breaker is its latest generation now (set before it was retired).
+            if let Some(next) = self.successor() {
                 next.transition_to(target);
             }
         }
@@ -201,18 +230,32 @@ impl Core {
         let now = self.now();
         match self.policy.reset(self) {
             Some(from) => {
-                log::reset(&self.shared.name, from);
+                log::reset(&self.shared.id.name, from);
                 self.shared.events.emit(
-                    &self.shared.name,
+                    &self.shared.id.name,
                     || self.shared.instant(now),
                     EventKind::Reset,
                     false,
                 );
             }
             None => {
-                if let Some(next) = self.successor.get() {
+                if let Some(next) = self.successor() {
                     next.reset();
                 }
+            }
+        }
+    }
+
+    /// Counts this generation in the state gauges, or stops counting it (a keyed layer's
+    /// breaker between two keys).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn gauge(&self, counted: bool) {
+        use std::sync::atomic::Ordering;
+        if self.gauged.swap(counted, Ordering::AcqRel) != counted {
+            if counted {
+                self.shared.metrics.enter(self.state());
+            } else {
+                self.shared.metrics.leave(self.state());
             }
         }
     }
@@ -236,38 +279,53 @@ impl Core {
         Duration::from_nanos(self.now().saturating_sub(self.policy.last_transition()))
     }
 
-    /// Replaces this generation, the breaker's latest, with a generation of `config`; the
-    /// caller holds the breaker's lock on its latest generation, so reconfigurations of one
-    /// breaker never race. Returns the new generation.
-    pub(crate) fn reconfigure(self: &Arc<Self>, config: &Config) -> Arc<Core> {
+    /// A generation of `config` to replace this one, the breaker's latest, and the state it
+    /// starts in. The caller holds the breaker's `latest` lock, so reconfigurations of one
+    /// breaker never race; it puts the new generation in the cell, then calls
+    /// [`retired_to`](Self::retired_to) and, once it has let go of the lock,
+    /// [`retire`](Self::retire).
+    pub(crate) fn successor_of(&self, config: &Config) -> (Arc<Core>, CircuitState) {
         let state = carried(self.state());
-        let successor = Core::new(Arc::clone(&self.shared), config.clone(), state);
-        // Set before retiring: whoever finds this generation retired finds its successor.
-        let _ = self.successor.set(Arc::clone(&successor));
-        self.retire(&successor, state);
-        successor
+        (
+            Core::new(Arc::clone(&self.shared), config.clone(), state),
+            state,
+        )
+    }
+
+    /// Records where the breaker's latest generation is, before this one is marked retired:
+    /// whoever finds it retired finds its successor.
+    pub(crate) fn retired_to(&self, latest: &Arc<Latest>) {
+        let _ = self.retired_to.set(Arc::clone(latest));
     }
 
     /// Retires this generation in favour of `successor` (which starts in `state`): permits it
-    /// handed out become stale, services waiting on it wake up and move on.
-    fn retire(&self, successor: &Core, state: CircuitState) {
+    /// handed out become stale, services waiting on it wake up and move on. Called with no
+    /// lock held: subscribers hear of it, and a callback may use the breaker's handle.
+    pub(crate) fn retire(&self, successor: &Core, state: CircuitState) {
         let from = self.policy.slot.retire();
         self.notify.notify_waiters();
+        // The successor takes over this generation's count in the state gauges.
         #[cfg(feature = "metrics")]
-        self.shared.metrics.moved(from, state);
+        if self.gauged.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            self.shared.metrics.moved(from, state);
+        } else {
+            successor
+                .gauged
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
         let now = successor.now();
         successor.policy.restarted_at(now);
-        log::reconfigured(&self.shared.name, from, state);
+        log::reconfigured(&self.shared.id.name, from, state);
         let events = &self.shared.events;
         let at = || self.shared.instant(now);
-        events.emit(&self.shared.name, at, EventKind::Reconfigured, false);
+        events.emit(&self.shared.id.name, at, EventKind::Reconfigured, false);
         if from != state {
             let kind = EventKind::StateTransition {
                 from,
                 to: state,
                 cause: TransitionCause::Reconfigured,
             };
-            events.emit(&self.shared.name, at, kind, false);
+            events.emit(&self.shared.id.name, at, kind, false);
         }
         // An operator's transition made on this generation after `state` was read (and
         // before the successor was published, when transitions started going to it) is in
@@ -281,7 +339,7 @@ impl Core {
     fn emit_per_call(&self, kind: EventKind) {
         if self.shared.events.per_call() {
             self.shared.events.emit(
-                &self.shared.name,
+                &self.shared.id.name,
                 || self.shared.instant(self.now()),
                 kind,
                 true,
@@ -293,7 +351,7 @@ impl Core {
 impl Effects for Core {
     #[inline]
     fn now(&self) -> u64 {
-        self.shared.time.now()
+        self.shared.id.time.now()
     }
 
     fn entered(&self, t: Transition) {
@@ -311,9 +369,12 @@ impl Effects for Core {
                 to: t.to.state(),
                 cause: t.cause,
             };
-            self.shared
-                .events
-                .emit(&self.shared.name, || self.shared.instant(t.at), kind, false);
+            self.shared.events.emit(
+                &self.shared.id.name,
+                || self.shared.instant(t.at),
+                kind,
+                false,
+            );
         }
     }
 
@@ -355,11 +416,11 @@ impl timer::Host for Core {
     }
 
     fn name(&self) -> &str {
-        &self.shared.name
+        &self.shared.id.name
     }
 
     fn follows_tokio(&self) -> bool {
-        self.shared.time.is_tokio()
+        self.shared.id.time.is_tokio()
     }
 }
 
@@ -371,13 +432,10 @@ impl Owner for Core {
 
 impl Drop for Core {
     fn drop(&mut self) {
-        // A retired generation moved its gauge to its successor's state when it was retired.
+        // A retired generation handed its count to its successor when it was retired.
         #[cfg(feature = "metrics")]
-        {
-            let word = self.policy.load();
-            if !word.is_retired() {
-                self.shared.metrics.leave(word.state());
-            }
+        if *self.gauged.get_mut() {
+            self.shared.metrics.leave(self.policy.load().state());
         }
         self.policy.slot.give_back();
         // An automatic transition's timer sleeping on this generation ends now.

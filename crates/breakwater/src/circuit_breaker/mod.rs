@@ -163,11 +163,12 @@ pub use self::recording::{
 pub use self::reject::{OnOpen, With503, WithError};
 pub use self::service::CircuitBreakerService;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 
-use self::generation::{Core, Shared};
+use self::generation::{Core, Latest, Shared};
 use self::policy::Config;
 use crate::clock::Clock;
+use crate::sync::Mutex;
 
 /// A circuit breaker: a cheap handle, and every clone of it (and every layer made from it)
 /// controls the same breaker.
@@ -199,9 +200,9 @@ pub struct CircuitBreaker {
 /// What every handle of one breaker shares: its identity and its latest generation.
 struct Root {
     shared: Arc<Shared>,
-    /// The latest generation. Services keep their own `Arc` of a generation and follow its
-    /// successor when it is retired; handles look here.
-    latest: Mutex<Arc<Core>>,
+    /// The latest generation. Services keep their own `Arc` of a generation and come here
+    /// when it is retired (a retired generation holds this cell too).
+    latest: Arc<Latest>,
 }
 
 impl CircuitBreaker {
@@ -216,7 +217,7 @@ impl CircuitBreaker {
         Self {
             root: Arc::new(Root {
                 shared,
-                latest: Mutex::new(core),
+                latest: Arc::new(Mutex::new(core)),
             }),
         }
     }
@@ -227,7 +228,7 @@ impl CircuitBreaker {
         Arc::clone(&self.lock())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Arc<Core>> {
+    fn lock(&self) -> crate::sync::MutexGuard<'_, Arc<Core>> {
         // One pointer: valid whatever a panicking thread left half done.
         self.root
             .latest
@@ -242,7 +243,7 @@ impl CircuitBreaker {
 
     /// The breaker's name.
     pub fn name(&self) -> &str {
-        &self.root.shared.name
+        &self.root.shared.id.name
     }
 
     /// The current state. An open breaker whose wait is over still reports
@@ -303,14 +304,25 @@ impl CircuitBreaker {
         configure: impl FnOnce(Builder) -> Builder,
     ) -> Result<(), ConfigError> {
         let config = configure(Builder::new(self.name().to_owned())).validate_for_reconfigure()?;
-        let mut latest = self.lock();
-        let successor = latest.reconfigure(&config);
-        // The old generation is freed once no service holds it any more.
-        *latest = successor;
+        let (old, new, state) = {
+            let mut latest = self.lock();
+            let old = Arc::clone(&latest);
+            let (new, state) = old.successor_of(&config);
+            *latest = Arc::clone(&new);
+            old.retired_to(&self.root.latest);
+            (old, new, state)
+        };
+        // Outside the lock: subscribers hear of it, and a callback may use this handle. The
+        // old generation is freed once no service holds it any more.
+        old.retire(&new, state);
         Ok(())
     }
 
     /// Asks to make one call, for code that does not go through a tower service.
+    ///
+    /// The handle finds the breaker's current generation under a lock (it may have been
+    /// reconfigured), so calls through a layered service, which holds its generation, cost
+    /// less.
     ///
     /// Record the call's outcome on the returned permit; dropping the permit without recording
     /// counts as a cancelled call (nothing recorded; a half-open permit is given back). The
@@ -383,6 +395,10 @@ impl CircuitBreaker {
 
     /// Calls `callback` on every event: transitions, resets, rejections and recorded outcomes.
     /// While such a subscriber exists, every call is timed (its duration is in the event).
+    ///
+    /// The breaker owns its callbacks: a callback that holds a handle of its own breaker keeps
+    /// the breaker alive (a cycle). Capture what the callback needs instead (the event carries
+    /// the breaker's name).
     pub fn on_event(&self, callback: impl Fn(&Event) + Send + Sync + 'static) -> SubscriptionId {
         self.root.shared.events.subscribe(true, Arc::new(callback))
     }
@@ -435,8 +451,8 @@ impl CircuitBreaker {
         CircuitBreakerLayer::new(self, crate::classify::grpc::GrpcClassifier::new()).end_of_stream()
     }
 
-    /// A layer driven by a tower-http [`MakeClassifier`](tower_http::classify::MakeClassifier)
-    /// (feature `tower-http`): see [`tower_http`](self::tower_http). Note
+    /// A layer driven by a tower-http [`MakeClassifier`](::tower_http::classify::MakeClassifier)
+    /// (feature `tower-http`): see [`tower_http`]. Note
     /// that tower-http has no "ignored" class: with its `ServerErrorsAsFailures`, `4xx` counts
     /// as a success.
     #[cfg(feature = "tower-http")]

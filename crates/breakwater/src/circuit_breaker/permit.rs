@@ -10,7 +10,7 @@ use super::policy::slot::Slot;
 use super::policy::state::Epoch;
 use crate::classify::Outcome;
 
-/// Permission to make one call; from [`CircuitBreaker::try_acquire`].
+/// Permission to make one call; from [`CircuitBreaker::try_acquire`](crate::CircuitBreaker::try_acquire).
 ///
 /// Record the outcome with [`record`](Self::record). Dropping the permit instead counts as a
 /// cancelled call: nothing is recorded, and a half-open probe permit is given back.
@@ -21,7 +21,8 @@ pub struct CallPermit {
     core: Option<Arc<Core>>,
     slot: &'static Slot,
     admission: Admission,
-    /// When the call started, if it is timed; `UNTIMED` otherwise.
+    /// When the call started, if it is timed, `UNTIMED` otherwise; on the clean path (never
+    /// timed), which owner of the slot admitted the call.
     start: u64,
 }
 
@@ -31,9 +32,18 @@ impl CallPermit {
     /// A permit of `core` for `admission`: on the clean path it holds no reference to `core`.
     #[inline]
     pub(crate) fn new(core: &Arc<Core>, admission: Admission) -> Self {
+        let slot = core.slot();
+        if core.clean_path(admission) {
+            return Self {
+                core: None,
+                slot,
+                admission,
+                start: slot.owners(),
+            };
+        }
         Self {
-            core: (!core.clean_path(admission)).then(|| Arc::clone(core)),
-            slot: core.slot(),
+            core: Some(Arc::clone(core)),
+            slot,
             admission,
             start: UNTIMED,
         }
@@ -43,11 +53,19 @@ impl CallPermit {
     /// window is clean and calls are not timed.
     #[inline]
     pub(crate) fn closed(core: &Arc<Core>, slot: &'static Slot, epoch: Epoch) -> Self {
-        let clean = !core.times_calls() && slot.window_is_clean(epoch);
+        let admission = Admission::Closed(epoch);
+        if !core.times_calls() && slot.window_is_clean(epoch) {
+            return Self {
+                core: None,
+                slot,
+                admission,
+                start: slot.owners(),
+            };
+        }
         Self {
-            core: (!clean).then(|| Arc::clone(core)),
+            core: Some(Arc::clone(core)),
             slot,
-            admission: Admission::Closed(epoch),
+            admission,
             start: UNTIMED,
         }
     }
@@ -60,6 +78,12 @@ impl CallPermit {
                 self.start = core.now();
             }
         }
+    }
+
+    /// Whether the permit is a half-open probe's.
+    #[inline]
+    pub(crate) fn is_probe(&self) -> bool {
+        matches!(self.admission, Admission::Probe(_))
     }
 
     /// Whether the permit was taken in the breaker's current state: no transition since.
@@ -76,9 +100,11 @@ impl CallPermit {
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
         let admission = std::mem::replace(&mut self.admission, Admission::Spent);
-        let start = (self.start != UNTIMED).then_some(self.start);
         match self.core.take() {
-            Some(core) => core.record(admission, outcome, start),
+            Some(core) => {
+                let start = (self.start != UNTIMED).then_some(self.start);
+                core.record(admission, outcome, start);
+            }
             None => {
                 // The clean path: a success into a window that is still clean changes nothing.
                 if let (Admission::Closed(epoch), Outcome::Success) = (admission, outcome) {
@@ -88,7 +114,7 @@ impl CallPermit {
                 }
                 // Anything else needs the generation, if it is still there (a later owner of
                 // the slot discards the outcome: its epoch is stale there).
-                if let Some(core) = self.slot.owner() {
+                if let Some(core) = self.slot.owner(self.start) {
                     core.record(admission, outcome);
                 }
             }

@@ -226,9 +226,16 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
 
 impl<S: Clone, C: Clone, R, P> Clone for CircuitBreakerService<S, C, R, P> {
     fn clone(&self) -> Self {
+        // A clone of a service that was never called since a reconfiguration (a router's
+        // template, cloned per request) starts on the latest generation, not the retired one.
+        let core = if self.slot.load().is_retired() {
+            self.core.latest()
+        } else {
+            Arc::clone(&self.core)
+        };
         Self::with_core(
             self.inner.clone(),
-            Arc::clone(&self.core),
+            core,
             self.classifier.clone(),
             self.backpressure,
         )
@@ -360,6 +367,9 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
                             self.decision = Some(Decision::Admitted(permit));
                             Poll::Ready(Ok(()))
                         }
+                        // A probe goes to a service that can use it: one whose inner service
+                        // is no longer ready gives it back (and takes one again once ready).
+                        Poll::Pending if permit.is_probe() => Poll::Pending,
                         Poll::Pending => {
                             self.decision = Some(Decision::Admitted(permit));
                             Poll::Pending

@@ -334,7 +334,7 @@ impl Registry {
     /// first use from the instance configuration of that name, or from the default
     /// configuration for a name the registry does not list.
     ///
-    /// Breakers live as long as the process (see [`CircuitBreaker`]): names should come from
+    /// The registry keeps every breaker it made until it is dropped: names should come from
     /// a fixed set (downstreams), not from requests.
     pub fn circuit_breaker(&self, name: &str) -> CircuitBreaker {
         if let Some(breaker) = self.read().breakers.get(name) {

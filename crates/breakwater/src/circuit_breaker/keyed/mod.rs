@@ -27,8 +27,9 @@
 //!   labelled with it (the state gauges count the keys in each state), logs add the key
 //!   (`name[key]`), and [`health`](KeyedCircuitBreakerLayer::health) lists each key.
 //!
-//! Build one layer per configuration at start-up, not per request: the breakers it makes live
-//! as long as the process, like every breaker (see [`CircuitBreaker`](crate::CircuitBreaker)).
+//! Build one layer per configuration at start-up, not per request: its breakers are made on
+//! demand and recycled from key to key, and they are freed with the layer (its last clone and
+//! the services made from it).
 //!
 //! Cost: making the key and finding its breaker took about 40 ns a call on the machine the
 //! benchmarks ran on when a service keeps calling one downstream (it remembers its last key's

@@ -126,7 +126,7 @@ impl Pool {
         let breaker = match map.free.pop() {
             Some(breaker) => {
                 #[cfg(feature = "metrics")]
-                breaker.core().shared.metrics.enter(CircuitState::Closed);
+                breaker.core().gauge(true);
                 breaker
             }
             // Fewer than `max_keys` breakers exist: entries and free ones never exceed it.
@@ -215,7 +215,7 @@ impl Pool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
         #[cfg(feature = "metrics")]
-        core.shared.metrics.leave(CircuitState::Closed);
+        core.gauge(false);
         map.free.push(entry.breaker.clone());
         tracing::debug!(breaker = %self.name, key, "keyed circuit breaker evicted");
     }

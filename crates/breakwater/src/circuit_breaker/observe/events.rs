@@ -10,9 +10,9 @@
 //! the window was clean, may end unreported (it was admitted on the clean path, untimed). Transitions are also logged through `tracing` (`warn` when the
 //! breaker opens, `info` otherwise), subscribed or not.
 //!
-//! [`CircuitBreaker::on_event`]: super::CircuitBreaker::on_event
-//! [`CircuitBreaker::on_state_transition`]: super::CircuitBreaker::on_state_transition
-//! [`CircuitBreaker::event_stream`]: super::CircuitBreaker::event_stream
+//! [`CircuitBreaker::on_event`]: crate::CircuitBreaker::on_event
+//! [`CircuitBreaker::on_state_transition`]: crate::CircuitBreaker::on_state_transition
+//! [`CircuitBreaker::event_stream`]: crate::CircuitBreaker::event_stream
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,9 +86,9 @@ pub enum EventKind {
         /// Why.
         cause: TransitionCause,
     },
-    /// [`CircuitBreaker::reset`](super::CircuitBreaker::reset) cleared the breaker.
+    /// [`CircuitBreaker::reset`](crate::CircuitBreaker::reset) cleared the breaker.
     Reset,
-    /// [`CircuitBreaker::reconfigure`](super::CircuitBreaker::reconfigure) replaced the
+    /// [`CircuitBreaker::reconfigure`](crate::CircuitBreaker::reconfigure) replaced the
     /// breaker's configuration; its window starts afresh.
     Reconfigured,
     /// A call was rejected without reaching the service.
@@ -125,7 +125,7 @@ pub enum EventKind {
 }
 
 /// Identifies a callback registered with a breaker, to remove it with
-/// [`CircuitBreaker::unsubscribe`](super::CircuitBreaker::unsubscribe).
+/// [`CircuitBreaker::unsubscribe`](crate::CircuitBreaker::unsubscribe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SubscriptionId(u64);
 

@@ -47,8 +47,12 @@ pub(crate) struct Slot {
     pub(crate) state: Padded<AtomicU64>,
     pub(crate) window: Window,
     shape: Shape,
-    /// The generation using the slot, for calls that hold no reference to it.
-    owner: SyncMutex<Option<Weak<dyn Owner>>>,
+    /// The generation using the slot, for calls that hold no reference to it, and the count
+    /// of owners the slot has had (which tells a call of an earlier owner apart, whatever the
+    /// epochs: they are 21 bits, and would wrap after a million owners).
+    owner: SyncMutex<(u64, Option<Weak<dyn Owner>>)>,
+    /// The count of owners, to read without the lock.
+    owners: AtomicU64,
 }
 
 /// The generation that uses a slot, as a call holding only the slot reaches it.
@@ -141,10 +145,17 @@ impl Slot {
                 )),
                 window,
                 shape,
-                owner: SyncMutex::new(None),
+                owner: SyncMutex::new((0, None)),
+                owners: AtomicU64::new(0),
             }))
         });
-        *slot.lock_owner() = Some(owner);
+        {
+            let mut owned = slot.lock_owner();
+            owned.0 += 1;
+            owned.1 = Some(owner);
+            slot.owners
+                .store(owned.0, std::sync::atomic::Ordering::Relaxed);
+        }
         // A new epoch: calls of an earlier owner are stale here, and so are their outcomes.
         let epoch = slot.load().epoch().next();
         slot.window.reset(epoch.window_tag(), now);
@@ -157,7 +168,7 @@ impl Slot {
 
     /// Gives the slot back when its generation is dropped: calls still holding it become stale.
     pub(crate) fn give_back(&'static self) {
-        *self.lock_owner() = None;
+        self.lock_owner().1 = None;
         self.retire();
         with_pool(|pool| pool.entry(self.shape).or_default().push(self));
     }
@@ -175,14 +186,25 @@ impl Slot {
         }
     }
 
-    fn lock_owner(&self) -> crate::sync::MutexGuard<'_, Option<Weak<dyn Owner>>> {
+    fn lock_owner(&self) -> crate::sync::MutexGuard<'_, (u64, Option<Weak<dyn Owner>>)> {
         self.owner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The generation using the slot now, if any. It may be a later owner than the one a call
-    /// was admitted by: the call's epoch tells (it is stale there).
-    pub(crate) fn owner(&self) -> Option<Arc<dyn Owner>> {
-        self.lock_owner().as_ref()?.upgrade()
+    /// Which owner of the slot this is (read after the state word: a call admitted in the
+    /// owner's epoch reads that owner's count or a later one).
+    #[inline]
+    pub(crate) fn owners(&self) -> u64 {
+        self.owners.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The generation using the slot, if it is still the `owners`-th owner (a call admitted by
+    /// an earlier one finds nobody: its outcome is discarded).
+    pub(crate) fn owner(&self, owners: u64) -> Option<Arc<dyn Owner>> {
+        let owned = self.lock_owner();
+        if owned.0 != owners {
+            return None;
+        }
+        owned.1.as_ref()?.upgrade()
     }
 
     #[inline]

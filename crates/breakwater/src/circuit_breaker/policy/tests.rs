@@ -167,8 +167,8 @@ fn an_ignored_probe_returns_its_permit_through_the_effects() {
 
 #[test]
 fn a_slot_given_back_and_taken_again_makes_earlier_admissions_stale() {
-    // A window shape no other test uses: the pool is shared by the tests running alongside.
-    let shape = WindowKind::Count(13);
+    // A ring length no other test uses: the pool is shared by the tests running alongside.
+    let shape = WindowKind::Count(1_000);
     let (first, fx) = (policy_of(shape), Notes::default());
     let slot = first.slot;
     let stale = admit(&first, &fx);
@@ -184,4 +184,39 @@ fn a_slot_given_back_and_taken_again_makes_earlier_admissions_stale() {
 
 fn stale_epoch(admission: Admission) -> super::state::Epoch {
     admission.epoch().expect("an admission of a state")
+}
+
+#[test]
+fn a_call_of_an_earlier_owner_finds_nobody_even_when_the_epochs_come_round_again() {
+    // A ring length no other test uses (see above).
+    let shape = WindowKind::Count(3_000);
+    let owner = std::sync::Arc::new(Nobody);
+    let nobody = || -> Weak<dyn Owner> {
+        let weak: Weak<Nobody> = std::sync::Arc::downgrade(&owner);
+        weak
+    };
+    let slot = Slot::take(shape, nobody(), CircuitState::Closed, 0);
+    let (epoch, first) = (slot.load().epoch(), slot.owners());
+    // Each owner takes two epochs (given back, taken): after 2^20 owners the epoch of the first
+    // comes round again.
+    let mut owners = 0;
+    loop {
+        slot.give_back();
+        let again = Slot::take(shape, nobody(), CircuitState::Closed, 0);
+        assert!(std::ptr::eq(again, slot));
+        owners += 1;
+        if slot.load().epoch() == epoch {
+            break;
+        }
+    }
+    assert_eq!(owners, 1 << 20);
+    assert_eq!(slot.owners(), first + owners);
+    assert!(
+        slot.owner(first + owners).is_some(),
+        "the owner now is found"
+    );
+    assert!(
+        slot.owner(first).is_none(),
+        "the first owner's call is told apart"
+    );
 }
