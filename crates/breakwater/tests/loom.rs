@@ -327,3 +327,24 @@ fn a_stale_call_never_counts_in_the_breaker_that_reuses_its_slot() {
         assert_eq!(new.state(), CircuitState::Closed);
     });
 }
+
+/// Two reconfigurations and an operator's `force_open` race. Whatever the interleaving, the
+/// operator's state is kept: a reconfiguration carries a manual state over, and the state it
+/// carries is read in the very step that retires the generation, which no transition on the
+/// old generation can slip past.
+#[test]
+fn a_forced_open_racing_two_reconfigurations_is_never_lost() {
+    model(|| {
+        let clock = ManualClock::new();
+        let breaker = breaker(1, &clock);
+        let (first, operator) = (breaker.clone(), breaker.clone());
+        let reconfigure = thread::spawn(move || {
+            first.reconfigure(|b| b.count_window(3)).unwrap();
+        });
+        let force = thread::spawn(move || operator.force_open());
+        breaker.reconfigure(|b| b.count_window(4)).unwrap();
+        reconfigure.join().unwrap();
+        force.join().unwrap();
+        assert_eq!(breaker.state(), CircuitState::ForcedOpen);
+    });
+}

@@ -262,6 +262,8 @@ impl Core {
 
     /// Makes the breaker new for another key of a keyed layer; quiet.
     pub(crate) fn recycle(&self) {
+        // Calls of the old key, even on the clean path, find nobody from now on.
+        self.policy.slot.renew_owner();
         let _from = self.policy.recycle(self.now());
         self.notify.notify_waiters();
         #[cfg(feature = "metrics")]
@@ -279,32 +281,27 @@ impl Core {
         Duration::from_nanos(self.now().saturating_sub(self.policy.last_transition()))
     }
 
-    /// A generation of `config` to replace this one, the breaker's latest, and the state it
-    /// starts in. The caller holds the breaker's `latest` lock, so reconfigurations of one
-    /// breaker never race; it puts the new generation in the cell, then calls
-    /// [`retired_to`](Self::retired_to) and, once it has let go of the lock,
-    /// [`retire`](Self::retire).
-    pub(crate) fn successor_of(&self, config: &Config) -> (Arc<Core>, CircuitState) {
-        let state = carried(self.state());
-        (
-            Core::new(Arc::clone(&self.shared), config.clone(), state),
-            state,
-        )
-    }
-
-    /// Records where the breaker's latest generation is, before this one is marked retired:
-    /// whoever finds it retired finds its successor.
-    pub(crate) fn retired_to(&self, latest: &Arc<Latest>) {
+    /// Replaces this generation, the breaker's latest, with one of `config`, and returns it
+    /// with the state this one left and the state the new one starts in. The caller holds
+    /// `latest`, the breaker's cell, locked, so reconfigurations of one breaker never race, and
+    /// puts the new generation in it before letting go: once a call or an operator finds this
+    /// generation retired, the cell holds its successor. What subscribers are told comes
+    /// after, with no lock held ([`announce_retired`](Self::announce_retired)).
+    pub(crate) fn replace(
+        &self,
+        config: &Config,
+        latest: &Arc<Latest>,
+    ) -> (Arc<Core>, CircuitState, CircuitState) {
+        // Set before retiring: whoever finds this generation retired finds its successor.
         let _ = self.retired_to.set(Arc::clone(latest));
-    }
-
-    /// Retires this generation in favour of `successor` (which starts in `state`): permits it
-    /// handed out become stale, services waiting on it wake up and move on. Called with no
-    /// lock held: subscribers hear of it, and a callback may use the breaker's handle.
-    pub(crate) fn retire(&self, successor: &Core, state: CircuitState) {
+        // The state left is read in the step that retires: an operator's transition made on
+        // this generation a moment before is in it, and is carried over.
         let from = self.policy.slot.retire();
+        let state = carried(from);
+        let successor = Core::new(Arc::clone(&self.shared), config.clone(), state);
         self.notify.notify_waiters();
-        // The successor takes over this generation's count in the state gauges.
+        // The successor takes over this generation's count in the state gauges, before any
+        // transition of its own can move it.
         #[cfg(feature = "metrics")]
         if self.gauged.swap(false, std::sync::atomic::Ordering::AcqRel) {
             self.shared.metrics.moved(from, state);
@@ -313,8 +310,20 @@ impl Core {
                 .gauged
                 .store(false, std::sync::atomic::Ordering::Release);
         }
-        let now = successor.now();
-        successor.policy.restarted_at(now);
+        (successor, from, state)
+    }
+
+    /// Tells subscribers (and the log) that this generation was replaced: it left `from`, and
+    /// its successor started in `state`. Called with no lock held: a callback may use the
+    /// breaker's handle. Subscribers may hear of a transition made on the successor by
+    /// another thread before they hear of this.
+    pub(crate) fn announce_retired(
+        &self,
+        successor: &Core,
+        from: CircuitState,
+        state: CircuitState,
+    ) {
+        let now = successor.policy.last_transition();
         log::reconfigured(&self.shared.id.name, from, state);
         let events = &self.shared.events;
         let at = || self.shared.instant(now);
@@ -326,13 +335,6 @@ impl Core {
                 cause: TransitionCause::Reconfigured,
             };
             events.emit(&self.shared.id.name, at, kind, false);
-        }
-        // An operator's transition made on this generation after `state` was read (and
-        // before the successor was published, when transitions started going to it) is in
-        // the word swapped out: the successor follows it, unless it has moved on since.
-        let wanted = carried(from);
-        if wanted != state && successor.state() == state {
-            successor.transition_to(wanted);
         }
     }
 

@@ -304,17 +304,16 @@ impl CircuitBreaker {
         configure: impl FnOnce(Builder) -> Builder,
     ) -> Result<(), ConfigError> {
         let config = configure(Builder::new(self.name().to_owned())).validate_for_reconfigure()?;
-        let (old, new, state) = {
+        let (old, new, from, state) = {
             let mut latest = self.lock();
             let old = Arc::clone(&latest);
-            let (new, state) = old.successor_of(&config);
+            let (new, from, state) = old.replace(&config, &self.root.latest);
             *latest = Arc::clone(&new);
-            old.retired_to(&self.root.latest);
-            (old, new, state)
+            (old, new, from, state)
         };
         // Outside the lock: subscribers hear of it, and a callback may use this handle. The
         // old generation is freed once no service holds it any more.
-        old.retire(&new, state);
+        old.announce_retired(&new, from, state);
         Ok(())
     }
 

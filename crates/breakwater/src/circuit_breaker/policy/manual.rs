@@ -81,11 +81,6 @@ impl Policy {
         word.state()
     }
 
-    /// A reconfiguration's successor starts its time in state now.
-    pub(crate) fn restarted_at(&self, now: u64) {
-        self.last_transition.store(now, Ordering::Release);
-    }
-
     /// The window a snapshot of `word` shows, and the calls its rates need.
     fn shown(&self, word: Word, now: u64) -> (Totals, u64) {
         match word.state() {

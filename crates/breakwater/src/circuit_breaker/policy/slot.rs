@@ -173,6 +173,16 @@ impl Slot {
         with_pool(|pool| pool.entry(self.shape).or_default().push(self));
     }
 
+    /// Counts a new owner without changing the generation that owns the slot: a keyed layer's
+    /// breaker recycled for another key, whose calls for the old key must find nobody however
+    /// many times it is recycled (the epoch alone would wrap). Before the state word moves on.
+    pub(crate) fn renew_owner(&self) {
+        let mut owned = self.lock_owner();
+        owned.0 += 1;
+        self.owners
+            .store(owned.0, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Marks the slot's generation retired, in a new epoch: permits it handed out are stale,
     /// and whoever finds it retired asks its successor. Returns the state it left.
     pub(crate) fn retire(&self) -> CircuitState {
@@ -190,8 +200,8 @@ impl Slot {
         self.owner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Which owner of the slot this is (read after the state word: a call admitted in the
-    /// owner's epoch reads that owner's count or a later one).
+    /// Which owner of the slot this is. Read by a caller that holds the owner (so the count
+    /// cannot change meanwhile), after the state word.
     #[inline]
     pub(crate) fn owners(&self) -> u64 {
         self.owners.load(std::sync::atomic::Ordering::Relaxed)
