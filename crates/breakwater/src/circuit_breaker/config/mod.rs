@@ -1,15 +1,16 @@
-//! Building a breaker: settings, their defaults and their validation.
+//! Building a breaker: the builder. Its settings, their defaults and their validation are in
+//! `settings`, the error for a bad one in `error`.
 
-use std::error::Error;
-use std::fmt;
+mod error;
+mod settings;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use self::error::ConfigError;
+use self::settings::{Settings, WindowSetting, defaults};
 use super::CircuitBreaker;
-use super::policy::config::{
-    Config, ExponentialBackoff, MAX_PERMITS, MAX_WAIT, OpenWait, SlowCalls, WindowKind,
-};
-use super::policy::window::{count, time};
+use super::policy::config::{Config, ExponentialBackoff, OpenWait};
 use crate::clock::Clock;
 
 /// Builds a [`CircuitBreaker`]; made by [`CircuitBreaker::builder`].
@@ -61,27 +62,6 @@ use crate::clock::Clock;
 pub struct Builder {
     settings: Settings,
     clock: Option<Arc<dyn Clock>>,
-}
-
-/// The settings as given, before validation.
-#[derive(Debug, Clone)]
-struct Settings {
-    name: String,
-    window: WindowSetting,
-    minimum_calls: u32,
-    failure_rate_threshold: f64,
-    slow_call_duration_threshold: Option<Duration>,
-    slow_call_rate_threshold: Option<f64>,
-    open_wait: OpenWait,
-    permitted_calls_in_half_open: u32,
-    max_wait_in_half_open: Option<Duration>,
-    automatic_transition: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum WindowSetting {
-    Count(u32),
-    Time(Duration),
 }
 
 impl Builder {
@@ -267,231 +247,6 @@ impl Builder {
 }
 
 /// The configuration of a builder left at its defaults, which needs no checking.
-fn defaults() -> Config {
-    Config {
-        window: WindowKind::Count(100),
-        minimum_calls: 100,
-        failure_rate_threshold: 50.0,
-        slow_calls: None,
-        open_wait: OpenWait::Fixed(Duration::from_secs(60)),
-        permitted_calls_in_half_open: 10,
-        max_wait_in_half_open: None,
-        automatic_transition: false,
-    }
-}
-
-const PERCENT: &str = "a percentage greater than 0 and at most 100";
-const WAIT: &str = "a duration of at least 1 ms and at most 365 days";
-
-impl Settings {
-    fn validate(&self) -> Result<Config, ConfigError> {
-        if self.name.trim().is_empty() {
-            return Err(ConfigError::new(
-                &self.name,
-                "name",
-                format!("{:?}", self.name),
-                "a non-empty name",
-            ));
-        }
-        self.validate_settings()
-    }
-
-    /// Every setting but the name.
-    fn validate_settings(&self) -> Result<Config, ConfigError> {
-        let error = |setting: &'static str, value: String, allowed: &'static str| {
-            Err(ConfigError::new(&self.name, setting, value, allowed))
-        };
-        let window = match self.window {
-            WindowSetting::Count(calls) => {
-                if calls == 0 || calls > count::MAX_SIZE {
-                    return error("count_window", calls.to_string(), "from 1 to 65535 calls");
-                }
-                WindowKind::Count(calls)
-            }
-            WindowSetting::Time(span) => match u32::try_from(span.as_secs()) {
-                Ok(seconds @ 1..=time::MAX_SECONDS) if span.subsec_nanos() == 0 => {
-                    WindowKind::Time(seconds)
-                }
-                _ => {
-                    return error(
-                        "time_window",
-                        format!("{span:?}"),
-                        "a whole number of seconds from 1 s to 3600 s",
-                    );
-                }
-            },
-        };
-        if self.minimum_calls == 0 {
-            return error("minimum_calls", "0".into(), "at least 1 call");
-        }
-        check_percent(
-            &self.name,
-            "failure_rate_threshold",
-            self.failure_rate_threshold,
-        )?;
-        let slow_calls = match (
-            self.slow_call_duration_threshold,
-            self.slow_call_rate_threshold,
-        ) {
-            (None, None) => None,
-            (threshold, rate) => {
-                let threshold = threshold.unwrap_or(Duration::from_secs(60));
-                if threshold.is_zero() {
-                    return error(
-                        "slow_call_duration_threshold",
-                        format!("{threshold:?}"),
-                        "a duration greater than zero",
-                    );
-                }
-                let rate_threshold = rate.unwrap_or(100.0);
-                check_percent(&self.name, "slow_call_rate_threshold", rate_threshold)?;
-                Some(SlowCalls {
-                    threshold,
-                    rate_threshold,
-                })
-            }
-        };
-        match self.open_wait {
-            OpenWait::Fixed(wait) => check_wait(&self.name, "wait_duration_in_open", wait)?,
-            OpenWait::Backoff(b) => {
-                check_wait(&self.name, "wait_backoff_in_open.initial", b.initial)?;
-                check_wait(&self.name, "wait_backoff_in_open.max", b.max)?;
-                if b.max < b.initial {
-                    return error(
-                        "wait_backoff_in_open.max",
-                        format!("{:?}", b.max),
-                        "a duration no shorter than the initial wait",
-                    );
-                }
-                if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
-                    return error(
-                        "wait_backoff_in_open.multiplier",
-                        b.multiplier.to_string(),
-                        "a finite number of at least 1",
-                    );
-                }
-                if !(0.0..1.0).contains(&b.jitter) {
-                    return error(
-                        "wait_backoff_in_open.jitter",
-                        b.jitter.to_string(),
-                        "a fraction from 0 (inclusive) to 1 (exclusive)",
-                    );
-                }
-            }
-        }
-        let permits = self.permitted_calls_in_half_open;
-        if permits == 0 || permits > MAX_PERMITS {
-            return error(
-                "permitted_calls_in_half_open",
-                permits.to_string(),
-                "from 1 to 1023 calls",
-            );
-        }
-        if let Some(wait) = self.max_wait_in_half_open {
-            check_wait(&self.name, "max_wait_in_half_open", wait)?;
-        }
-        Ok(Config {
-            window,
-            minimum_calls: self.minimum_calls,
-            failure_rate_threshold: self.failure_rate_threshold,
-            slow_calls,
-            open_wait: self.open_wait,
-            permitted_calls_in_half_open: permits,
-            max_wait_in_half_open: self.max_wait_in_half_open,
-            automatic_transition: self.automatic_transition,
-        })
-    }
-}
-
-fn check_percent(name: &str, setting: &'static str, value: f64) -> Result<(), ConfigError> {
-    if value.is_finite() && value > 0.0 && value <= 100.0 {
-        Ok(())
-    } else {
-        Err(ConfigError::new(name, setting, value.to_string(), PERCENT))
-    }
-}
-
-fn check_wait(name: &str, setting: &'static str, wait: Duration) -> Result<(), ConfigError> {
-    if wait >= Duration::from_millis(1) && wait <= MAX_WAIT {
-        Ok(())
-    } else {
-        Err(ConfigError::new(name, setting, format!("{wait:?}"), WAIT))
-    }
-}
-
-/// A setting of a breaker is out of range: which breaker, which setting, the value given and
-/// what is allowed.
-///
-/// # Example
-///
-/// ```
-/// use breakwater::CircuitBreaker;
-///
-/// let error = CircuitBreaker::builder("search").count_window(0).build().unwrap_err();
-/// assert_eq!(error.setting(), "count_window");
-/// assert_eq!(error.value(), "0");
-/// assert_eq!(error.allowed(), "from 1 to 65535 calls");
-/// assert_eq!(
-///     error.to_string(),
-///     "circuit breaker `search`: count_window is 0, but it must be from 1 to 65535 calls",
-/// );
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    breaker: String,
-    setting: &'static str,
-    value: String,
-    allowed: &'static str,
-}
-
-impl ConfigError {
-    pub(crate) fn new(
-        breaker: &str,
-        setting: &'static str,
-        value: String,
-        allowed: &'static str,
-    ) -> Self {
-        Self {
-            breaker: breaker.to_owned(),
-            setting,
-            value,
-            allowed,
-        }
-    }
-
-    /// The name of the breaker being built.
-    pub fn breaker(&self) -> &str {
-        &self.breaker
-    }
-
-    /// The setting whose value is out of range, as the builder method names it.
-    pub fn setting(&self) -> &str {
-        self.setting
-    }
-
-    /// The value given, as text.
-    pub fn value(&self) -> &str {
-        &self.value
-    }
-
-    /// What the setting allows.
-    pub fn allowed(&self) -> &str {
-        self.allowed
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "circuit breaker `{}`: {} is {}, but it must be {}",
-            self.breaker, self.setting, self.value, self.allowed
-        )
-    }
-}
-
-impl Error for ConfigError {}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,61 @@
+//! What every generation of a breaker shares, and the part of it a rejection keeps.
+
+#[cfg(feature = "tonic")]
+use std::sync::OnceLock;
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
+use super::observe::events::Events;
+use crate::clock::{Clock, Timeline};
+use crate::sync::Mutex;
+
+/// What a rejection keeps of its breaker: its name, its clock (for the wait left), and what a
+/// tonic client sees. Nothing else, so that a rejection a caller keeps (in a retry layer, a
+/// log) keeps neither the breaker's window nor its subscribers alive.
+pub(crate) struct Identity {
+    pub(crate) name: Arc<str>,
+    pub(crate) time: Timeline,
+    /// What a tonic client sees of a rejected call: made once, shared by every rejection.
+    #[cfg(feature = "tonic")]
+    pub(crate) unavailable: OnceLock<tonic::Status>,
+}
+
+/// What every generation of a breaker shares: its identity, subscribers and metric handles.
+pub(crate) struct Shared {
+    pub(crate) id: Arc<Identity>,
+    pub(crate) events: Events,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: super::observe::metrics::Handles,
+    /// The key this breaker serves, for a breaker of a keyed layer (it changes when the layer
+    /// recycles the breaker for another key); read by logs only.
+    pub(crate) key: Mutex<Option<Arc<str>>>,
+}
+
+impl Shared {
+    pub(crate) fn new(name: String, clock: Option<Arc<dyn Clock>>) -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            metrics: super::observe::metrics::Handles::new(&name),
+            id: Arc::new(Identity {
+                name: name.into(),
+                time: Timeline::new(clock),
+                #[cfg(feature = "tonic")]
+                unavailable: OnceLock::new(),
+            }),
+            events: Events::default(),
+            key: Mutex::new(None),
+        }
+    }
+
+    /// The breaker's name in logs: its name, and its key if it has one (`name[key]`).
+    pub(crate) fn label(&self) -> std::borrow::Cow<'_, str> {
+        match &*self.key.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(key) => format!("{}[{key}]", self.id.name).into(),
+            None => (*self.id.name).into(),
+        }
+    }
+
+    pub(crate) fn instant(&self, nanos: u64) -> Instant {
+        self.id.time.instant(nanos)
+    }
+}
