@@ -47,6 +47,18 @@
 //! # }
 //! ```
 //!
+//! # Ownership, probes and the end of a stream
+//!
+//! - A breaker is owned by its handles, layers and services: once none is left, its memory is
+//!   given back and its event streams end. A call in flight does not keep it alive (its outcome
+//!   is then discarded), and the closed path updates no reference count per call. See
+//!   [Sharing, lifetime and cost](circuit_breaker#sharing-lifetime-and-cost).
+//! - A half-open probe goes only to a service whose inner service is ready. See
+//!   [Probes go where they can be used](circuit_breaker#probes-go-where-they-can-be-used).
+//! - With [`end_of_stream`](CircuitBreakerLayer::end_of_stream), a call is recorded when its
+//!   response body ends; a body dropped before its end records what its head said. See
+//!   [When an outcome is recorded](circuit_breaker#when-an-outcome-is-recorded).
+//!
 //! # Cargo features
 //!
 //! | feature | what it adds |
