@@ -31,6 +31,15 @@ use super::timer;
 use crate::classify::Outcome;
 use crate::sync::Mutex;
 
+/// What a reconfiguration did: the new generation, the state the old one left and the one the
+/// new one started in, and when (nanoseconds since the breaker was built).
+pub(crate) struct Replaced {
+    pub(crate) successor: Arc<Core>,
+    pub(crate) from: CircuitState,
+    pub(crate) to: CircuitState,
+    pub(crate) at: u64,
+}
+
 /// The cell that holds a breaker's latest generation: its handles read it, and retired
 /// generations point to it.
 pub(crate) type Latest = Mutex<Arc<Core>>;
@@ -236,11 +245,7 @@ impl Core {
     /// puts the new generation in it before letting go: once a call or an operator finds this
     /// generation retired, the cell holds its successor. What subscribers are told comes
     /// after, with no lock held ([`announce_retired`](Self::announce_retired)).
-    pub(crate) fn replace(
-        &self,
-        config: &Config,
-        latest: &Arc<Latest>,
-    ) -> (Arc<Core>, CircuitState, CircuitState) {
+    pub(crate) fn replace(&self, config: &Config, latest: &Arc<Latest>) -> Replaced {
         // Set before retiring: whoever finds this generation retired finds its successor.
         let _ = self.retired_to.set(Arc::clone(latest));
         // The state left is read in the step that retires: an operator's transition made on
@@ -259,20 +264,24 @@ impl Core {
                 .gauged
                 .store(false, std::sync::atomic::Ordering::Release);
         }
-        (successor, from, state)
+        Replaced {
+            at: successor.policy.last_transition(),
+            successor,
+            from,
+            to: state,
+        }
     }
 
-    /// Tells subscribers (and the log) that this generation was replaced: it left `from`, and
-    /// its successor started in `state`. Called with no lock held: a callback may use the
-    /// breaker's handle. Subscribers may hear of a transition made on the successor by
-    /// another thread before they hear of this.
-    pub(crate) fn announce_retired(
-        &self,
-        successor: &Core,
-        from: CircuitState,
-        state: CircuitState,
-    ) {
-        let now = successor.policy.last_transition();
+    /// Tells subscribers (and the log) that this generation was replaced. Called with no lock
+    /// held: a callback may use the breaker's handle. Subscribers may hear of a transition
+    /// made on the successor by another thread before they hear of this.
+    pub(crate) fn announce_retired(&self, replaced: &Replaced) {
+        let Replaced {
+            from,
+            to: state,
+            at: now,
+            ..
+        } = *replaced;
         log::reconfigured(&self.shared.id.name, from, state);
         let events = &self.shared.events;
         let at = || self.shared.instant(now);

@@ -146,16 +146,16 @@ impl CircuitBreaker {
         configure: impl FnOnce(Builder) -> Builder,
     ) -> Result<(), ConfigError> {
         let config = configure(Builder::new(self.name().to_owned())).validate_for_reconfigure()?;
-        let (old, new, from, state) = {
+        let (old, replaced) = {
             let mut latest = self.lock();
             let old = Arc::clone(&latest);
-            let (new, from, state) = old.replace(&config, &self.root.latest);
-            *latest = Arc::clone(&new);
-            (old, new, from, state)
+            let replaced = old.replace(&config, &self.root.latest);
+            *latest = Arc::clone(&replaced.successor);
+            (old, replaced)
         };
         // Outside the lock: subscribers hear of it, and a callback may use this handle. The
         // old generation is freed once no service holds it any more.
-        old.announce_retired(&new, from, state);
+        old.announce_retired(&replaced);
         Ok(())
     }
 

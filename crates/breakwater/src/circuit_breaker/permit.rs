@@ -32,41 +32,32 @@ impl CallPermit {
     /// A permit of `core` for `admission`: on the clean path it holds no reference to `core`.
     #[inline]
     pub(crate) fn new(core: &Arc<Core>, admission: Admission) -> Self {
-        let slot = core.slot();
-        if core.clean_path(admission) {
-            return Self {
-                core: None,
-                slot,
-                admission,
-                start: slot.owners(),
-            };
-        }
-        Self {
-            core: Some(Arc::clone(core)),
-            slot,
-            admission,
-            start: UNTIMED,
-        }
+        Self::of(core, core.slot(), admission, core.clean_path(admission))
     }
 
-    /// A permit for a call admitted while closed in `epoch`: on the clean path when the
-    /// window is clean and calls are not timed.
+    /// A permit for a call admitted while closed in `epoch` (the caller has just read the
+    /// state word of `slot`): on the clean path when the window is clean and calls are not
+    /// timed.
     #[inline]
     pub(crate) fn closed(core: &Arc<Core>, slot: &'static Slot, epoch: Epoch) -> Self {
-        let admission = Admission::Closed(epoch);
-        if !core.times_calls() && slot.window_is_clean(epoch) {
-            return Self {
-                core: None,
-                slot,
-                admission,
-                start: slot.owners(),
-            };
-        }
+        let clean = !core.times_calls() && slot.window_is_clean(epoch);
+        Self::of(core, slot, Admission::Closed(epoch), clean)
+    }
+
+    /// On the clean path (`clean`), the permit holds the slot and which owner of it admitted
+    /// the call; otherwise, the generation itself.
+    #[inline]
+    fn of(core: &Arc<Core>, slot: &'static Slot, admission: Admission, clean: bool) -> Self {
+        let (core, start) = if clean {
+            (None, slot.owners())
+        } else {
+            (Some(Arc::clone(core)), UNTIMED)
+        };
         Self {
-            core: Some(Arc::clone(core)),
+            core,
             slot,
             admission,
-            start: UNTIMED,
+            start,
         }
     }
 

@@ -165,7 +165,9 @@ fn reaching_the_minimum_is_reported_once() {
     let w = CountWindow::new(4);
     let reached: Vec<bool> = (0..8)
         .map(|_| {
-            let r = w.record(0, OK).unwrap();
+            let r = w
+                .record(0, OK)
+                .expect("a call of the current generation is recorded");
             w.reached(r.head as u64, 3)
         })
         .collect();
@@ -187,7 +189,9 @@ fn reset_starts_an_empty_generation_and_refuses_stale_calls() {
     assert!(w.record(0, FAIL).is_none());
     assert_eq!(w.totals(1), totals(0, 0, 0));
     // Resetting to an older or the same generation changes nothing.
-    let r = w.record(1, FAIL).unwrap();
+    let r = w
+        .record(1, FAIL)
+        .expect("a call of the current generation is recorded");
     assert_eq!(w.totals_at(r.head as u64), Some(totals(1, 1, 0)));
     w.reset(0);
     w.reset(1);
@@ -240,15 +244,19 @@ fn concurrent_recorders_leave_exact_totals() {
                         failed: t == 0,
                         slow: i % 2 == 0,
                     };
-                    let r = w.record(0, sample).unwrap();
-                    let seen = w.totals_at(r.head as u64).unwrap();
+                    let r = w
+                        .record(0, sample)
+                        .expect("a call of the current generation is recorded");
+                    let seen = w
+                        .totals_at(r.head as u64)
+                        .expect("the baseline is published");
                     assert!(seen.failed <= seen.calls && seen.slow <= seen.calls);
                 }
             })
         })
         .collect();
     for t in threads {
-        t.join().unwrap();
+        t.join().expect("the thread ran to its end");
     }
     assert_eq!(w.totals(0), totals(64_000, 16_000, 32_000));
 }
@@ -265,7 +273,10 @@ fn concurrent_recorders_slide_a_small_window() {
                         failed: i % 3 == 0,
                         slow: false,
                     };
-                    let head = w.record(0, sample).unwrap().head as u64;
+                    let head = w
+                        .record(0, sample)
+                        .expect("a call of the current generation is recorded")
+                        .head as u64;
                     // Exact at this call's head, or, if a whole window of calls overtook
                     // this thread, at a later head: never missing, never inconsistent.
                     let h = Head(head);
@@ -284,12 +295,13 @@ fn concurrent_recorders_slide_a_small_window() {
         })
         .collect();
     for t in threads {
-        t.join().unwrap();
+        t.join().expect("the thread ran to its end");
     }
     assert_eq!(w.totals(0).calls, 100);
     // Whatever interleaving happened, 100 known calls replace it exactly.
     for _ in 0..100 {
-        w.record(0, FAIL).unwrap();
+        w.record(0, FAIL)
+            .expect("a call of the current generation is recorded");
     }
     assert_eq!(w.totals(0), totals(100, 100, 0));
 }
@@ -312,7 +324,8 @@ fn concurrent_recorders_across_a_reset_count_only_their_generation() {
                         Some(_) => {}
                         None => {
                             tag = 1;
-                            w.record(1, FAIL).unwrap();
+                            w.record(1, FAIL)
+                                .expect("a call of the current generation is recorded");
                             in_new += 1;
                         }
                     }
@@ -323,7 +336,10 @@ fn concurrent_recorders_across_a_reset_count_only_their_generation() {
         .collect();
     go.wait();
     w.reset(1);
-    let in_new: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let in_new: u64 = threads
+        .into_iter()
+        .map(|t| t.join().expect("the thread ran to its end"))
+        .sum();
     assert_eq!(w.totals(1), totals(in_new, in_new, 0));
     assert!(w.record(0, OK).is_none());
 }

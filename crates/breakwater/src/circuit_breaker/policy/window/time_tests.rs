@@ -76,10 +76,14 @@ fn reset_empties_the_window_and_refuses_stale_calls() {
     w.reset(1, 4 * SEC);
     assert_eq!(w.totals(1, 4 * SEC), totals(0, 0, 0));
     assert!(w.record(0, FAIL, 4 * SEC).is_none());
-    let r = w.record(1, OK, 5 * SEC).unwrap();
+    let r = w
+        .record(1, OK, 5 * SEC)
+        .expect("a call of the current generation is recorded");
     assert_eq!(w.totals_at(r.head, None), Some(totals(1, 0, 0)));
     // A newer generation's call resets by itself.
-    let r = w.record(2, FAIL, 6 * SEC).unwrap();
+    let r = w
+        .record(2, FAIL, 6 * SEC)
+        .expect("a call of the current generation is recorded");
     assert_eq!(w.totals_at(r.head, None), Some(totals(1, 1, 0)));
     w.reset(2, 6 * SEC);
     assert_eq!(w.totals(2, 6 * SEC), totals(1, 1, 0));
@@ -90,7 +94,7 @@ fn many_calls_in_one_second_are_counted_exactly() {
     let w = TimeWindow::new(1);
     for i in 0..100_000u64 {
         w.record(0, if i % 4 == 0 { FAIL } else { OK }, 7 * SEC)
-            .unwrap();
+            .expect("a call of the current generation is recorded");
     }
     assert_eq!(w.totals(0, 7 * SEC), totals(100_000, 25_000, 0));
     assert_eq!(w.totals(0, 8 * SEC), totals(0, 0, 0));
@@ -109,7 +113,8 @@ fn concurrent_recorders_across_seconds_leave_exact_totals() {
                 for second in 0..20u64 {
                     for i in 0..1_000u64 {
                         let now = second * SEC + i * 1_000 + t;
-                        w.record(0, if t == 0 { FAIL } else { OK }, now).unwrap();
+                        w.record(0, if t == 0 { FAIL } else { OK }, now)
+                            .expect("a call of the current generation is recorded");
                     }
                     barrier.wait();
                 }
@@ -117,7 +122,7 @@ fn concurrent_recorders_across_seconds_leave_exact_totals() {
         })
         .collect();
     for t in threads {
-        t.join().unwrap();
+        t.join().expect("the thread ran to its end");
     }
     assert_eq!(w.totals(0, 19 * SEC), totals(80_000, 20_000, 0));
     // Second 0 leaves at second 60: 4 threads x 1000 calls, 1000 of them failures.
@@ -143,7 +148,8 @@ fn concurrent_recorders_across_a_reset_count_only_their_generation() {
                         Some(_) => {}
                         None => {
                             tag = 1;
-                            w.record(1, FAIL, now).unwrap();
+                            w.record(1, FAIL, now)
+                                .expect("a call of the current generation is recorded");
                             in_new += 1;
                         }
                     }
@@ -154,7 +160,10 @@ fn concurrent_recorders_across_a_reset_count_only_their_generation() {
         .collect();
     go.wait();
     w.reset(1, 0);
-    let in_new: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let in_new: u64 = threads
+        .into_iter()
+        .map(|t| t.join().expect("the thread ran to its end"))
+        .sum();
     assert_eq!(w.totals(1, 9 * SEC), totals(in_new, in_new, 0));
     assert!(w.record(0, OK, 9 * SEC).is_none());
 }
