@@ -49,17 +49,10 @@ where
 {
     #[inline(never)]
     fn run(&mut self, runtime: &Runtime, n: u64) -> Result<(u64, Duration), String> {
-        let Some(mut svc) = self.0.take() else {
-            return Err("a subject lost its service (a batch panicked)".to_owned());
-        };
-        let (svc, failed, elapsed) = in_task(runtime, async move {
-            let start = Instant::now();
+        timed_batch(&mut self.0, runtime, move |mut svc| async move {
             let failed = awaited_calls(&mut svc, n).await;
-            let elapsed = start.elapsed();
-            (svc, failed, elapsed)
-        })?;
-        self.0 = Some(svc);
-        Ok((failed, elapsed))
+            (svc, failed)
+        })
     }
 }
 
@@ -94,17 +87,10 @@ where
 {
     #[inline(never)]
     fn run(&mut self, runtime: &Runtime, n: u64) -> Result<(u64, Duration), String> {
-        let Some(mut svc) = self.0.take() else {
-            return Err("a subject lost its service (a batch panicked)".to_owned());
-        };
-        let (svc, failed, elapsed) = in_task(runtime, async move {
-            let start = Instant::now();
+        timed_batch(&mut self.0, runtime, move |mut svc| async move {
             let failed = cloned_calls(&mut svc, n).await;
-            let elapsed = start.elapsed();
-            (svc, failed, elapsed)
-        })?;
-        self.0 = Some(svc);
-        Ok((failed, elapsed))
+            (svc, failed)
+        })
     }
 }
 
@@ -125,6 +111,30 @@ async fn cloned_calls<S: Service<u64> + Clone>(svc: &mut S, n: u64) -> u64 {
 /// Runs one batch as a task spawned on `runtime`, as a server runs a connection's requests
 /// (a call that waits wakes its task, which the scheduler polls again), and waits for it.
 /// One task per batch, not per call.
+/// Runs `calls` on the service in `slot` in a task, timed inside the task, and puts the service
+/// back: how many calls failed, and how long they took.
+fn timed_batch<S, F>(
+    slot: &mut Option<S>,
+    runtime: &Runtime,
+    calls: impl FnOnce(S) -> F,
+) -> Result<(u64, Duration), String>
+where
+    S: Send + 'static,
+    F: Future<Output = (S, u64)> + Send + 'static,
+{
+    let Some(svc) = slot.take() else {
+        return Err("a subject lost its service (a batch panicked)".to_owned());
+    };
+    let batch = calls(svc);
+    let (svc, failed, elapsed) = in_task(runtime, async move {
+        let start = Instant::now();
+        let (svc, failed) = batch.await;
+        (svc, failed, start.elapsed())
+    })?;
+    *slot = Some(svc);
+    Ok((failed, elapsed))
+}
+
 fn in_task<T: Send + 'static>(
     runtime: &Runtime,
     batch: impl Future<Output = T> + Send + 'static,

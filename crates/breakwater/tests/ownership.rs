@@ -2,6 +2,8 @@
 //! end and its callbacks are dropped; a call in flight does not keep it alive. And a half-open
 //! probe goes only to a service that can use it.
 
+mod support;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use breakwater::{CircuitBreaker, CircuitOpen, CircuitState};
 use http::{Request, Response};
+use support::send;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -54,10 +57,7 @@ fn subscribe_a_callback(breaker: &CircuitBreaker) -> Arc<()> {
 
 /// One call through `svc`; whether it succeeded.
 async fn succeeds<S: Service<Request<()>>>(svc: &mut S) -> bool {
-    match svc.ready().await {
-        Ok(ready) => ready.call(Request::new(())).await.is_ok(),
-        Err(_) => false,
-    }
+    send(svc, Request::new(())).await.is_ok()
 }
 
 fn half_open_with_one_probe() -> CircuitBreaker {
@@ -88,7 +88,7 @@ async fn the_probe_goes_to_the_service_that_is_ready() {
 
         // The connecting service holds no probe: a ready one gets it and closes the breaker.
         let mut other = layer.layer(ok());
-        let response = other.ready().await.unwrap().call(Request::new(())).await;
+        let response = send(&mut other, Request::new(())).await;
         assert!(
             response.is_ok(),
             "backpressure {backpressure}: {response:?}"
@@ -97,12 +97,7 @@ async fn the_probe_goes_to_the_service_that_is_ready() {
 
         // Once connected, it calls through the closed breaker.
         ready.store(true, Ordering::Release);
-        let response = connecting
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await;
+        let response = send(&mut connecting, Request::new(())).await;
         assert!(response.is_ok());
         assert_eq!(breaker.metrics().successful_calls, 1);
     }
@@ -116,13 +111,7 @@ async fn a_ready_service_takes_the_probe_and_the_next_is_rejected() {
     let mut cx = Context::from_waker(Waker::noop());
     assert!(matches!(first.poll_ready(&mut cx), Poll::Ready(Ok(()))));
     // Fail fast still decides before the call: the only probe is taken.
-    let error = second
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap_err();
+    let error = send(&mut second, Request::new(())).await.unwrap_err();
     let open = error.downcast_ref::<CircuitOpen>().unwrap();
     assert_eq!(open.state(), CircuitState::HalfOpen);
     // Dropping the service that holds the probe gives it back.
@@ -138,12 +127,7 @@ async fn an_event_stream_ends_once_every_handle_layer_and_service_is_gone() {
     let owner = subscribe_a_callback(&breaker);
     let layer = breaker.layer();
     let mut svc = layer.clone().layer(ok());
-    svc.ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    send(&mut svc, Request::new(())).await.unwrap();
     assert!(stream.recv().await.is_ok(), "the call's event");
 
     drop(breaker);
@@ -182,12 +166,7 @@ async fn a_call_in_flight_does_not_keep_its_breaker_alive() {
     }));
     // A window slides (and may be skipped) once more calls than it holds were recorded.
     for _ in 0..3 {
-        svc.ready()
-            .await
-            .unwrap()
-            .call(Request::new(()))
-            .await
-            .unwrap();
+        send(&mut svc, Request::new(())).await.unwrap();
     }
     // The window is full of successes: this call is admitted on the clean path.
     let call = svc.ready().await.unwrap().call(Request::new(()));
@@ -212,7 +191,7 @@ async fn a_call_in_flight_does_not_keep_its_breaker_alive() {
 }
 
 #[tokio::test]
-async fn a_service_made_before_many_reconfigurations_reaches_the_latest_at_once() {
+async fn a_service_made_before_many_reconfigurations_calls_through_the_latest() {
     let breaker = CircuitBreaker::builder("moving").build().unwrap();
     let mut svc = breaker.layer().layer(ok());
     for size in 0..1_000 {
@@ -220,21 +199,10 @@ async fn a_service_made_before_many_reconfigurations_reaches_the_latest_at_once(
             .reconfigure(|b| b.count_window(10 + size % 7))
             .unwrap();
     }
-    svc.ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap();
+    send(&mut svc, Request::new(())).await.unwrap();
     assert_eq!(breaker.metrics().buffered_calls, 1);
     breaker.force_open();
-    let error = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(()))
-        .await
-        .unwrap_err();
+    let error = send(&mut svc, Request::new(())).await.unwrap_err();
     assert!(error.is::<CircuitOpen>());
 }
 

@@ -24,7 +24,7 @@ use super::policy::slot::{Owner, Slot};
 use super::policy::snapshot::MetricsSnapshot;
 use super::policy::state::CircuitState;
 use super::policy::{
-    Admission, Config, Counted, Effects, Next, Policy, Rejection, Transition, TransitionCause, seed,
+    Admission, Config, Effects, Next, Policy, Rejection, Transition, TransitionCause, seed,
 };
 pub(crate) use super::shared::{Identity, Shared};
 use super::timer;
@@ -106,10 +106,7 @@ impl Core {
     /// The generation that is current now: this one, or, once it is retired, the breaker's
     /// latest (one step, whatever came in between).
     pub(crate) fn latest(self: &Arc<Self>) -> Arc<Core> {
-        match self.retired_to.get() {
-            Some(latest) => Arc::clone(&latest.lock().unwrap_or_else(PoisonError::into_inner)),
-            None => Arc::clone(self),
-        }
+        self.successor().unwrap_or_else(|| Arc::clone(self))
     }
 
     /// The breaker's latest generation if this one is retired.
@@ -344,11 +341,11 @@ impl Effects for Core {
         cfg!(feature = "metrics") || self.shared.events.per_call()
     }
 
-    fn counted(&self, call: Counted) {
-        self.emit_per_call(match call {
-            Counted::Success { elapsed, slow } => EventKind::Success { elapsed, slow },
-            Counted::Failure { elapsed, slow } => EventKind::Failure { elapsed, slow },
-            Counted::Ignored { elapsed } => EventKind::Ignored { elapsed },
+    fn counted(&self, outcome: Outcome, slow: bool, elapsed: Option<Duration>) {
+        self.emit_per_call(match outcome {
+            Outcome::Ignored => EventKind::Ignored { elapsed },
+            o if o.is_failure() => EventKind::Failure { elapsed, slow },
+            _ => EventKind::Success { elapsed, slow },
         });
     }
 

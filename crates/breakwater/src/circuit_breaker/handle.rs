@@ -78,11 +78,6 @@ impl CircuitBreaker {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The breaker's current generation.
-    fn latest(&self) -> Arc<Core> {
-        self.core()
-    }
-
     /// The breaker's name.
     pub fn name(&self) -> &str {
         &self.root.shared.id.name
@@ -92,18 +87,18 @@ impl CircuitBreaker {
     /// [`Open`](CircuitState::Open) until a call attempt moves it to half-open (or its timer
     /// does, with [`automatic_transition_from_open_to_half_open`](Builder::automatic_transition_from_open_to_half_open)).
     pub fn state(&self) -> CircuitState {
-        self.latest().state()
+        self.lock().state()
     }
 
     /// The state and the window's numbers, at this moment.
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.latest().snapshot()
+        self.lock().snapshot()
     }
 
     /// How long the breaker has been in its state (since its last transition, reset or
     /// reconfiguration), by its clock.
     pub(crate) fn time_in_state(&self) -> std::time::Duration {
-        self.latest().time_in_state()
+        self.lock().time_in_state()
     }
 
     /// Replaces the breaker's configuration, keeping the breaker: every handle, layer and
@@ -208,7 +203,8 @@ impl CircuitBreaker {
     /// nothing and emits no event. Open waits as configured; half-open starts with no probe
     /// taken; closed, disabled, forced open and metrics-only start with an empty window.
     pub fn transition_to(&self, state: CircuitState) {
-        self.latest().transition_to(state);
+        // Outside the lock: subscribers hear of the transition, and may use this handle.
+        self.core().transition_to(state);
     }
 
     /// Rejects every call until another transition: [`ForcedOpen`](CircuitState::ForcedOpen).
@@ -231,7 +227,7 @@ impl CircuitBreaker {
     /// consecutive openings, the count of rejected calls. Emits a reset event (and a transition
     /// event unless it was closed already). Calls still in flight are discarded when they end.
     pub fn reset(&self) {
-        self.latest().reset();
+        self.core().reset();
     }
 
     /// Calls `callback` on every event: transitions, resets, rejections and recorded outcomes.

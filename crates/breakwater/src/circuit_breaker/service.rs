@@ -12,7 +12,7 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::generation::Core;
 use super::policy::slot::Slot;
-use super::policy::state::Epoch;
+use super::policy::state::Word;
 use super::policy::{Next, Rejection};
 use super::recording::{AtResponse, Finish, RecordAt};
 use super::reject::{OnOpen, WithError};
@@ -64,22 +64,20 @@ pub struct CircuitBreakerService<S, C, R = WithError, P = AtResponse> {
     slot: &'static Slot,
     classifier: C,
     backpressure: bool,
-    /// A call admitted while closed, as one word (`CLOSED | epoch`, or `NOTHING`): the common
-    /// decision, stored and read back whole (a wider value assembled from narrower stores and
-    /// read back at once stalls the load, and `call` reads it right after `poll_ready`).
-    closed: u64,
-    /// A rejection in fail-fast mode, as one word for the same reason (`NOTHING`: none).
-    rejected: u64,
-    /// Any other decision: a permit (a probe, metrics only, disabled), or a rejection.
-    decision: Option<Decision>,
+    /// The decision `poll_ready` made, when it fits in the state word's form: a closed state
+    /// word (a call admitted while closed, in its epoch) or a rejection (fail fast), or
+    /// `NOTHING`. One word, stored and read back whole: a wider value assembled from narrower
+    /// stores and read back at once stalls the load, and `call` reads it right after
+    /// `poll_ready`.
+    held: u64,
+    /// Any other admission: a permit to keep (a probe, metrics only, disabled).
+    permit: Option<CallPermit>,
     waiter: Option<Box<Waiter>>,
     mode: PhantomData<fn() -> (R, P)>,
 }
 
-/// `closed` when no call is admitted closed.
-const NOTHING: u64 = 0;
-/// Marks `closed` as holding an admission (an epoch has 21 bits).
-const CLOSED: u64 = 1 << 63;
+/// `held` when no decision is held: not a state word (no state has code 7).
+const NOTHING: u64 = u64::MAX;
 
 enum Decision {
     Admitted(CallPermit),
@@ -120,9 +118,8 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
             core,
             classifier,
             backpressure,
-            closed: NOTHING,
-            rejected: NOTHING,
-            decision: None,
+            held: NOTHING,
+            permit: None,
             waiter: None,
             mode: PhantomData,
         }
@@ -260,22 +257,22 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // The closed path, kept small: one load of the state word, the inner service, and the
         // admission kept as one word (a closed call holds nothing to give back).
-        if self.decision.is_none() && self.rejected == NOTHING {
+        // A held closed admission or rejection is simply decided again.
+        if self.permit.is_none() {
             let word = self.slot.load();
             if word.state() == CircuitState::Closed {
                 if self.waiter.is_some() {
                     // Backpressure waited for this: nothing to wait for now.
                     self.waiter = None;
                 }
-                self.closed = CLOSED | u64::from(word.epoch().get());
+                self.held = word.0;
                 let ready = self.inner.poll_ready(cx);
                 if let Poll::Ready(Err(_)) = ready {
                     // Not a call: nothing recorded.
-                    self.closed = NOTHING;
+                    self.held = NOTHING;
                 }
                 return ready.map_err(R::error);
             }
-            self.closed = NOTHING;
         }
         self.poll_ready_slow(cx)
     }
@@ -284,26 +281,24 @@ where
         // A permit taken in a state that has ended since `poll_ready` (the breaker opened,
         // say) no longer admits the call; without `poll_ready` first (a broken tower contract),
         // decide now.
-        let closed = std::mem::replace(&mut self.closed, NOTHING);
-        if closed != NOTHING {
-            let epoch = Epoch::from_bits(closed);
-            if self.slot.load().epoch() == epoch {
+        let held = std::mem::replace(&mut self.held, NOTHING);
+        if held != NOTHING {
+            let word = Word(held);
+            if word.state() != CircuitState::Closed {
+                let rejection = Rejection::from_bits(held);
+                self.core.rejected(&rejection);
+                return ResponseFuture::rejected(CircuitOpen::new(&self.core, &rejection));
+            }
+            if self.slot.load().epoch() == word.epoch() {
                 let call = P::start(&self.classifier, &request);
-                let mut permit = CallPermit::closed(&self.core, self.slot, epoch);
+                let mut permit = CallPermit::closed(&self.core, self.slot, word.epoch());
                 permit.start_timing();
                 let future = self.inner.call(request);
                 return ResponseFuture::called(future, permit, call);
             }
         }
-        let rejected = std::mem::replace(&mut self.rejected, NOTHING);
-        if rejected != NOTHING {
-            let rejection = Rejection::from_bits(rejected);
-            self.core.rejected(&rejection);
-            return ResponseFuture::rejected(CircuitOpen::new(&self.core, &rejection));
-        }
-        let decision = match self.decision.take() {
-            Some(Decision::Admitted(permit)) if permit.is_current() => Decision::Admitted(permit),
-            Some(Decision::Rejected(rejection)) => Decision::Rejected(rejection),
+        let decision = match self.permit.take() {
+            Some(permit) if permit.is_current() => Decision::Admitted(permit),
             _ => self.admit(),
         };
         match decision {
@@ -330,15 +325,13 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
         P: RecordAt<C, Request, S::Response, S::Error>,
         R: OnOpen<Output<P, C, Request, S::Response, S::Error>, S::Error>,
     {
-        // A held rejection is decided again: the breaker may have moved on.
-        self.rejected = NOTHING;
+        // A held closed admission or rejection is decided again: the breaker has moved on.
+        self.held = NOTHING;
         loop {
             let mut inner_ready = false;
-            let decision = match self.decision.take() {
+            let decision = match self.permit.take() {
                 // A permit is kept across polls while its state lasts.
-                Some(Decision::Admitted(permit)) if permit.is_current() => {
-                    Decision::Admitted(permit)
-                }
+                Some(permit) if permit.is_current() => Decision::Admitted(permit),
                 // A rejection, or a permit of a state that has ended, is decided again: the
                 // breaker may have moved on.
                 _ => match self.decide(false) {
@@ -359,19 +352,19 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
                 Decision::Admitted(permit) => {
                     self.waiter = None;
                     if inner_ready {
-                        self.decision = Some(Decision::Admitted(permit));
+                        self.permit = Some(permit);
                         return Poll::Ready(Ok(()));
                     }
                     return match self.inner.poll_ready(cx) {
                         Poll::Ready(Ok(())) => {
-                            self.decision = Some(Decision::Admitted(permit));
+                            self.permit = Some(permit);
                             Poll::Ready(Ok(()))
                         }
                         // A probe goes to a service that can use it: one whose inner service
                         // is no longer ready gives it back (and takes one again once ready).
                         Poll::Pending if permit.is_probe() => Poll::Pending,
                         Poll::Pending => {
-                            self.decision = Some(Decision::Admitted(permit));
+                            self.permit = Some(permit);
                             Poll::Pending
                         }
                         // The permit is dropped: not a call, nothing recorded.
@@ -379,7 +372,7 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
                     };
                 }
                 Decision::Rejected(rejection) if !self.backpressure => {
-                    self.rejected = rejection.to_bits();
+                    self.held = rejection.to_bits();
                     return Poll::Ready(Ok(()));
                 }
                 Decision::Rejected(rejection) => {
@@ -394,12 +387,11 @@ impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
 
 impl<S: fmt::Debug, C: fmt::Debug, R, P> fmt::Debug for CircuitBreakerService<S, C, R, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let decision = match &self.decision {
-            None if self.closed != NOTHING => "admitted",
-            None if self.rejected != NOTHING => "rejected",
-            None => "none",
-            Some(Decision::Admitted(_)) => "admitted",
-            Some(Decision::Rejected(_)) => "rejected",
+        let decision = match (&self.permit, Word(self.held)) {
+            (Some(_), _) => "admitted",
+            (None, _) if self.held == NOTHING => "none",
+            (None, word) if word.state() == CircuitState::Closed => "admitted",
+            (None, _) => "rejected",
         };
         f.debug_struct("CircuitBreakerService")
             .field("inner", &self.inner)

@@ -44,8 +44,9 @@ pub(crate) trait Effects {
     fn entered(&self, transition: Transition);
     /// Whether anybody wants to hear of every counted call ([`counted`](Self::counted)).
     fn per_call(&self) -> bool;
-    /// A call's outcome was counted (in the window, or as a probe).
-    fn counted(&self, call: Counted);
+    /// A call's outcome was counted (in the window, or as a probe); an ignored one was seen and
+    /// not recorded.
+    fn counted(&self, outcome: Outcome, slow: bool, elapsed: Option<Duration>);
     /// A call ended, counted or not (its state may have ended meanwhile).
     fn ended(&self, outcome: Outcome, slow: bool, elapsed: Option<Duration>);
     /// A metrics-only breaker would have opened; reported once per stay in that state.
@@ -61,22 +62,6 @@ pub(crate) struct Transition {
     pub(crate) to: Word,
     pub(crate) cause: TransitionCause,
     pub(crate) at: u64,
-}
-
-/// A counted call, as subscribers to per-call events hear of it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Counted {
-    Success {
-        elapsed: Option<Duration>,
-        slow: bool,
-    },
-    Failure {
-        elapsed: Option<Duration>,
-        slow: bool,
-    },
-    Ignored {
-        elapsed: Option<Duration>,
-    },
 }
 
 /// One generation of a breaker's policy.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::config::MAX_WAIT;
 use super::state::{CircuitState, Epoch, Probes, Word};
 use super::window::{Recorded, Sample, Totals, Window};
-use super::{Admission, Counted, Effects, Policy, TransitionCause, probe_totals};
+use super::{Admission, Effects, Policy, TransitionCause, probe_totals};
 use crate::classify::Outcome;
 
 /// A transition decided by a probe's outcome: from, to, cause, when, the probes' window.
@@ -75,19 +75,14 @@ impl Policy {
         };
         if outcome == Outcome::Ignored {
             if !probe {
-                fx.counted(Counted::Ignored { elapsed });
+                fx.counted(outcome, false, elapsed);
             } else if self.give_back(epoch) {
                 fx.permit_returned();
-                fx.counted(Counted::Ignored { elapsed });
+                fx.counted(outcome, false, elapsed);
             }
             return;
         }
         let failed = outcome.is_failure();
-        let event = if failed {
-            Counted::Failure { elapsed, slow }
-        } else {
-            Counted::Success { elapsed, slow }
-        };
         let retry_after = match outcome {
             Outcome::FailureFor(wait) => Some(wait.min(MAX_WAIT)),
             _ => None,
@@ -95,7 +90,7 @@ impl Policy {
         if probe {
             if let Some(transition) = self.record_probe(epoch, failed, slow, retry_after, fx) {
                 // The outcome's event comes before the transition it causes.
-                fx.counted(event);
+                fx.counted(outcome, slow, elapsed);
                 if let Some((from, to, cause, at, totals)) = transition {
                     self.enter(from, to, cause, at, Some(totals), fx);
                 }
@@ -110,7 +105,7 @@ impl Policy {
         else {
             return;
         };
-        fx.counted(event);
+        fx.counted(outcome, slow, elapsed);
         let metrics_only = admission == Admission::MetricsOnly(epoch);
         if let (Some(wait), false) = (retry_after, metrics_only) {
             let from = Word::plain(CircuitState::Closed, epoch);

@@ -149,13 +149,7 @@ impl Slot {
                 owners: AtomicU64::new(0),
             }))
         });
-        {
-            let mut owned = slot.lock_owner();
-            owned.0 += 1;
-            owned.1 = Some(owner);
-            slot.owners
-                .store(owned.0, std::sync::atomic::Ordering::Relaxed);
-        }
+        slot.count_owner(Some(owner));
         // A new epoch: calls of an earlier owner are stale here, and so are their outcomes.
         let epoch = slot.load().epoch().next();
         slot.window.reset(epoch.window_tag(), now);
@@ -177,8 +171,16 @@ impl Slot {
     /// breaker recycled for another key, whose calls for the old key must find nobody however
     /// many times it is recycled (the epoch alone would wrap). Before the state word moves on.
     pub(crate) fn renew_owner(&self) {
+        self.count_owner(None);
+    }
+
+    /// One more owner: `owner` if given, the same generation otherwise.
+    fn count_owner(&self, owner: Option<Weak<dyn Owner>>) {
         let mut owned = self.lock_owner();
         owned.0 += 1;
+        if let Some(owner) = owner {
+            owned.1 = Some(owner);
+        }
         self.owners
             .store(owned.0, std::sync::atomic::Ordering::Relaxed);
     }
@@ -245,12 +247,7 @@ impl Slot {
     /// breaker is still in that state and its count window is full of successes. Reads only.
     #[inline]
     pub(crate) fn success_is_noop(&self, epoch: Epoch) -> bool {
-        let word = self.load();
-        word.epoch() == epoch
-            && match &self.window {
-                Window::Count(window) => window.is_clean(epoch.window_tag()),
-                Window::Time(_) => false,
-            }
+        self.load().epoch() == epoch && self.window_is_clean(epoch)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::config::{Config, OpenWait, WindowKind};
 use super::slot::{Owner, Slot};
 use super::state::CircuitState;
-use super::{Admission, Counted, Effects, Next, Policy, Transition, TransitionCause};
+use super::{Admission, Effects, Next, Policy, Transition, TransitionCause};
 use crate::classify::Outcome;
 
 const SECOND: u64 = 1_000_000_000;
@@ -31,7 +31,7 @@ impl Effects for Notes {
     fn per_call(&self) -> bool {
         false
     }
-    fn counted(&self, _: Counted) {}
+    fn counted(&self, _: Outcome, _: bool, _: Option<Duration>) {}
     fn ended(&self, _: Outcome, _: bool, _: Option<Duration>) {}
     fn threshold_exceeded(&self, _: TransitionCause) {}
     fn permit_returned(&self) {
