@@ -29,26 +29,25 @@ pin_project! {
     /// the drop. Made in the [`AtEndOfStream`](super::AtEndOfStream) mode; its errors are boxed.
     ///
     /// A default body (for a response the breaker answers itself) records nothing.
-    pub struct RecordingBody<B, K> {
+    pub struct RecordingBody<B, K: ClassifyEnd> {
         #[pin]
         inner: B,
         pending: Pending<K>,
     }
 }
 
-/// The call a body still owes its breaker, and what to record should the body be dropped
-/// before its end.
-struct Pending<K> {
+/// The call a body still owes its breaker (`None` once recorded); should the body be dropped
+/// before its end, what its head said is recorded.
+struct Pending<K: ClassifyEnd> {
     call: Option<(CallPermit, K)>,
-    head: Outcome,
 }
 
-impl<K> Drop for Pending<K> {
+impl<K: ClassifyEnd> Drop for Pending<K> {
     fn drop(&mut self) {
         // Dropped before its end: a reader that stops early says nothing against the
         // downstream, so the head's outcome stands.
-        if let Some((permit, _)) = self.call.take() {
-            permit.record(self.head);
+        if let Some((permit, end)) = self.call.take() {
+            permit.record(end.head());
         }
     }
 }
@@ -60,22 +59,18 @@ impl<B: Body, K: ClassifyEnd> RecordingBody<B, K> {
         Self {
             inner,
             pending: Pending {
-                head: end.head(),
                 call: Some((permit, end)),
             },
         }
     }
 }
 
-impl<B, K> RecordingBody<B, K> {
+impl<B, K: ClassifyEnd> RecordingBody<B, K> {
     /// A body whose call is already recorded.
     pub(crate) fn recorded(inner: B) -> Self {
         Self {
             inner,
-            pending: Pending {
-                call: None,
-                head: Outcome::Success,
-            },
+            pending: Pending { call: None },
         }
     }
 
@@ -136,19 +131,13 @@ where
     }
 }
 
-impl<B: Default, K> Default for RecordingBody<B, K> {
+impl<B: Default, K: ClassifyEnd> Default for RecordingBody<B, K> {
     fn default() -> Self {
-        Self {
-            inner: B::default(),
-            pending: Pending {
-                call: None,
-                head: Outcome::Success,
-            },
-        }
+        Self::recorded(B::default())
     }
 }
 
-impl<B: fmt::Debug, K> fmt::Debug for RecordingBody<B, K> {
+impl<B: fmt::Debug, K: ClassifyEnd> fmt::Debug for RecordingBody<B, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecordingBody")
             .field("inner", &self.inner)

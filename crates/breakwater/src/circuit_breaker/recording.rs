@@ -162,11 +162,13 @@ where
                 let end = HeadOutcome {
                     classifier,
                     head,
-                    end: |classifier, head, trailers| {
-                        Classify::<Response<B>, E>::classify_end(classifier, head, trailers)
-                    },
-                    error: |classifier, head, error| {
-                        Classify::<Response<B>, E>::classify_body_error(classifier, head, error)
+                    settle: |classifier, head, ending| match ending {
+                        Ending::Trailers(trailers) => {
+                            Classify::<Response<B>, E>::classify_end(classifier, head, trailers)
+                        }
+                        Ending::Error(error) => {
+                            Classify::<Response<B>, E>::classify_body_error(classifier, head, error)
+                        }
                     },
                 };
                 Ok(response.map(|body| RecordingBody::new(body, permit, end)))
@@ -186,14 +188,19 @@ where
 /// body.
 ///
 /// The classifier's methods are resolved when the head arrives, where the classifier's
-/// bounds are known, and kept as function pointers: the body's type then carries no bound
+/// bounds are known, and kept as one function pointer: the body's type then carries no bound
 /// on the response or error types, so a future reading the body stays provably `Send` (a
 /// bound like `E: 'static` on a boxed error, proven inside an `async` block, would not be).
 pub struct HeadOutcome<C> {
     classifier: C,
     head: Outcome,
-    end: fn(&C, Outcome, Option<&http::HeaderMap>) -> Outcome,
-    error: fn(&C, Outcome, &(dyn std::error::Error + 'static)) -> Outcome,
+    settle: fn(&C, Outcome, Ending<'_>) -> Outcome,
+}
+
+/// How a body ended: with its trailers (if any), or failing.
+enum Ending<'a> {
+    Trailers(Option<&'a http::HeaderMap>),
+    Error(&'a (dyn std::error::Error + 'static)),
 }
 
 impl<C> fmt::Debug for HeadOutcome<C> {
@@ -206,11 +213,11 @@ impl<C> fmt::Debug for HeadOutcome<C> {
 
 impl<C> ClassifyEnd for HeadOutcome<C> {
     fn classify_end(self, trailers: Option<&http::HeaderMap>) -> Outcome {
-        (self.end)(&self.classifier, self.head, trailers)
+        (self.settle)(&self.classifier, self.head, Ending::Trailers(trailers))
     }
 
     fn classify_error(self, error: &crate::BoxError) -> Outcome {
-        (self.error)(&self.classifier, self.head, &**error)
+        (self.settle)(&self.classifier, self.head, Ending::Error(&**error))
     }
 
     fn head(&self) -> Outcome {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::ops::{Range, RangeFrom, RangeInclusive};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Response, StatusCode, header::RETRY_AFTER};
@@ -60,8 +61,22 @@ const IGNORED: u8 = 2;
 ///     Outcome::FailureFor(Duration::from_secs(10)),
 /// );
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq)]
+///
+/// # Cost
+///
+/// A classifier is one pointer wide. The default rules are a shared constant: cloning a
+/// default classifier (the layer does it for every call, and the clone travels in the
+/// response future) copies a null pointer. A classifier with rules of its own keeps them in an
+/// `Arc`, so each call clones it (one atomic increment, and a decrement when the call ends).
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpClassifier {
+    /// `None`: the default rules ([`DEFAULT_RULES`]). Never `Some` of rules equal to them.
+    rules: Option<Arc<Rules>>,
+}
+
+/// What an [`HttpClassifier`] decides by.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Rules {
     table: [u64; 16],
     nonstandard: u8,
     on_error: Outcome,
@@ -69,61 +84,79 @@ pub struct HttpClassifier {
     retry_after_cap: Option<Duration>,
 }
 
+/// The default rules: `4xx` ignored, `5xx` failure, anything else success, every error a
+/// failure.
+static DEFAULT_RULES: Rules = Rules {
+    table: [0; 16],
+    nonstandard: SUCCESS,
+    on_error: Outcome::Failure,
+    on_timeout: Outcome::Failure,
+    retry_after_cap: None,
+}
+.set((400, 499), IGNORED)
+.set((500, 599), FAILURE);
+
 impl HttpClassifier {
     /// The default rules: `5xx` failure, `4xx` ignored, anything else success, every error a
     /// failure.
-    pub fn new() -> Self {
-        Self {
-            table: [0; 16],
-            nonstandard: SUCCESS,
-            on_error: Outcome::Failure,
-            on_timeout: Outcome::Failure,
-            retry_after_cap: None,
+    pub const fn new() -> Self {
+        Self { rules: None }
+    }
+
+    #[inline]
+    fn rules(&self) -> &Rules {
+        match &self.rules {
+            Some(rules) => rules,
+            None => &DEFAULT_RULES,
         }
-        .set((400, 499), IGNORED)
-        .set((500, 599), FAILURE)
+    }
+
+    /// These rules, changed by `change`; shared again if they come back to the defaults.
+    fn with(self, change: impl FnOnce(&mut Rules)) -> Self {
+        let mut rules = *self.rules();
+        change(&mut rules);
+        Self {
+            rules: (rules != DEFAULT_RULES).then(|| Arc::new(rules)),
+        }
     }
 
     /// Counts these statuses as failures.
     pub fn failure(self, statuses: impl Statuses) -> Self {
-        self.set(statuses.range(), FAILURE)
+        self.with(|rules| *rules = rules.set(statuses.range(), FAILURE))
     }
 
     /// Counts these statuses as successes.
     pub fn success(self, statuses: impl Statuses) -> Self {
-        self.set(statuses.range(), SUCCESS)
+        self.with(|rules| *rules = rules.set(statuses.range(), SUCCESS))
     }
 
     /// Ignores these statuses: not recorded, neither success nor failure.
     pub fn ignore(self, statuses: impl Statuses) -> Self {
-        self.set(statuses.range(), IGNORED)
+        self.with(|rules| *rules = rules.set(statuses.range(), IGNORED))
     }
 
     /// The outcome of an error that is not a timeout (connect, I/O, body errors); a failure by
     /// default.
-    pub fn on_error(mut self, outcome: Outcome) -> Self {
-        self.on_error = outcome;
-        self
+    pub fn on_error(self, outcome: Outcome) -> Self {
+        self.with(|rules| rules.on_error = outcome)
     }
 
     /// The outcome of a timeout error (found through the error's source chain); a failure by
     /// default.
-    pub fn on_timeout(mut self, outcome: Outcome) -> Self {
-        self.on_timeout = outcome;
-        self
+    pub fn on_timeout(self, outcome: Outcome) -> Self {
+        self.with(|rules| rules.on_timeout = outcome)
     }
 
     /// Honours `Retry-After`: a `503` or `429` with a delta-seconds `Retry-After` of `n > 0`
     /// becomes [`Outcome::FailureFor`] of `n` seconds, at most `cap`, so the breaker opens for
     /// that long. HTTP-date values are not followed (the status's rule applies).
-    pub fn retry_after(mut self, cap: Duration) -> Self {
-        self.retry_after_cap = Some(cap);
-        self
+    pub fn retry_after(self, cap: Duration) -> Self {
+        self.with(|rules| rules.retry_after_cap = Some(cap))
     }
 
     /// The outcome of a response with this status and headers.
     pub fn classify_response(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
-        if let Some(cap) = self.retry_after_cap {
+        if let Some(cap) = self.rules().retry_after_cap {
             if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS
             {
                 if let Some(wait) = retry_after_seconds(headers) {
@@ -136,13 +169,14 @@ impl HttpClassifier {
 
     /// The outcome of a status by the rules alone (no `Retry-After`).
     pub fn classify_status(&self, status: StatusCode) -> Outcome {
+        let rules = self.rules();
         let code = status.as_u16();
         let class = if (FIRST..=LAST).contains(&code) {
             let index = usize::from(code - FIRST);
             // Two bits per code, 32 codes per word.
-            ((self.table[index / 32] >> ((index % 32) * 2)) & 0b11) as u8
+            ((rules.table[index / 32] >> ((index % 32) * 2)) & 0b11) as u8
         } else {
-            self.nonstandard
+            rules.nonstandard
         };
         match class {
             FAILURE => Outcome::Failure,
@@ -150,13 +184,20 @@ impl HttpClassifier {
             _ => Outcome::Success,
         }
     }
+}
 
-    fn set(mut self, (start, end): (u16, u16), class: u8) -> Self {
-        for code in start.max(FIRST)..=end.min(LAST) {
-            let index = usize::from(code - FIRST);
+impl Rules {
+    /// These rules with `class` for the codes `start..=end` (a `const fn`: the defaults are
+    /// built with it at compile time).
+    const fn set(mut self, (start, end): (u16, u16), class: u8) -> Self {
+        let mut code = if start > FIRST { start } else { FIRST };
+        let last = if end < LAST { end } else { LAST };
+        while code <= last {
+            let index = (code - FIRST) as usize;
             let shift = (index % 32) * 2;
-            let word = &mut self.table[index / 32];
-            *word = (*word & !(0b11 << shift)) | (u64::from(class) << shift);
+            let word = self.table[index / 32];
+            self.table[index / 32] = (word & !(0b11 << shift)) | ((class as u64) << shift);
+            code += 1;
         }
         if end > LAST && start <= 999 {
             self.nonstandard = class;
@@ -196,9 +237,9 @@ impl fmt::Debug for HttpClassifier {
         f.debug_struct("HttpClassifier")
             .field("failure", &failures)
             .field("ignored", &ignored)
-            .field("on_error", &self.on_error)
-            .field("on_timeout", &self.on_timeout)
-            .field("retry_after_cap", &self.retry_after_cap)
+            .field("on_error", &self.rules().on_error)
+            .field("on_timeout", &self.rules().on_timeout)
+            .field("retry_after_cap", &self.rules().retry_after_cap)
             .finish()
     }
 }
@@ -207,8 +248,8 @@ impl<B, E: 'static> Classify<Response<B>, E> for HttpClassifier {
     fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
         match result {
             Ok(response) => self.classify_response(response.status(), response.headers()),
-            Err(error) if error_is_timeout(error) => self.on_timeout,
-            Err(_) => self.on_error,
+            Err(error) if error_is_timeout(error) => self.rules().on_timeout,
+            Err(_) => self.rules().on_error,
         }
     }
 
@@ -216,9 +257,9 @@ impl<B, E: 'static> Classify<Response<B>, E> for HttpClassifier {
     /// `on_error` otherwise.
     fn classify_body_error(&self, _head: Outcome, error: &(dyn Error + 'static)) -> Outcome {
         if is_timeout(error) {
-            self.on_timeout
+            self.rules().on_timeout
         } else {
-            self.on_error
+            self.rules().on_error
         }
     }
 }

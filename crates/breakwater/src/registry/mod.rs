@@ -352,7 +352,7 @@ impl Registry {
     /// The classification of `name`'s configuration: its `record-exceptions` and
     /// `ignore-exceptions` applied to breakwater's HTTP default.
     pub fn classifier(&self, name: &str) -> HttpClassifier {
-        self.read().templates.of(name).classifier
+        self.read().templates.of(name).classifier.clone()
     }
 
     /// A layer for `name`'s breaker, classifying `http::Response`s as its configuration says.
@@ -378,7 +378,7 @@ impl Registry {
         if let Some(clock) = &state.clock {
             builder = builder.shared_clock(clock.clone());
         }
-        let classifier = template.classifier;
+        let classifier = template.classifier.clone();
         // Checked when the file was read (under another name: any name goes here).
         let layer = builder.keyed().assemble().classify_with(classifier);
         state.keyed.insert(name.to_owned(), layer.clone());
@@ -444,7 +444,7 @@ impl Registry {
         // changes.
         builder.clone().validate_for_reconfigure()?;
         let mut state = self.write();
-        let classifier = state.templates.of(name).classifier;
+        let classifier = state.templates.of(name).classifier.clone();
         state
             .templates
             .instances

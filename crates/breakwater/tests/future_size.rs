@@ -1,0 +1,79 @@
+//! The response future of a layered service stays small: an async caller moves it (into its
+//! own future, and `oneshot` moves it again), so every byte of it is copied on every call.
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::mem::size_of;
+use std::task::{Context, Poll};
+
+use breakwater::CircuitBreaker;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Empty;
+use tower::{Layer, Service};
+
+/// A service answering an empty `http::Response` at once, as in the benchmark.
+#[derive(Debug, Clone, Copy)]
+struct Answers;
+
+impl Service<Request<()>> for Answers {
+    type Response = Response<Empty<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<Empty<Bytes>>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        ready(Ok(Response::new(Empty::new())))
+    }
+}
+
+fn future_size<S: Service<Request<()>>>(_: &S) -> usize {
+    size_of::<S::Future>()
+}
+
+fn body_size<S, B>(_: &S) -> usize
+where
+    S: Service<Request<()>, Response = Response<B>>,
+{
+    size_of::<B>()
+}
+
+#[test]
+fn the_default_http_classifier_is_one_pointer() {
+    use breakwater::classify::http::HttpClassifier;
+    assert_eq!(size_of::<HttpClassifier>(), size_of::<usize>());
+}
+
+#[test]
+fn the_response_future_adds_at_most_48_bytes() {
+    let breaker = CircuitBreaker::builder("size").build().expect("defaults");
+    let inner = size_of::<<Answers as Service<Request<()>>>::Future>();
+    let layered = breaker.layer().layer(Answers);
+    let ours = future_size(&layered);
+    println!("inner future {inner} bytes, layered {ours} bytes");
+    assert!(
+        ours <= inner + 48,
+        "the closed-path response future is {ours} bytes over an inner future of {inner}: \
+         more than 48 bytes added"
+    );
+    // Recording at the end of the body: the future is the same size, and the body adds at
+    // most 64 bytes to the inner body's.
+    let streamed = breaker.layer().end_of_stream().layer(Answers);
+    let ours = future_size(&streamed);
+    println!(
+        "end of stream: layered {ours} bytes, body {}",
+        body_size(&streamed)
+    );
+    assert!(
+        ours <= inner + 48,
+        "end of stream: {ours} bytes over {inner}"
+    );
+    assert!(
+        body_size(&streamed) <= size_of::<Empty<Bytes>>() + 64,
+        "the recording body is {} bytes",
+        body_size(&streamed)
+    );
+}
