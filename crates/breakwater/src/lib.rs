@@ -68,26 +68,32 @@
 //! | `yaml` | `Registry::from_yaml` (and `.yml` files for `Registry::from_path`) |
 //! | `toml` | `Registry::from_toml` (and `.toml` files) |
 //! | `serde` | `Serialize` for [`registry::HealthReport`] and [`CircuitState`] |
-//! | `metrics` | every breaker's calls, states and durations through the [`metrics`](https://docs.rs/metrics) facade (below) |
+//! | `metrics` | the calls, states and durations of the breakers that ask for it, through the [`metrics`](https://docs.rs/metrics) facade (below) |
 //!
 //! # Metrics
 //!
-//! With the `metrics` feature, every breaker registers its handles once, when it is built,
-//! with the recorder installed then (install it first), labelled `breaker` = the breaker's
-//! name:
+//! The `metrics` feature makes metrics available; a breaker records them when it is asked to:
+//! `Builder::metrics(true)` (counts and state gauges) and `Builder::metrics_durations(true)`
+//! (also the duration histogram), or `Registry::with_metrics` and
+//! `Registry::with_metrics_durations` for every breaker of a registry (these exist with the
+//! feature). A breaker that does
+//! not ask pays nothing, whoever turned the feature on (cargo unifies features: one crate of
+//! the build asking for it turns it on for all). A breaker that asks registers its handles
+//! once, when it is built, with the recorder installed then (install it first), labelled
+//! `breaker` = the breaker's name:
 //!
 //! | metric | kind | other labels |
 //! |---|---|---|
 //! | `breakwater_circuit_breaker_calls_total` | counter | `outcome` = `success`, `failure`, `ignored` or `rejected` |
 //! | `breakwater_circuit_breaker_slow_calls_total` | counter | |
 //! | `breakwater_circuit_breaker_state` | gauge: 1 for the current state, 0 for the others; for a keyed layer, how many of its keys are in each state (give a keyed layer and a breaker different names, or their series add up) | `state` = `closed`, `open`, `half_open`, `disabled`, `forced_open` or `metrics_only` |
-//! | `breakwater_circuit_breaker_call_duration_seconds` | histogram | `outcome` = `success`, `failure` or `ignored` |
+//! | `breakwater_circuit_breaker_call_duration_seconds` | histogram (with `metrics_durations` only) | `outcome` = `success`, `failure` or `ignored` |
 //!
 //! Every call that ends is counted, even one whose outcome the window discards (it ended
-//! after a transition), and calls through a disabled breaker. The histogram needs every call
-//! timed: two clock reads per call. On the machine the benchmarks ran on, a closed call with a
-//! count window took 72 ns with the feature (no recorder installed) against 13 ns without
-//! (`cargo bench -p breakwater --features metrics --bench circuit_breaker`).
+//! after a transition), and calls through a disabled breaker; so a breaker that records
+//! metrics reaches its generation on every call (its calls do not take the clean path). The
+//! histogram needs every call timed: two clock reads per call. What each costs, measured side
+//! by side with the peers, is in BENCHMARKS.md ("Metrics").
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 // Library code handles its errors; tests and examples may unwrap.

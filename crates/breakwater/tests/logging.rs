@@ -23,7 +23,6 @@ fn window_of_one() -> (CircuitBreaker, ManualClock) {
     (breaker, clock)
 }
 
-
 /// A tracing subscriber that keeps (level, message) of every event.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<(tracing::Level, String)>>>);

@@ -96,6 +96,7 @@ fn outcomes_states_and_durations_reach_the_recorder() {
             .slow_call_duration_threshold(Duration::from_secs(1))
             .slow_call_rate_threshold(100.0)
             .clock(clock.clone())
+            .metrics_durations(true)
             .build()
             .unwrap()
     });
@@ -167,6 +168,7 @@ fn a_disabled_breaker_still_counts_its_calls() {
     let pg = metrics::with_local_recorder(&recorder, || {
         CircuitBreaker::builder("pg")
             .clock(clock.clone())
+            .metrics_durations(true)
             .build()
             .unwrap()
     });
@@ -191,6 +193,7 @@ async fn the_state_gauges_of_a_keyed_layer_count_its_keys() {
         .count_window(2)
         .minimum_calls(2)
         .clock(clock.clone())
+        .metrics(true)
         .keyed()
         .max_keys(2)
         .build()
@@ -246,6 +249,7 @@ fn a_dropped_keyed_layer_leaves_the_state_gauges_at_zero() {
     // `Recorded` reads the series of the breaker named `pg`.
     let layer = CircuitBreaker::builder("pg")
         .clock(clock.clone())
+        .metrics(true)
         .keyed()
         .max_keys(4)
         .idle_timeout(Duration::from_secs(10))
@@ -277,4 +281,89 @@ fn a_dropped_keyed_layer_leaves_the_state_gauges_at_zero() {
     drop((svc, layer));
     seen.read();
     assert_eq!((seen.gauge("closed"), seen.gauge("open")), (0.0, 0.0));
+}
+
+#[test]
+fn a_breaker_that_does_not_ask_records_nothing_and_counts_without_timing_when_asked() {
+    let recorder = DebuggingRecorder::new();
+    let mut seen = Recorded::of(&recorder);
+    let clock = ManualClock::new();
+    let (quiet, counted) = metrics::with_local_recorder(&recorder, || {
+        let quiet = CircuitBreaker::builder("quiet")
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        // `pg`, the name `Recorded` reads: counts, no durations.
+        let counted = CircuitBreaker::builder("pg")
+            .clock(clock.clone())
+            .metrics(true)
+            .build()
+            .unwrap();
+        (quiet, counted)
+    });
+    for breaker in [&quiet, &counted] {
+        call(breaker, &clock, Outcome::Success, Duration::from_millis(10));
+        call(breaker, &clock, Outcome::Failure, Duration::from_millis(10));
+    }
+    seen.read();
+    assert_eq!([seen.calls("success"), seen.calls("failure")], [1.0, 1.0]);
+    assert_eq!(seen.gauge("closed"), 1.0);
+    assert!(seen.histogram("success").is_empty(), "calls are not timed");
+    let names = |seen: &Recorded| -> Vec<String> {
+        seen.values
+            .keys()
+            .chain(seen.histograms.keys())
+            .cloned()
+            .collect()
+    };
+    assert!(
+        names(&seen).iter().all(|key| key.contains("breaker=pg")),
+        "a breaker that did not ask has no series: {:?}",
+        names(&seen)
+    );
+    // `metrics(false)` turns both off.
+    metrics::with_local_recorder(&recorder, || {
+        let off = CircuitBreaker::builder("off")
+            .clock(clock.clone())
+            .metrics_durations(true)
+            .metrics(false)
+            .build()
+            .unwrap();
+        call(&off, &clock, Outcome::Success, Duration::from_millis(10));
+    });
+    seen.read();
+    assert!(
+        names(&seen).iter().all(|key| key.contains("breaker=pg")),
+        "{:?}",
+        names(&seen)
+    );
+}
+
+#[test]
+fn a_registry_asks_for_metrics_for_the_breakers_it_makes() {
+    let recorder = DebuggingRecorder::new();
+    let mut seen = Recorded::of(&recorder);
+    let clock = ManualClock::new();
+    let registry = breakwater::Registry::new()
+        .with_clock(clock.clone())
+        .with_metrics_durations(true);
+    let pg = metrics::with_local_recorder(&recorder, || registry.circuit_breaker("pg"));
+    call(&pg, &clock, Outcome::Failure, Duration::from_millis(30));
+    seen.read();
+    assert_eq!(seen.calls("failure"), 1.0);
+    assert_eq!(seen.histogram("failure"), [0.03]);
+}
+
+#[test]
+fn a_reconfiguration_keeps_the_metrics_chosen_at_build() {
+    let pg = CircuitBreaker::builder("pg").build().unwrap();
+    let error = pg
+        .reconfigure(|b| b.count_window(10).metrics(true))
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "circuit breaker `pg`: metrics is metrics asked for, but it must be the breaker's own \
+         choice, made when it was built: a reconfiguration cannot change it"
+    );
+    assert_eq!(pg.metrics().buffered_calls, 0);
 }

@@ -200,7 +200,9 @@ async fn serve(
         Some(path) => Registry::from_path(&path)
             .map_err(|e| format!("cannot load {}: {e}", path.display()))?,
         None => Registry::from_yaml(demo::CONFIG).map_err(|e| e.to_string())?,
-    };
+    }
+    // Its breakers' counters and state gauges go to `/metrics`.
+    .with_metrics(true);
     let store = Store::open(database_url)
         .await
         .map_err(|e| format!("cannot open {database_url}: {e}"))?;

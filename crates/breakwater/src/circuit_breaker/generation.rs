@@ -54,8 +54,11 @@ pub(crate) struct Core {
     retired_to: OnceLock<Arc<Latest>>,
     /// Wakes services waiting in backpressure mode on every transition and returned permit.
     pub(crate) notify: Arc<Notify>,
-    /// Whether every call is timed whoever listens: slow-call detection, or metrics.
+    /// Whether every call is timed whoever listens: slow-call detection, or the duration
+    /// histogram.
     timed: bool,
+    /// Whether every call is counted in the breaker's metrics.
+    metered: bool,
     /// Whether this generation counts in the state gauges: a keyed layer's breaker waiting for
     /// a key does not; a retired generation handed its count to its successor.
     #[cfg(feature = "metrics")]
@@ -69,7 +72,8 @@ impl Core {
         Arc::new_cyclic(|this: &Weak<Core>| {
             let now = shared.id.time.now();
             let owner: Weak<dyn Owner> = this.clone();
-            let config_timed = config.slow_calls.is_some();
+            let timed = config.slow_calls.is_some() || shared.metering.durations;
+            let metered = shared.metering.counts;
             let slot = Slot::take(config.window, owner, state, now);
             Self {
                 policy: Policy::new(slot, config, seed(&shared.id.name), now),
@@ -77,8 +81,8 @@ impl Core {
                 this: this.clone(),
                 retired_to: OnceLock::new(),
                 notify: Arc::new(Notify::new()),
-                // With metrics, every call is timed for the duration histogram.
-                timed: cfg!(feature = "metrics") || config_timed,
+                timed,
+                metered,
                 #[cfg(feature = "metrics")]
                 gauged: std::sync::atomic::AtomicBool::new(true),
             }
@@ -117,17 +121,24 @@ impl Core {
         ))
     }
 
-    /// Whether calls must be timed from their start: for slow-call detection, or for a
-    /// per-call subscriber.
+    /// Whether calls must be timed from their start: for slow-call detection, the duration
+    /// histogram, or a per-call subscriber.
     #[inline]
     pub(crate) fn times_calls(&self) -> bool {
         self.timed || self.shared.events.per_call()
     }
 
+    /// Whether nothing needs to hear of each call: not timed, not counted in metrics, no
+    /// per-call subscriber. Only then may a call take the clean path.
+    #[inline]
+    pub(crate) fn quiet(&self) -> bool {
+        !(self.timed || self.metered || self.shared.events.per_call())
+    }
+
     /// Whether a call admitted now as `admission` may hold no reference to this generation.
     #[inline]
     pub(crate) fn clean_path(&self, admission: Admission) -> bool {
-        !self.times_calls() && self.policy.clean_path(admission)
+        self.quiet() && self.policy.clean_path(admission)
     }
 
     /// What a call attempt now gets; see [`Policy::next`].
@@ -164,7 +175,9 @@ impl Core {
     pub(crate) fn rejected(&self, rejection: &Rejection) {
         self.policy.count_rejection(rejection);
         #[cfg(feature = "metrics")]
-        self.shared.metrics.rejected();
+        if let Some(metrics) = &self.shared.metrics {
+            metrics.rejected();
+        }
         self.emit_per_call(EventKind::CallNotPermitted {
             state: rejection.state(),
         });
@@ -206,11 +219,14 @@ impl Core {
     #[cfg(feature = "metrics")]
     pub(crate) fn gauge(&self, counted: bool) {
         use std::sync::atomic::Ordering;
+        let Some(metrics) = &self.shared.metrics else {
+            return;
+        };
         if self.gauged.swap(counted, Ordering::AcqRel) != counted {
             if counted {
-                self.shared.metrics.enter(self.state());
+                metrics.enter(self.state());
             } else {
-                self.shared.metrics.leave(self.state());
+                metrics.leave(self.state());
             }
         }
     }
@@ -222,7 +238,9 @@ impl Core {
         let _from = self.policy.recycle(self.now());
         self.notify.notify_waiters();
         #[cfg(feature = "metrics")]
-        self.shared.metrics.moved(_from, CircuitState::Closed);
+        if let Some(metrics) = &self.shared.metrics {
+            metrics.moved(_from, CircuitState::Closed);
+        }
     }
 
     /// The state and the window's numbers, now.
@@ -255,7 +273,9 @@ impl Core {
         // transition of its own can move it.
         #[cfg(feature = "metrics")]
         if self.gauged.swap(false, std::sync::atomic::Ordering::AcqRel) {
-            self.shared.metrics.moved(from, state);
+            if let Some(metrics) = &self.shared.metrics {
+                metrics.moved(from, state);
+            }
         } else {
             successor
                 .gauged
@@ -318,7 +338,9 @@ impl Effects for Core {
         // Waiters first: a subscriber's callback may panic.
         self.notify.notify_waiters();
         #[cfg(feature = "metrics")]
-        self.shared.metrics.moved(t.from.state(), t.to.state());
+        if let Some(metrics) = &self.shared.metrics {
+            metrics.moved(t.from.state(), t.to.state());
+        }
         if t.from.state() != t.to.state() {
             log::transition(&self.shared.label(), t.from.state(), t.to, t.cause, t.at);
             let kind = EventKind::StateTransition {
@@ -338,7 +360,7 @@ impl Effects for Core {
     #[inline]
     fn per_call(&self) -> bool {
         // With metrics, every call is counted.
-        cfg!(feature = "metrics") || self.shared.events.per_call()
+        self.metered || self.shared.events.per_call()
     }
 
     fn counted(&self, outcome: Outcome, slow: bool, elapsed: Option<Duration>) {
@@ -351,7 +373,9 @@ impl Effects for Core {
 
     fn ended(&self, _outcome: Outcome, _slow: bool, _elapsed: Option<Duration>) {
         #[cfg(feature = "metrics")]
-        self.shared.metrics.call(_outcome, _slow, _elapsed);
+        if let Some(metrics) = &self.shared.metrics {
+            metrics.call(_outcome, _slow, _elapsed);
+        }
     }
 
     fn threshold_exceeded(&self, cause: TransitionCause) {
@@ -391,8 +415,8 @@ impl Drop for Core {
     fn drop(&mut self) {
         // A retired generation handed its count to its successor when it was retired.
         #[cfg(feature = "metrics")]
-        if *self.gauged.get_mut() {
-            self.shared.metrics.leave(self.policy.load().state());
+        if let (true, Some(metrics)) = (*self.gauged.get_mut(), &self.shared.metrics) {
+            metrics.leave(self.policy.load().state());
         }
         self.policy.slot.give_back();
         // An automatic transition's timer sleeping on this generation ends now.

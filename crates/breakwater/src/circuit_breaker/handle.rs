@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::{Arc, PoisonError};
 
 use super::generation::{Core, Latest, Shared};
+use super::observe::Metering;
 use super::policy::Config;
 use super::{
     AtEndOfStream, Builder, CallPermit, CircuitBreakerLayer, CircuitOpen, CircuitState,
@@ -53,8 +54,13 @@ impl CircuitBreaker {
         Builder::new(name.into())
     }
 
-    pub(crate) fn from_config(name: String, config: Config, clock: Option<Arc<dyn Clock>>) -> Self {
-        let shared = Arc::new(Shared::new(name, clock));
+    pub(crate) fn from_config(
+        name: String,
+        config: Config,
+        clock: Option<Arc<dyn Clock>>,
+        metering: Metering,
+    ) -> Self {
+        let shared = Arc::new(Shared::new(name, clock, metering));
         let core = Core::new(Arc::clone(&shared), config, CircuitState::Closed);
         Self {
             root: Arc::new(Root {
@@ -120,7 +126,8 @@ impl CircuitBreaker {
     /// # Errors
     ///
     /// A [`ConfigError`] if a setting is out of range, or if `configure` sets a
-    /// [`clock`](Builder::clock) (a breaker keeps its clock); the breaker is then unchanged.
+    /// [`clock`](Builder::clock) or asks for metrics (a breaker keeps its clock and its
+    /// metrics, chosen when it was built); the breaker is then unchanged.
     ///
     /// # Example
     ///

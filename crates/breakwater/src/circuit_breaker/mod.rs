@@ -130,7 +130,7 @@ mod handle;
 mod health;
 pub mod keyed;
 mod layer;
-mod observe;
+pub(crate) mod observe;
 mod permit;
 mod policy;
 mod recording;

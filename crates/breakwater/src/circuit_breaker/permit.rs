@@ -40,7 +40,7 @@ impl CallPermit {
     /// timed.
     #[inline]
     pub(crate) fn closed(core: &Arc<Core>, slot: &'static Slot, epoch: Epoch) -> Self {
-        let clean = !core.times_calls() && slot.window_is_clean(epoch);
+        let clean = core.quiet() && slot.window_is_clean(epoch);
         Self::of(core, slot, Admission::Closed(epoch), clean)
     }
 

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
+use super::observe::Metering;
 use super::observe::events::Events;
 use crate::clock::{Clock, Timeline};
 use crate::sync::Mutex;
@@ -24,18 +25,24 @@ pub(crate) struct Identity {
 pub(crate) struct Shared {
     pub(crate) id: Arc<Identity>,
     pub(crate) events: Events,
+    /// Which metrics the breaker records.
+    pub(crate) metering: Metering,
+    /// Its metric handles, made once, if it records metrics.
     #[cfg(feature = "metrics")]
-    pub(crate) metrics: super::observe::metrics::Handles,
+    pub(crate) metrics: Option<super::observe::metrics::Handles>,
     /// The key this breaker serves, for a breaker of a keyed layer (it changes when the layer
     /// recycles the breaker for another key); read by logs only.
     pub(crate) key: Mutex<Option<Arc<str>>>,
 }
 
 impl Shared {
-    pub(crate) fn new(name: String, clock: Option<Arc<dyn Clock>>) -> Self {
+    pub(crate) fn new(name: String, clock: Option<Arc<dyn Clock>>, metering: Metering) -> Self {
         Self {
             #[cfg(feature = "metrics")]
-            metrics: super::observe::metrics::Handles::new(&name),
+            metrics: metering
+                .counts
+                .then(|| super::observe::metrics::Handles::new(&name)),
+            metering,
             id: Arc::new(Identity {
                 name: name.into(),
                 time: Timeline::new(clock),

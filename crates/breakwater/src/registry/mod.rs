@@ -159,6 +159,7 @@ pub use crate::circuit_breaker::{BreakerHealth, HealthReport, HealthStatus};
 
 use crate::CircuitBreaker;
 use crate::chaos::{Chaos, ChaosBuilder};
+use crate::circuit_breaker::observe::Metering;
 use crate::circuit_breaker::{Builder, CircuitBreakerLayer, ConfigError, KeyedCircuitBreakerLayer};
 use crate::classify::http::HttpClassifier;
 use crate::clock::Clock;
@@ -191,6 +192,8 @@ struct State {
     keyed: BTreeMap<String, KeyedCircuitBreakerLayer>,
     chaos: BTreeMap<String, Chaos>,
     clock: Option<Arc<dyn Clock>>,
+    /// The metrics its breakers record.
+    metering: Metering,
 }
 
 /// Every configuration of a file, resolved.
@@ -321,6 +324,57 @@ impl Registry {
         self
     }
 
+    /// Breakers made from now on record their metrics (feature `metrics`): see
+    /// [`Builder::metrics`](crate::circuit_breaker::Builder::metrics). Breakers already made
+    /// keep their choice; `false` also stops [`with_metrics_durations`](Self::with_metrics_durations).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::Registry;
+    ///
+    /// // Every breaker of the registry counts its calls in the `metrics` facade.
+    /// let registry = Registry::new().with_metrics(true);
+    /// let _breaker = registry.circuit_breaker("pg");
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn with_metrics(self, enabled: bool) -> Self {
+        {
+            let mut state = self.write();
+            state.metering = Metering {
+                counts: enabled,
+                durations: enabled && state.metering.durations,
+            };
+        }
+        self
+    }
+
+    /// Breakers made from now on also time every call for the duration histogram (feature
+    /// `metrics`): see [`Builder::metrics_durations`](crate::circuit_breaker::Builder::metrics_durations).
+    /// Implies [`with_metrics(true)`](Self::with_metrics).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::Registry;
+    ///
+    /// let registry = Registry::new().with_metrics_durations(true);
+    /// # let _ = registry;
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn with_metrics_durations(self, enabled: bool) -> Self {
+        {
+            let mut state = self.write();
+            state.metering = Metering {
+                counts: enabled || state.metering.counts,
+                durations: enabled,
+            };
+        }
+        self
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         // The state is valid whatever a panicking thread left: every change is one assignment.
         self.inner.read().unwrap_or_else(PoisonError::into_inner)
@@ -374,7 +428,11 @@ impl Registry {
             return layer.clone();
         }
         let template = state.templates.of(name);
-        let mut builder = template.builder.clone().named(name);
+        let mut builder = template
+            .builder
+            .clone()
+            .named(name)
+            .metering(state.metering);
         if let Some(clock) = &state.clock {
             builder = builder.shared_clock(clock.clone());
         }
@@ -529,7 +587,13 @@ impl Registry {
 
 impl State {
     fn build(&self, name: &str) -> CircuitBreaker {
-        let mut builder = self.templates.of(name).builder.clone().named(name);
+        let mut builder = self
+            .templates
+            .of(name)
+            .builder
+            .clone()
+            .named(name)
+            .metering(self.metering);
         if let Some(clock) = &self.clock {
             builder = builder.shared_clock(clock.clone());
         }

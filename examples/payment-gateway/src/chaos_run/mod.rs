@@ -228,7 +228,8 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, ChaosRunError> {
         .map_err(|e| ChaosRunError::new("cannot open the database", e))?;
 
     let registry = Registry::from_yaml(&options.config)
-        .map_err(|e| ChaosRunError::new("cannot load the configuration", e))?;
+        .map_err(|e| ChaosRunError::new("cannot load the configuration", e))?
+        .with_metrics(true);
     registry
         .reconfigure(PG_BREAKER, |b| {
             b.count_window(20)

@@ -133,7 +133,8 @@ pub async fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoRepor
         .await
         .map_err(|e| DemoError::new("cannot open the database", e))?;
     let registry = Registry::from_yaml(&options.config)
-        .map_err(|e| DemoError::new("cannot load the configuration", e))?;
+        .map_err(|e| DemoError::new("cannot load the configuration", e))?
+        .with_metrics(true);
     let mut settings = PgSettings::new(pg.url());
     settings.read_timeout = options.read_timeout;
     let app = App::start(loopback, registry.clone(), store.clone(), settings)

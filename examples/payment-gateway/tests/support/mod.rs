@@ -27,7 +27,9 @@ impl TempDb {
 
 /// The configuration file shipped with the example.
 pub fn registry() -> Registry {
-    Registry::from_yaml(CONFIG).expect("the shipped configuration loads")
+    Registry::from_yaml(CONFIG)
+        .expect("the shipped configuration loads")
+        .with_metrics(true)
 }
 
 /// The mock PG, a store on a fresh file and a confirm flow through the seed's breaker, with

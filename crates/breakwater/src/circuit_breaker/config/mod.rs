@@ -10,6 +10,7 @@ use std::time::Duration;
 pub use self::error::ConfigError;
 use self::settings::{Settings, WindowSetting, defaults};
 use super::CircuitBreaker;
+use super::observe::Metering;
 use super::policy::config::{Config, ExponentialBackoff, OpenWait};
 use crate::clock::Clock;
 
@@ -62,6 +63,7 @@ use crate::clock::Clock;
 pub struct Builder {
     settings: Settings,
     clock: Option<Arc<dyn Clock>>,
+    metering: Metering,
 }
 
 impl Builder {
@@ -80,6 +82,7 @@ impl Builder {
                 automatic_transition: false,
             },
             clock: None,
+            metering: Metering::default(),
         }
     }
 
@@ -170,6 +173,62 @@ impl Builder {
         self
     }
 
+    /// Records this breaker's metrics through the [`metrics`](https://docs.rs/metrics) facade
+    /// (feature `metrics`; names, labels and costs in the crate docs, "Metrics"): counters of
+    /// calls by outcome, of rejections and of slow calls, and a gauge per state. Off by
+    /// default: the feature only makes metrics available, and a breaker that does not ask
+    /// for them pays nothing for them (cargo unifies features, so another crate of the build
+    /// may have turned the feature on). A breaker that records counts every call, so its calls
+    /// do not take the clean path (see "Sharing, lifetime and cost" in the breaker's docs).
+    /// `metrics(false)` also stops [`metrics_durations`](Self::metrics_durations).
+    ///
+    /// A [`Registry`](crate::Registry) asks for it for all its breakers with
+    /// [`Registry::with_metrics`](crate::Registry::with_metrics).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::CircuitBreaker;
+    ///
+    /// // With a recorder installed (metrics-exporter-prometheus, say), this breaker's
+    /// // `breakwater_circuit_breaker_calls_total{breaker="pg"}` counts its calls.
+    /// let breaker = CircuitBreaker::builder("pg").metrics(true).build()?;
+    /// # let _ = breaker;
+    /// # Ok::<(), breakwater::ConfigError>(())
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(mut self, enabled: bool) -> Self {
+        self.metering = Metering {
+            counts: enabled,
+            durations: enabled && self.metering.durations,
+        };
+        self
+    }
+
+    /// Also times every call for the duration histogram
+    /// (`breakwater_circuit_breaker_call_duration_seconds`), which costs two clock reads a
+    /// call; implies [`metrics(true)`](Self::metrics). Off by default.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::builder("pg").metrics_durations(true).build()?;
+    /// # let _ = breaker;
+    /// # Ok::<(), breakwater::ConfigError>(())
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics_durations(mut self, enabled: bool) -> Self {
+        self.metering = Metering {
+            counts: enabled || self.metering.counts,
+            durations: enabled,
+        };
+        self
+    }
+
     /// Reads time from `clock` instead of tokio's clock (see [`clock`](crate::clock)).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
@@ -188,6 +247,7 @@ impl Builder {
             self.settings.name,
             config,
             self.clock,
+            self.metering,
         ))
     }
 }
@@ -222,6 +282,12 @@ impl Builder {
         self
     }
 
+    /// Records the metrics `metering` asks for (a registry's choice for its breakers).
+    pub(crate) fn metering(mut self, metering: Metering) -> Self {
+        self.metering = metering;
+        self
+    }
+
     /// Builds a breaker from settings checked before (under another name: any name goes
     /// here, even an empty one). Settings that fail after all give way to the defaults.
     pub(crate) fn build_checked(self) -> CircuitBreaker {
@@ -229,7 +295,7 @@ impl Builder {
             .settings
             .validate_settings()
             .unwrap_or_else(|_| defaults());
-        CircuitBreaker::from_config(self.settings.name, config, self.clock)
+        CircuitBreaker::from_config(self.settings.name, config, self.clock, self.metering)
     }
 
     /// The configuration to replace a breaker's with; a breaker keeps its clock.
@@ -240,6 +306,15 @@ impl Builder {
                 "clock",
                 "a new clock".into(),
                 "the breaker's own clock: a reconfiguration cannot replace it",
+            ));
+        }
+        if self.metering != Metering::default() {
+            return Err(ConfigError::new(
+                &self.settings.name,
+                "metrics",
+                "metrics asked for".into(),
+                "the breaker's own choice, made when it was built: a reconfiguration cannot \
+                 change it",
             ));
         }
         self.settings.validate()
