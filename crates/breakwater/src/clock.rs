@@ -181,6 +181,14 @@ impl Timeline {
         u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
     }
 
+    /// The clock, when it is not tokio's.
+    pub(crate) fn custom(&self) -> Option<&Arc<dyn Clock>> {
+        match &self.source {
+            Source::Tokio => None,
+            Source::Custom(clock) => Some(clock),
+        }
+    }
+
     /// Whether time follows tokio's clock, which tokio timers follow too.
     pub(crate) fn is_tokio(&self) -> bool {
         matches!(self.source, Source::Tokio)

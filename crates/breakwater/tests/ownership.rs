@@ -291,3 +291,27 @@ async fn a_rejection_kept_by_the_caller_keeps_neither_the_stream_nor_the_callbac
     assert_eq!(rejected.breaker(), "kept");
     assert_eq!(rejected.state(), CircuitState::ForcedOpen);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rejection_copies_short_names_shares_long_ones_and_counts_its_wait_down() {
+    let long = "a-breaker-whose-name-is-longer-than-forty-seven-bytes-of-text";
+    for name in ["pg", "forty-seven-bytes-exactly-xxxxxxxxxxxxxxxxxxxxx", long] {
+        let breaker = CircuitBreaker::builder(name)
+            .wait_duration_in_open(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        breaker.transition_to(CircuitState::Open);
+        let rejected = breaker.try_acquire().unwrap_err();
+        drop(breaker);
+        assert_eq!(rejected.breaker(), name);
+        assert_eq!(rejected.retry_after(), Some(Duration::from_secs(30)));
+        tokio::time::advance(Duration::from_secs(12)).await;
+        assert_eq!(rejected.retry_after(), Some(Duration::from_secs(18)));
+        assert_eq!(rejected.clone(), rejected);
+        assert_eq!(
+            rejected.to_string(),
+            format!("circuit breaker `{name}` is open; retry after 18s")
+        );
+    }
+    assert_eq!("forty-seven-bytes-exactly-xxxxxxxxxxxxxxxxxxxxx".len(), 47);
+}

@@ -3,20 +3,27 @@
 use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+#[cfg(feature = "tonic")]
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use super::CircuitState;
-use super::generation::{Core, Identity};
+use super::generation::Core;
 use super::policy::Rejection;
+use crate::clock::{Clock, TokioClock};
 
 /// A call was rejected by an open breaker without reaching the service.
 ///
 /// The layered service returns it boxed in a [`BoxError`](crate::BoxError); find it with
 /// `error.downcast_ref::<CircuitOpen>()` (or `error.is::<CircuitOpen>()`). With the `tonic`
 /// feature its [`source`](Error::source) is an `UNAVAILABLE` status, so a tonic client reports
-/// a rejected call as `UNAVAILABLE`, not `UNKNOWN`. That status is built once per breaker and
-/// shared by every rejection (no allocation per call), so its message is fixed ("circuit
-/// breaker `name` rejected the call"); the state and the wait are on the `CircuitOpen`.
+/// a rejected call as `UNAVAILABLE`, not `UNKNOWN`. That status is built when first asked for
+/// (a rejection nobody converts to a tonic status pays nothing for it); its message is "circuit
+/// breaker `name` rejected the call", and the state and the wait are on the `CircuitOpen`.
+///
+/// A `CircuitOpen` refers to nothing of its breaker: it holds a copy of its name (shared, for a
+/// name longer than 47 bytes), the end of the wait, and the breaker's clock when it is not
+/// tokio's.
 ///
 /// # Example
 ///
@@ -39,24 +46,69 @@ use super::policy::Rejection;
 /// ```
 #[derive(Clone)]
 pub struct CircuitOpen {
-    /// The breaker's identity: its name, clock and tonic status (not its window nor its
-    /// subscribers: a rejection kept by the caller keeps only this small part alive).
-    id: Arc<Identity>,
+    /// The breaker's name, copied (no reference to the breaker: a rejection kept by the caller
+    /// keeps nothing of it alive, and making one updates no shared count).
+    name: Name,
     state: CircuitState,
-    /// When the rejection may end, in nanoseconds since the breaker was built (`u64::MAX`:
-    /// only a transition can end it).
-    deadline: u64,
+    /// Open: when the wait ends, on the breaker's clock.
+    until: Option<Instant>,
+    /// The breaker's clock, when it is not tokio's (a rejection reads tokio's itself).
+    clock: Option<Arc<dyn Clock>>,
     /// The key of a keyed breaker.
     key: Option<Arc<str>>,
+    /// What a tonic client sees of the rejection, made when first asked for.
+    #[cfg(feature = "tonic")]
+    unavailable: OnceLock<tonic::Status>,
+}
+
+/// How long a name a rejection copies; a longer one is shared.
+const INLINE: usize = 47;
+
+/// A breaker's name as a rejection keeps it: copied when it is short (most are), shared when
+/// it is long. Copying 48 bytes costs less than the two atomic updates of sharing it.
+#[derive(Clone)]
+pub(crate) enum Name {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Shared(Arc<str>),
+}
+
+impl Name {
+    pub(crate) fn of(name: &Arc<str>) -> Self {
+        match u8::try_from(name.len()) {
+            Ok(len) if name.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..name.len()].copy_from_slice(name.as_bytes());
+                Name::Inline { len, bytes }
+            }
+            _ => Name::Shared(Arc::clone(name)),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Whole names are copied, so the bytes are UTF-8.
+            Name::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Name::Shared(name) => name,
+        }
+    }
 }
 
 impl CircuitOpen {
     pub(crate) fn new(core: &Core, rejection: &Rejection) -> Self {
+        let id = &core.shared.id;
+        let state = rejection.state();
+        let deadline = rejection.deadline();
         Self {
-            id: Arc::clone(&core.shared.id),
-            state: rejection.state(),
-            deadline: rejection.deadline(),
+            name: id.open_name.clone(),
+            state,
+            until: (state == CircuitState::Open && deadline != u64::MAX)
+                .then(|| id.time.instant(deadline)),
+            clock: id.time.custom().cloned(),
             key: None,
+            #[cfg(feature = "tonic")]
+            unavailable: OnceLock::new(),
         }
     }
 
@@ -68,7 +120,7 @@ impl CircuitOpen {
 
     /// The name of the breaker that rejected the call.
     pub fn breaker(&self) -> &str {
-        &self.id.name
+        self.name.as_str()
     }
 
     /// For a breaker of a [keyed layer](super::keyed): the key (the downstream) whose breaker
@@ -87,16 +139,20 @@ impl CircuitOpen {
     /// It is computed when asked (the rejection itself reads no clock when it need not), so it
     /// shrinks as time passes. `None` in the other states, which have no such deadline.
     pub fn retry_after(&self) -> Option<Duration> {
-        (self.state == CircuitState::Open)
-            .then(|| Duration::from_nanos(self.deadline.saturating_sub(self.id.time.now())))
+        let now = match &self.clock {
+            Some(clock) => clock.now(),
+            None => TokioClock.now(),
+        };
+        self.until.map(|until| until.saturating_duration_since(now))
     }
 }
 
 impl PartialEq for CircuitOpen {
+    /// The same breaker name, key, state and end of the wait.
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.id, &other.id)
+        self.breaker() == other.breaker()
             && self.state == other.state
-            && self.deadline == other.deadline
+            && self.until == other.until
             && self.key == other.key
     }
 }
@@ -137,10 +193,10 @@ impl Error for CircuitOpen {
     /// source chain and reports instead of `UNKNOWN`.
     #[cfg(feature = "tonic")]
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(self.id.unavailable.get_or_init(|| {
+        Some(self.unavailable.get_or_init(|| {
             tonic::Status::unavailable(format!(
                 "circuit breaker `{}` rejected the call",
-                self.id.name
+                self.breaker()
             ))
         }))
     }

@@ -33,8 +33,9 @@ pin_project! {
             future: F,
             pending: Option<(CallPermit, K)>,
         },
+        // Boxed: the box a `BoxError` needs anyway, made once, and one pointer in the future.
         Rejected {
-            open: Option<CircuitOpen>,
+            open: Option<Box<CircuitOpen>>,
         },
     }
 }
@@ -50,7 +51,7 @@ impl<F, K, R> ResponseFuture<F, K, R> {
         }
     }
 
-    pub(crate) fn rejected(open: CircuitOpen) -> Self {
+    pub(crate) fn rejected(open: Box<CircuitOpen>) -> Self {
         Self {
             kind: Kind::Rejected { open: Some(open) },
             mode: PhantomData,

@@ -26,7 +26,7 @@ use super::policy::state::CircuitState;
 use super::policy::{
     Admission, Config, Effects, Next, Policy, Rejection, Transition, TransitionCause, seed,
 };
-pub(crate) use super::shared::{Identity, Shared};
+pub(crate) use super::shared::Shared;
 use super::timer;
 use crate::classify::Outcome;
 use crate::sync::Mutex;

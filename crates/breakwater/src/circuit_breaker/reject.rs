@@ -13,7 +13,7 @@ pub trait OnOpen<T, E>: crate::sealed::Sealed {
     type Error;
 
     /// The answer to a rejected call.
-    fn rejected(open: CircuitOpen) -> Result<T, Self::Error>;
+    fn rejected(open: Box<CircuitOpen>) -> Result<T, Self::Error>;
 
     /// An error of the inner service, as the layered service returns it.
     fn error(error: E) -> Self::Error;
@@ -32,8 +32,8 @@ impl<T, E: Into<BoxError>> OnOpen<T, E> for WithError {
     type Error = BoxError;
 
     #[inline]
-    fn rejected(open: CircuitOpen) -> Result<T, BoxError> {
-        Err(Box::new(open))
+    fn rejected(open: Box<CircuitOpen>) -> Result<T, BoxError> {
+        Err(open)
     }
 
     #[inline]
@@ -56,7 +56,7 @@ pub struct With503;
 impl<B: Default, E> OnOpen<Response<B>, E> for With503 {
     type Error = E;
 
-    fn rejected(open: CircuitOpen) -> Result<Response<B>, E> {
+    fn rejected(open: Box<CircuitOpen>) -> Result<Response<B>, E> {
         let mut response = Response::new(B::default());
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         let retry_after = match open.state() {
@@ -75,7 +75,7 @@ impl<B: Default, E> OnOpen<Response<B>, E> for With503 {
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
-        response.extensions_mut().insert(open);
+        response.extensions_mut().insert(*open);
         Ok(response)
     }
 

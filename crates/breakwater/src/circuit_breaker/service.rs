@@ -287,7 +287,9 @@ where
             if word.state() != CircuitState::Closed {
                 let rejection = Rejection::from_bits(held);
                 self.core.rejected(&rejection);
-                return ResponseFuture::rejected(CircuitOpen::new(&self.core, &rejection));
+                return ResponseFuture::rejected(Box::new(CircuitOpen::new(
+                    &self.core, &rejection,
+                )));
             }
             if self.slot.load().epoch() == word.epoch() {
                 let call = P::start(&self.classifier, &request);
@@ -310,7 +312,7 @@ where
             }
             Decision::Rejected(rejection) => {
                 self.core.rejected(&rejection);
-                ResponseFuture::rejected(CircuitOpen::new(&self.core, &rejection))
+                ResponseFuture::rejected(Box::new(CircuitOpen::new(&self.core, &rejection)))
             }
         }
     }

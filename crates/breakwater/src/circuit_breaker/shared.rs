@@ -1,29 +1,25 @@
-//! What every generation of a breaker shares, and the part of it a rejection keeps.
+//! What every generation of a breaker shares.
 
-#[cfg(feature = "tonic")]
-use std::sync::OnceLock;
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
+use super::error::Name;
 use super::observe::Metering;
 use super::observe::events::Events;
 use crate::clock::{Clock, Timeline};
 use crate::sync::Mutex;
 
-/// What a rejection keeps of its breaker: its name, its clock (for the wait left), and what a
-/// tonic client sees. Nothing else, so that a rejection a caller keeps (in a retry layer, a
-/// log) keeps neither the breaker's window nor its subscribers alive.
+/// A breaker's name and clock.
 pub(crate) struct Identity {
     pub(crate) name: Arc<str>,
+    /// The name as a rejection copies it.
+    pub(crate) open_name: Name,
     pub(crate) time: Timeline,
-    /// What a tonic client sees of a rejected call: made once, shared by every rejection.
-    #[cfg(feature = "tonic")]
-    pub(crate) unavailable: OnceLock<tonic::Status>,
 }
 
 /// What every generation of a breaker shares: its identity, subscribers and metric handles.
 pub(crate) struct Shared {
-    pub(crate) id: Arc<Identity>,
+    pub(crate) id: Identity,
     pub(crate) events: Events,
     /// Which metrics the breaker records.
     pub(crate) metering: Metering,
@@ -43,12 +39,14 @@ impl Shared {
                 .counts
                 .then(|| super::observe::metrics::Handles::new(&name)),
             metering,
-            id: Arc::new(Identity {
-                name: name.into(),
-                time: Timeline::new(clock),
-                #[cfg(feature = "tonic")]
-                unavailable: OnceLock::new(),
-            }),
+            id: {
+                let name: Arc<str> = name.into();
+                Identity {
+                    open_name: Name::of(&name),
+                    name,
+                    time: Timeline::new(clock),
+                }
+            },
             events: Events::default(),
             key: Mutex::new(None),
         }

@@ -122,7 +122,7 @@ where
                 permit.start_timing();
                 ResponseFuture::called(self.inner.call(request), permit, call)
             }
-            Err(open) => ResponseFuture::rejected(open),
+            Err(open) => ResponseFuture::rejected(Box::new(open)),
         }
     }
 }
