@@ -294,8 +294,8 @@ async fn a_rejection_kept_by_the_caller_keeps_neither_the_stream_nor_the_callbac
 
 #[tokio::test(start_paused = true)]
 async fn a_rejection_copies_short_names_shares_long_ones_and_counts_its_wait_down() {
-    let long = "a-breaker-whose-name-is-longer-than-forty-seven-bytes-of-text";
-    for name in ["pg", "forty-seven-bytes-exactly-xxxxxxxxxxxxxxxxxxxxx", long] {
+    let long = "a-breaker-whose-name-is-longer-than-thirty-eight-bytes";
+    for name in ["pg", "thirty-eight-bytes-exactly-xxxxxxxxxxx", long] {
         let breaker = CircuitBreaker::builder(name)
             .wait_duration_in_open(Duration::from_secs(30))
             .build()
@@ -313,5 +313,5 @@ async fn a_rejection_copies_short_names_shares_long_ones_and_counts_its_wait_dow
             format!("circuit breaker `{name}` is open; retry after 18s")
         );
     }
-    assert_eq!("forty-seven-bytes-exactly-xxxxxxxxxxxxxxxxxxxxx".len(), 47);
+    assert_eq!("thirty-eight-bytes-exactly-xxxxxxxxxxx".len(), 38);
 }

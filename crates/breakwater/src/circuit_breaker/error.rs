@@ -22,7 +22,7 @@ use crate::clock::{Clock, TokioClock};
 /// breaker `name` rejected the call", and the state and the wait are on the `CircuitOpen`.
 ///
 /// A `CircuitOpen` refers to nothing of its breaker: it holds a copy of its name (shared, for a
-/// name longer than 47 bytes), the end of the wait, and the breaker's clock when it is not
+/// name longer than 38 bytes), the end of the wait, and the breaker's clock when it is not
 /// tokio's.
 ///
 /// # Example
@@ -56,16 +56,17 @@ pub struct CircuitOpen {
     clock: Option<Arc<dyn Clock>>,
     /// The key of a keyed breaker.
     key: Option<Arc<str>>,
-    /// What a tonic client sees of the rejection, made when first asked for.
+    /// What a tonic client sees of the rejection, made when first asked for (boxed: a
+    /// status is large, and most rejections never become one).
     #[cfg(feature = "tonic")]
-    unavailable: OnceLock<tonic::Status>,
+    unavailable: OnceLock<Box<tonic::Status>>,
 }
 
 /// How long a name a rejection copies; a longer one is shared.
-const INLINE: usize = 47;
+const INLINE: usize = 38;
 
 /// A breaker's name as a rejection keeps it: copied when it is short (most are), shared when
-/// it is long. Copying 48 bytes costs less than the two atomic updates of sharing it.
+/// it is long. Copying 40 bytes costs less than the two atomic updates of sharing it.
 #[derive(Clone)]
 pub(crate) enum Name {
     Inline { len: u8, bytes: [u8; INLINE] },
@@ -193,11 +194,12 @@ impl Error for CircuitOpen {
     /// source chain and reports instead of `UNKNOWN`.
     #[cfg(feature = "tonic")]
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(self.unavailable.get_or_init(|| {
-            tonic::Status::unavailable(format!(
+        let status = self.unavailable.get_or_init(|| {
+            Box::new(tonic::Status::unavailable(format!(
                 "circuit breaker `{}` rejected the call",
                 self.breaker()
-            ))
-        }))
+            )))
+        });
+        Some(&**status)
     }
 }
