@@ -135,6 +135,8 @@ async fn measure(load: Load, hyper: bool, axum: bool) -> Result<Outcome, String>
         for k in 0..sides.len() {
             let side = sides[(i + k) % sides.len()];
             rounds[side].push(one(side, load).await?);
+            // The recorder's upkeep, between rounds, off the clock (see `recorder`).
+            crate::recorder::upkeep();
         }
     }
     let breakers = [(hyper, &alone), (hyper, &full), (axum, &route)];
