@@ -49,16 +49,21 @@ fn breakwater_time_window() -> CircuitBreaker {
 /// breakwater's breaker of the closed rows, with its metrics off or on (a recorder is
 /// installed for the whole run, see `recorder`).
 fn breakwater_metrics(on: bool) -> CircuitBreaker {
-    // ISSUE17-METRICS: once breakwater switches metrics on per breaker, `on` builds with
-    // `.metrics(true).metrics_durations(true)` and `!on` without. Until then, with the crate's
-    // `metrics` feature on, every breaker records metrics and times its calls, so both rows
-    // build the same breaker.
+    // ISSUE17-METRICS: once breakwater switches metrics on per breaker, this builder takes
+    // `.metrics(on).metrics_durations(on)`. Until then, with the crate's `metrics` feature on,
+    // every breaker records metrics and times its calls, so both rows build the same breaker.
     let name = if on {
         "bench-metrics-on"
     } else {
         "bench-metrics-off"
     };
-    count_window(name, WAIT, false)
+    CircuitBreaker::builder(name)
+        .count_window(WINDOW as u32)
+        .minimum_calls(WINDOW as u32)
+        .failure_rate_threshold(50.0)
+        .wait_duration_in_open(WAIT)
+        .build()
+        .unwrap_or_else(|e| panic!("breakwater `{name}`: {e}"))
 }
 
 /// Makes failing calls until every one is rejected: the breaker is open.
