@@ -73,7 +73,7 @@ pub(crate) fn measure(
     plan: Plan,
     runtime: &Runtime,
 ) -> Result<Vec<f64>, String> {
-    let mut results = Vec::with_capacity(pairs.len());
+    let mut sizes = Vec::with_capacity(pairs.len());
     for pair in pairs.iter_mut() {
         // Calibrate: a short round, then batches of about `plan.batch`.
         let probe = 10_000;
@@ -83,25 +83,31 @@ pub(crate) fn measure(
         while warm.elapsed() < plan.warmup {
             round(runtime, pair, n.min(100_000))?;
         }
-        let mut samples = Vec::with_capacity(plan.rounds);
-        let mut attempts = 0;
-        while samples.len() < plan.rounds {
-            attempts += 1;
-            match round(runtime, pair, n)? {
-                (ns, true) => samples.push(ns),
-                // Both tasks ran on one worker, one after the other: not the measurement.
-                (_, false) if attempts < 3 * plan.rounds => {}
-                (_, false) => {
-                    return Err(format!(
-                        "{}: the two tasks would not run at the same time on two workers",
-                        pair.label
-                    ));
-                }
-            }
-        }
-        results.push(median(&mut samples));
+        sizes.push(n);
     }
-    Ok(results)
+    // Rounds of every pair interleaved, as on one thread, so a drift of the machine's speed
+    // touches all alike.
+    let mut samples = vec![Vec::with_capacity(plan.rounds); pairs.len()];
+    for _ in 0..plan.rounds {
+        for ((pair, &n), samples) in pairs.iter_mut().zip(&sizes).zip(&mut samples) {
+            samples.push(together(runtime, pair, n)?);
+        }
+    }
+    Ok(samples.iter_mut().map(|s| median(s)).collect())
+}
+
+/// A round in which the two tasks really ran at the same time (ten tries at most).
+fn together(runtime: &Runtime, pair: &mut Pair, n: u64) -> Result<f64, String> {
+    for _ in 0..10 {
+        if let (ns, true) = round(runtime, pair, n)? {
+            return Ok(ns);
+        }
+        // Both tasks ran on one worker, one after the other: not the measurement.
+    }
+    Err(format!(
+        "{}: the two tasks would not run at the same time on two workers",
+        pair.label
+    ))
 }
 
 /// One round: both tasks make `n` calls, starting together. Returns the nanoseconds per call
