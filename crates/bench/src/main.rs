@@ -9,7 +9,7 @@
 //! `breaker.layer()`, its default `HttpClassifier`). Prometheus's recorder is installed for
 //! the whole run (see `recorder`).
 //!
-//! Run with `cargo run --release -p bench` (a few minutes). `--quick` makes a short run that
+//! Run with `cargo run --release -p bench` (a minute or two). `--quick` makes a short run that
 //! only checks the harness works (its numbers are rough); `--only PART[,PART...]` runs some
 //! parts: `closed`, `two-tasks`, `clone-per-request`, `rejection`, `time-window`, `metrics`,
 //! `timeout`, `in-place` (the old no-op-waker harness, for reference), `e2e` (hyper client →
