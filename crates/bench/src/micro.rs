@@ -149,7 +149,8 @@ fn rejection(plan: Plan, targets: &mut Vec<Target>) -> Result<(), String> {
         "awaited calls as in \"Closed, one thread\"; every breaker tripped by failing calls, \
          then open for an hour; \"added\" is over the bare service's call, as elsewhere (the \
          request is made either way). breakwater's error is a boxed `CircuitOpen` (one \
-         allocation), the peers' an enum; seatbelt boxes its future. By default (as in \
+         allocation), the peers' an enum (seatbelt's of the inner error or `Open`, as its \
+         rejection must be the service's own output); seatbelt boxes its future. By default (as in \
          resilience4j) an open breaker moves to half-open at the first call after its wait, so \
          each rejection reads the clock, as the peers' do; with the automatic transition a \
          timer moves it, and rejections read no clock (not a target row)",

@@ -6,9 +6,14 @@
 //! - failsafe: wraps futures (the `Wrapped` adapter); no count window, so its default policy
 //!   (a success rate over a 30 s time window, or 5 consecutive failures) for the closed rows.
 //! - recloser: wraps futures (the `Reclosed` adapter); a ring of 100 calls, 50%.
-//! - seatbelt: tower middleware (feature `tower-service`); no count window: a time window
-//!   (its sampling duration) with a minimum throughput of 100 calls, 50%; an error is a
-//!   failure (`RecoveryInfo::retry()`), a success is not (`never()`).
+//! - seatbelt: tower middleware (feature `tower-service`); 50% of at least 100 calls (its
+//!   minimum throughput), an error a failure (`RecoveryInfo::retry()`), a success not
+//!   (`never()`), open for the same wait. What could not be matched: it has no count window,
+//!   only a time window (its sampling duration, 1 s at the shortest); its half-open state
+//!   probes progressively (its default) where breakwater lets 10 calls through; its rejection
+//!   must be the service's own output, so the error is an enum (`SeatbeltError`) of the
+//!   inner error or `Open`; and its circuit is made by each `layer` call (clones of the
+//!   service share it), not held by a handle that several layers share.
 
 use std::future::{Ready, ready};
 use std::task::{Context, Poll};
@@ -35,7 +40,7 @@ pub(crate) const TIME_WINDOW: Duration = Duration::from_secs(60);
 /// The slow-call threshold of the time-window rows (for the breakers that detect slow calls).
 pub(crate) const SLOW: Duration = Duration::from_secs(5);
 /// seatbelt's window where the others count the last 100 calls: its shortest sampling
-/// duration (it refuses less than a second), with a minimum throughput of 100 calls.
+/// duration (it raises anything shorter to a second), with a minimum throughput of 100 calls.
 pub(crate) const SEATBELT_SAMPLING: Duration = Duration::from_secs(1);
 
 // ---- tower-resilience-circuitbreaker ----
