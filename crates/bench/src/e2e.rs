@@ -1,9 +1,15 @@
-//! End to end: a hyper-util client against a hyper server on 127.0.0.1, bare and behind the
-//! full stack (breaker recording at the end of each body, and a timeout covering the body).
+//! End to end on 127.0.0.1, with one hyper-util client:
 //!
-//! The server runs on a thread of its own with a current-thread runtime, the client on
-//! another, so each has one of the machine's two cores. Rounds alternate bare and stack, so a
-//! drift of the machine's speed touches both alike.
+//! - against a hyper server: bare, the breaker alone, the timeout alone, and the full stack
+//!   (breaker recording at the end of each body, over a timeout covering the body), all on the
+//!   client's side;
+//! - against an axum server: a bare route, and a route behind the breaker as a route layer.
+//!
+//! Each server runs on a thread of its own with a current-thread runtime, the client on
+//! another, so the client and the server it calls each have one of the machine's two cores.
+//! Every round runs every side in turn, from a different side each round, so a drift of the
+//! machine's speed touches all alike; each side is compared with its own server's bare side of
+//! the same round.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -11,14 +17,16 @@ use std::time::{Duration, Instant};
 use breakwater::{BoxError, CircuitBreaker, CircuitState, TimeoutLayer};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body, Incoming};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Body;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::measure::median;
+use crate::report::Target;
+use crate::servers;
 
 /// How much load, for how long.
 #[derive(Debug, Clone, Copy)]
@@ -31,55 +39,60 @@ pub(crate) struct Load {
     pub(crate) concurrency: usize,
 }
 
-/// What one side measured.
+/// What one side measured: medians over rounds.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Side {
-    /// The median over rounds of requests per second.
+    pub(crate) label: &'static str,
+    /// Requests per second.
     pub(crate) per_second: f64,
-    /// The median over rounds of this side's requests per second over the bare client's in the
-    /// same round: a drift of the machine's speed between rounds cancels out.
+    /// This side's requests per second over its server's bare side's, in the same round.
     pub(crate) of_bare: f64,
     pub(crate) p50: Duration,
     pub(crate) p99: Duration,
+    /// This side's p99 over its server's bare side's, in the same round.
+    pub(crate) p99_of_bare: f64,
+    /// Requests made, over all rounds.
     pub(crate) requests: u64,
 }
 
-/// The sides of the end-to-end run.
-#[derive(Debug, Clone, Copy)]
+/// The sides of the run, by server (empty for a server not asked for).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Outcome {
-    pub(crate) bare: Side,
-    /// The breaker alone (`breaker.layer()`), recording at the response headers.
-    pub(crate) breaker: Side,
-    /// The timeout alone (`TimeoutLayer::new(5 s)`), up to the response headers.
-    pub(crate) timeout: Side,
-    /// The full stack: the breaker recording at the end of each body, over a timeout covering
-    /// the body.
-    pub(crate) stack: Side,
+    /// Bare, breaker alone, timeout alone, full stack.
+    pub(crate) hyper: Vec<Side>,
+    /// Bare route, breaker as a route layer.
+    pub(crate) axum: Vec<Side>,
 }
 
-pub(crate) fn run(load: Load) -> Result<Outcome, String> {
-    let address = start_server()?;
+const HYPER: [&str; 4] = ["bare", "breaker alone", "timeout alone", "full stack"];
+const AXUM: [&str; 2] = ["bare route", "breaker as a route layer"];
+
+pub(crate) fn run(load: Load, hyper: bool, axum: bool) -> Result<Outcome, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("the client's runtime: {e}"))?;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, measure(address, load))
+    local.block_on(&runtime, measure(load, hyper, axum))
 }
 
-async fn measure(address: SocketAddr, load: Load) -> Result<Outcome, String> {
+fn closed_breaker(name: &str) -> Result<CircuitBreaker, String> {
+    CircuitBreaker::builder(name)
+        .build()
+        .map_err(|e| format!("breakwater's defaults were refused: {e}"))
+}
+
+async fn measure(load: Load, hyper: bool, axum: bool) -> Result<Outcome, String> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(load.concurrency)
         .build::<_, Empty<Bytes>>(connector);
-    let breakers = [
-        CircuitBreaker::builder("e2e-breaker").build(),
-        CircuitBreaker::builder("e2e-stack").build(),
-    ];
-    let [Ok(alone), Ok(full)] = breakers else {
-        return Err("breakwater's defaults were refused".into());
-    };
+    let (alone, full, route) = (
+        closed_breaker("e2e-breaker")?,
+        closed_breaker("e2e-stack")?,
+        closed_breaker("e2e-axum")?,
+    );
     let breaker = ServiceBuilder::new()
         .layer(alone.layer())
         .service(client.clone());
@@ -90,91 +103,117 @@ async fn measure(address: SocketAddr, load: Load) -> Result<Outcome, String> {
         .layer(full.layer().end_of_stream())
         .layer(TimeoutLayer::new(Duration::from_secs(5)).covering_body())
         .service(client.clone());
-    let url = format!("http://{address}/");
+    let url = |address: Option<SocketAddr>, path: &str| {
+        address.map_or_else(String::new, |a| format!("http://{a}{path}"))
+    };
+    let hyper_at = url(hyper.then(servers::hyper).transpose()?, "/");
+    let axum_at = axum.then(|| servers::axum(&route)).transpose()?;
+    let (axum_bare, axum_breaker) = (url(axum_at, "/bare"), url(axum_at, "/breaker"));
 
+    // The sides asked for: 0..4 the hyper server's, 4..6 the axum server's.
+    let sides: Vec<usize> = (0..6)
+        .filter(|side| if *side < 4 { hyper } else { axum })
+        .collect();
+    let one = async |side: usize, load: Load| match side {
+        0 => round(&client, &hyper_at, load).await,
+        1 => round(&breaker, &hyper_at, load).await,
+        2 => round(&timeout, &hyper_at, load).await,
+        3 => round(&stack, &hyper_at, load).await,
+        4 => round(&client, &axum_bare, load).await,
+        _ => round(&client, &axum_breaker, load).await,
+    };
     // Warm up: connections opened, caches warm.
     let warm = Load {
         requests: load.requests.min(2_000),
         ..load
     };
-    round(&client, &url, warm).await?;
-    round(&stack, &url, warm).await?;
-
-    let mut sides: [Rounds; 4] = Default::default();
+    for &side in &sides {
+        one(side, warm).await?;
+    }
+    let mut rounds: [Vec<Round>; 6] = Default::default();
     for i in 0..load.rounds {
-        // Each round runs every side, starting from a different one each time.
         for k in 0..sides.len() {
-            let side = (i + k) % sides.len();
-            let measured = match side {
-                0 => round(&client, &url, load).await?,
-                1 => round(&breaker, &url, load).await?,
-                2 => round(&timeout, &url, load).await?,
-                _ => round(&stack, &url, load).await?,
-            };
-            sides[side].add(measured);
+            let side = sides[(i + k) % sides.len()];
+            rounds[side].push(one(side, load).await?);
+            // The recorder's upkeep, between rounds, off the clock (see `recorder`).
+            crate::recorder::upkeep();
         }
     }
-    for b in [&alone, &full] {
-        let metrics = b.metrics();
-        if b.state() != CircuitState::Closed || metrics.failed_calls != 0 {
-            return Err(format!(
-                "breaker `{}` saw failures ({} failed calls, state {}): the run is not a \
-                 measurement of the closed path",
-                b.name(),
-                metrics.failed_calls,
-                b.state()
-            ));
-        }
+    let breakers = [(hyper, &alone), (hyper, &full), (axum, &route)];
+    for (_, b) in breakers.iter().filter(|(used, _)| *used) {
+        closed_throughout(b)?;
     }
-    let bare_rates = sides[0].per_second.clone();
-    let [bare, breaker, timeout, stack] = sides.map(|side| side.side(&bare_rates));
-    Ok(Outcome {
-        bare,
-        breaker,
-        timeout,
-        stack,
-    })
+    let side = |side: usize, label, bare: usize| summary(label, &rounds[side], &rounds[bare]);
+    let mut outcome = Outcome::default();
+    if hyper {
+        outcome.hyper = (0..4).map(|s| side(s, HYPER[s], 0)).collect();
+    }
+    if axum {
+        outcome.axum = (4..6).map(|s| side(s, AXUM[s - 4], 4)).collect();
+    }
+    Ok(outcome)
 }
 
-#[derive(Default)]
-struct Rounds {
-    per_second: Vec<f64>,
-    latencies: Vec<Duration>,
+/// Fails unless `breaker` was closed throughout and recorded calls, none failed or rejected:
+/// otherwise the run did not measure the closed path.
+fn closed_throughout(breaker: &CircuitBreaker) -> Result<(), String> {
+    let metrics = breaker.metrics();
+    if breaker.state() != CircuitState::Closed
+        || metrics.failed_calls != 0
+        || metrics.not_permitted_calls != 0
+        || metrics.successful_calls == 0
+    {
+        return Err(format!(
+            "breaker `{}`: state {}, {} successful, {} failed, {} rejected calls: the run is not \
+             a measurement of the closed path",
+            breaker.name(),
+            breaker.state(),
+            metrics.successful_calls,
+            metrics.failed_calls,
+            metrics.not_permitted_calls,
+        ));
+    }
+    Ok(())
 }
 
-impl Rounds {
-    fn add(&mut self, (latencies, elapsed): (Vec<Duration>, Duration)) {
-        self.per_second
-            .push(latencies.len() as f64 / elapsed.as_secs_f64());
-        self.latencies.extend(latencies);
-    }
+/// What one round of one side measured.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    requests: u64,
+}
 
-    fn side(mut self, bare: &[f64]) -> Side {
-        self.latencies.sort_unstable();
-        let at = |q: f64| {
-            let i = ((self.latencies.len() as f64 * q).ceil() as usize).saturating_sub(1);
-            self.latencies.get(i).copied().unwrap_or_default()
-        };
-        let mut ratios: Vec<f64> = self
-            .per_second
-            .iter()
-            .zip(bare)
-            .map(|(side, bare)| side / bare)
-            .collect();
-        Side {
-            of_bare: median(&mut ratios),
-            per_second: median(&mut self.per_second),
-            p50: at(0.50),
-            p99: at(0.99),
-            requests: self.latencies.len() as u64,
-        }
+fn summary(label: &'static str, rounds: &[Round], bare: &[Round]) -> Side {
+    let of = |f: &dyn Fn(&Round, &Round) -> f64| -> f64 {
+        median(
+            &mut rounds
+                .iter()
+                .zip(bare)
+                .map(|(r, b)| f(r, b))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let of_bare = of(&|r, b| r.per_second / b.per_second);
+    let p99_of_bare = of(&|r, b| r.p99.as_secs_f64() / b.p99.as_secs_f64());
+    let per_second = of(&|r, _| r.per_second);
+    let p50 = Duration::from_secs_f64(of(&|r, _| r.p50.as_secs_f64()));
+    let p99 = Duration::from_secs_f64(of(&|r, _| r.p99.as_secs_f64()));
+    Side {
+        label,
+        per_second,
+        of_bare,
+        p50,
+        p99,
+        p99_of_bare,
+        requests: rounds.iter().map(|r| r.requests).sum(),
     }
 }
 
 /// One round of `load.requests` requests (or fewer, at `load.limit`) from `load.concurrency`
-/// tasks, each request read to the end of its body. Returns each request's latency and the
-/// round's wall time.
-async fn round<S, B>(svc: &S, url: &str, load: Load) -> Result<(Vec<Duration>, Duration), String>
+/// tasks, each request read to the end of its body and answered `200`.
+async fn round<S, B>(svc: &S, url: &str, load: Load) -> Result<Round, String>
 where
     S: Service<Request<Empty<Bytes>>, Response = Response<B>> + Clone + 'static,
     S::Error: Into<BoxError>,
@@ -203,7 +242,7 @@ where
                     .await
                     .map_err(|e| e.into().to_string())?;
                 if response.status() != StatusCode::OK {
-                    return Err(format!("the server answered {}", response.status()));
+                    return Err(format!("{url}: the server answered {}", response.status()));
                 }
                 response
                     .into_body()
@@ -219,46 +258,86 @@ where
         let done = task.await.map_err(|e| format!("a client task: {e}"))?;
         latencies.extend(done?);
     }
-    Ok((latencies, start.elapsed()))
-}
-
-/// A hyper server on 127.0.0.1 that answers every request `200 ok`, on a thread of its own.
-/// It lives as long as the program.
-fn start_server() -> Result<SocketAddr, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| format!("binding 127.0.0.1: {e}"))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("the listener: {e}"))?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| format!("the listener's address: {e}"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("the server's runtime: {e}"))?;
-    std::thread::Builder::new()
-        .name("e2e-server".into())
-        .spawn(move || runtime.block_on(serve(listener)))
-        .map_err(|e| format!("the server's thread: {e}"))?;
-    Ok(address)
-}
-
-async fn serve(listener: std::net::TcpListener) {
-    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-        return;
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        let i = ((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1);
+        latencies.get(i).copied().unwrap_or_default()
     };
-    while let Ok((stream, _)) = listener.accept().await {
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(async move {
-            let answer = hyper::service::service_fn(|_: Request<Incoming>| async {
-                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
-                    b"ok",
-                ))))
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), answer)
-                .await;
-        });
+    Ok(Round {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+        requests: latencies.len() as u64,
+    })
+}
+
+/// Prints the end-to-end tables and adds their targets.
+pub(crate) fn report(load: Load, outcome: &Outcome, targets: &mut Vec<Target>) {
+    let method = format!(
+        "{} requests in flight (one kept-alive connection each), {} rounds of every side in \
+         turn, each up to {} requests or {} s. Requests per second, p50 and p99 are medians \
+         over rounds; \"of bare\" is the median over rounds of the side's figure over its \
+         server's bare side's in the same round",
+        load.concurrency,
+        load.rounds,
+        load.requests,
+        load.limit.as_secs()
+    );
+    if !outcome.hyper.is_empty() {
+        println!("## End to end: hyper client → hyper server on 127.0.0.1\n");
+        println!(
+            "{method}. The breaker and the timeout are on the client's side; the full stack is \
+             `breaker.layer().end_of_stream()` over `TimeoutLayer::new(5 s).covering_body()`.\n"
+        );
+        sides(&outcome.hyper);
+        if let Some(stack) = outcome.hyper.last() {
+            throughput_and_p99("end to end, full stack", stack, targets);
+        }
     }
+    if !outcome.axum.is_empty() {
+        println!("## End to end: hyper client → axum server on 127.0.0.1\n");
+        println!(
+            "{method}. One axum router, two routes answering `200 ok`: `/bare`, and \
+             `/breaker` behind `.route_layer(breaker.layer().respond_503())` (breakwater's \
+             defaults).\n"
+        );
+        sides(&outcome.axum);
+        if let Some(route) = outcome.axum.last() {
+            throughput_and_p99("end to end, axum, breaker as a route layer", route, targets);
+        }
+    }
+}
+
+fn sides(sides: &[Side]) {
+    println!("| side | requests | requests/s | of bare | p50 | p99 | p99 of bare |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for side in sides {
+        println!(
+            "| {} | {} | {:.0} | {:.1}% | {:.1} µs | {:.1} µs | {:.1}% |",
+            side.label,
+            side.requests,
+            side.per_second,
+            side.of_bare * 100.0,
+            side.p50.as_secs_f64() * 1e6,
+            side.p99.as_secs_f64() * 1e6,
+            side.p99_of_bare * 100.0,
+        );
+    }
+    println!();
+}
+
+fn throughput_and_p99(what: &str, side: &Side, targets: &mut Vec<Target>) {
+    let kept = side.of_bare * 100.0;
+    targets.push(Target::new(
+        format!("{what}: at least 98% of bare throughput"),
+        format!("{kept:.1}%"),
+        kept >= 98.0,
+    ));
+    let p99 = side.p99_of_bare * 100.0;
+    targets.push(Target::new(
+        format!("{what}: p99 within 5% of bare"),
+        format!("{p99:.1}% of bare"),
+        p99 <= 105.0,
+    ));
 }

@@ -1,22 +1,47 @@
-//! How a call is timed: on one thread, many calls per batch, batches of every subject
-//! interleaved round after round; and on a two-worker runtime, two tasks calling at once.
+//! How a call is timed on one thread: many calls per batch, batches of every subject
+//! interleaved round after round (two tasks calling at once: `two_tasks`).
 //!
 //! Calls are made as users make them: `svc.ready().await?.call(req).await` in an `async fn`,
 //! in a task on a tokio runtime (or `svc.clone().oneshot(req).await`, as axum calls a route).
 //! An async caller moves each response future into its own future before polling it, so a
 //! future's size costs what it costs users. The loops are generic (one per subject, no boxed
-//! future per call); the batch is timed inside the task.
+//! future per call); the batch is timed inside the task. Each call gets a fresh
+//! `http::Request<()>`, made the same way for every subject.
 
 use std::future::Future;
 use std::hint::black_box;
-use std::pin::{Pin, pin};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use http::{Request, Response, StatusCode};
 use tokio::runtime::Runtime;
 use tower::{Service, ServiceExt};
+
+use crate::recorder;
+
+/// The request of every call: an `http::Request<()>`, made fresh for each call.
+pub(crate) type Req = Request<()>;
+
+/// The answer of every call that succeeds: `200`, no body.
+pub(crate) type Res = Response<()>;
+
+/// A fresh request, made the same way for every subject (the bare service too, so "added"
+/// subtracts its cost out); `black_box` keeps the compiler from eliding it.
+#[inline(always)]
+pub(crate) fn request() -> Req {
+    black_box(Request::new(()))
+}
+
+/// Whether a call succeeded: answered `200` (a timeout that answers `408`, or a breaker that
+/// answers `503`, did not).
+#[inline(always)]
+fn answered<E>(result: Result<Res, E>) -> bool {
+    match result {
+        Ok(response) => black_box(response).status() == StatusCode::OK,
+        Err(_) => false,
+    }
+}
 
 /// How long and how often to measure.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +68,7 @@ struct Awaited<S>(Option<S>);
 
 impl<S> Subject for Awaited<S>
 where
-    S: Service<u64> + Send + 'static,
+    S: Service<Req, Response = Res> + Send + 'static,
     S::Future: Send,
     S::Error: Send,
 {
@@ -57,21 +82,21 @@ where
 }
 
 /// `n` calls, each `ready().await` then `.await` on the call; how many did not succeed.
-async fn awaited_calls<S: Service<u64>>(svc: &mut S, n: u64) -> u64 {
+pub(crate) async fn awaited_calls<S: Service<Req, Response = Res>>(svc: &mut S, n: u64) -> u64 {
     let mut failed = 0;
-    for i in 0..n {
-        match one_awaited(svc, black_box(i)).await {
-            Ok(response) => {
-                black_box(response);
-            }
-            Err(_) => failed += 1,
+    for _ in 0..n {
+        if !answered(one_awaited(svc, request()).await) {
+            failed += 1;
         }
     }
     failed
 }
 
 /// One call, written as users write it.
-async fn one_awaited<S: Service<u64>>(svc: &mut S, request: u64) -> Result<S::Response, S::Error> {
+async fn one_awaited<S: Service<Req, Response = Res>>(
+    svc: &mut S,
+    request: Req,
+) -> Result<S::Response, S::Error> {
     svc.ready().await?.call(request).await
 }
 
@@ -81,7 +106,7 @@ struct ClonePerRequest<S>(Option<S>);
 
 impl<S> Subject for ClonePerRequest<S>
 where
-    S: Service<u64> + Clone + Send + 'static,
+    S: Service<Req, Response = Res> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Send,
 {
@@ -95,14 +120,11 @@ where
 }
 
 /// `n` calls, each on a fresh clone of `svc`; how many did not succeed.
-async fn cloned_calls<S: Service<u64> + Clone>(svc: &mut S, n: u64) -> u64 {
+async fn cloned_calls<S: Service<Req, Response = Res> + Clone>(svc: &mut S, n: u64) -> u64 {
     let mut failed = 0;
-    for i in 0..n {
-        match svc.clone().oneshot(black_box(i)).await {
-            Ok(response) => {
-                black_box(response);
-            }
-            Err(_) => failed += 1,
+    for _ in 0..n {
+        if !answered(svc.clone().oneshot(request()).await) {
+            failed += 1;
         }
     }
     failed
@@ -149,14 +171,14 @@ fn in_task<T: Send + 'static>(
 /// future's size costs nothing here, which is why it is not how the rows are measured.
 struct InPlace<S>(S);
 
-impl<S: Service<u64>> Subject for InPlace<S> {
+impl<S: Service<Req, Response = Res>> Subject for InPlace<S> {
     #[inline(never)]
     fn run(&mut self, _: &Runtime, n: u64) -> Result<(u64, Duration), String> {
         let mut cx = Context::from_waker(Waker::noop());
         let start = Instant::now();
         let mut failed = 0;
-        for i in 0..n {
-            if !in_place_call(&mut self.0, &mut cx, black_box(i)) {
+        for _ in 0..n {
+            if !in_place_call(&mut self.0, &mut cx, request()) {
                 failed += 1;
             }
         }
@@ -165,13 +187,20 @@ impl<S: Service<u64>> Subject for InPlace<S> {
 }
 
 #[inline(always)]
-fn in_place_call<S: Service<u64>>(svc: &mut S, cx: &mut Context<'_>, request: u64) -> bool {
+fn in_place_call<S: Service<Req, Response = Res>>(
+    svc: &mut S,
+    cx: &mut Context<'_>,
+    request: Req,
+) -> bool {
     match svc.poll_ready(cx) {
         Poll::Ready(Ok(())) => {}
         _ => return false,
     }
     let future = pin!(svc.call(request));
-    matches!(future.poll(cx), Poll::Ready(Ok(_)))
+    match future.poll(cx) {
+        Poll::Ready(result) => answered(result),
+        Poll::Pending => false,
+    }
 }
 
 /// What every call of a subject must do for its measurement to mean anything.
@@ -194,7 +223,7 @@ impl Entry {
     /// A row of awaited calls (`ready().await`, `.await` on the call) in a task.
     pub(crate) fn new<S>(label: &'static str, svc: S, expect: Expect) -> Self
     where
-        S: Service<u64> + Send + 'static,
+        S: Service<Req, Response = Res> + Send + 'static,
         S::Future: Send,
         S::Error: Send,
     {
@@ -208,7 +237,7 @@ impl Entry {
     /// A row of calls each made on a fresh clone of `svc` with `oneshot` (axum style).
     pub(crate) fn cloned<S>(label: &'static str, svc: S, expect: Expect) -> Self
     where
-        S: Service<u64> + Clone + Send + 'static,
+        S: Service<Req, Response = Res> + Clone + Send + 'static,
         S::Future: Send,
         S::Error: Send,
     {
@@ -220,7 +249,7 @@ impl Entry {
     }
 
     /// A row of calls polled in place with a no-op waker (the old harness, for reference).
-    pub(crate) fn in_place<S: Service<u64> + 'static>(
+    pub(crate) fn in_place<S: Service<Req, Response = Res> + 'static>(
         label: &'static str,
         svc: S,
         expect: Expect,
@@ -256,6 +285,7 @@ pub(crate) fn one_thread(
         let mut calls: u64 = 0;
         while spent < plan.warmup || calls == 0 {
             let (failed, elapsed) = entry.subject.run(runtime, 1_000)?;
+            recorder::upkeep();
             check(entry.label, entry.expect, failed, 1_000)?;
             spent += elapsed;
             calls += 1_000;
@@ -267,6 +297,7 @@ pub(crate) fn one_thread(
     for _ in 0..plan.rounds {
         for ((entry, &n), samples) in entries.iter_mut().zip(&sizes).zip(&mut samples) {
             let (failed, elapsed) = entry.subject.run(runtime, n)?;
+            recorder::upkeep();
             check(entry.label, entry.expect, failed, n)?;
             samples.push(elapsed.as_nanos() as f64 / n as f64);
         }
@@ -274,7 +305,7 @@ pub(crate) fn one_thread(
     Ok(samples.iter_mut().map(|s| median(s)).collect())
 }
 
-fn check(label: &str, expect: Expect, failed: u64, calls: u64) -> Result<(), String> {
+pub(crate) fn check(label: &str, expect: Expect, failed: u64, calls: u64) -> Result<(), String> {
     let wanted = match expect {
         Expect::Success => 0,
         Expect::Failure => calls,
@@ -289,7 +320,7 @@ fn check(label: &str, expect: Expect, failed: u64, calls: u64) -> Result<(), Str
     }
 }
 
-fn batch_size(batch: Duration, per_call: f64) -> u64 {
+pub(crate) fn batch_size(batch: Duration, per_call: f64) -> u64 {
     ((batch.as_secs_f64() / per_call.max(1e-10)) as u64).clamp(1_000, 100_000_000)
 }
 
@@ -301,129 +332,4 @@ pub(crate) fn median(samples: &mut [f64]) -> f64 {
         _ if n % 2 == 1 => samples[n / 2],
         _ => (samples[n / 2 - 1] + samples[n / 2]) / 2.0,
     }
-}
-
-/// Something that makes calls from a task: each call awaits readiness and the response
-/// (`ready().await`, `.await` on the call).
-pub(crate) trait TaskSubject: Send + 'static {
-    /// Makes `n` calls; returns how many of them did not succeed.
-    fn run(&mut self, n: u64) -> Pin<Box<dyn Future<Output = u64> + Send + '_>>;
-}
-
-/// The calls of a tower service, made from a task.
-pub(crate) struct TaskCalls<S>(pub(crate) S);
-
-impl<S> TaskSubject for TaskCalls<S>
-where
-    S: Service<u64> + Send + 'static,
-    S::Future: Send,
-    S::Error: Send,
-{
-    fn run(&mut self, n: u64) -> Pin<Box<dyn Future<Output = u64> + Send + '_>> {
-        // One box per batch of calls, not per call: the loop inside is monomorphised.
-        Box::pin(awaited_calls(&mut self.0, n))
-    }
-}
-
-/// One row of a two-task scenario: two handles on one breaker.
-pub(crate) struct Pair {
-    pub(crate) label: &'static str,
-    pub(crate) tasks: [Box<dyn TaskSubject>; 2],
-}
-
-impl Pair {
-    /// Two clones of `svc`, which share its breaker.
-    pub(crate) fn new<S>(label: &'static str, svc: S) -> Self
-    where
-        S: Service<u64> + Clone + Send + 'static,
-        S::Future: Send,
-        S::Error: Send,
-    {
-        Self {
-            label,
-            tasks: [Box::new(TaskCalls(svc.clone())), Box::new(TaskCalls(svc))],
-        }
-    }
-}
-
-/// The median, over rounds, of the nanoseconds per call of each task while both call at once
-/// (the wall time of the round over the calls each task made), for each pair in order.
-pub(crate) fn two_tasks(pairs: &mut [Pair], plan: Plan) -> Result<Vec<f64>, String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("a two-worker tokio runtime: {e}"))?;
-    let mut results = Vec::with_capacity(pairs.len());
-    for pair in pairs.iter_mut() {
-        // Calibrate: a short round, then batches of about `plan.batch`.
-        let probe = 10_000;
-        let (ns, _) = round(&runtime, pair, probe)?;
-        let n = batch_size(plan.batch, ns * 1e-9);
-        let warm = Instant::now();
-        while warm.elapsed() < plan.warmup {
-            round(&runtime, pair, n.min(100_000))?;
-        }
-        let mut samples = Vec::with_capacity(plan.rounds);
-        let mut attempts = 0;
-        while samples.len() < plan.rounds {
-            attempts += 1;
-            match round(&runtime, pair, n)? {
-                (ns, true) => samples.push(ns),
-                // Both tasks ran on one worker, one after the other: not the measurement.
-                (_, false) if attempts < 3 * plan.rounds => {}
-                (_, false) => {
-                    return Err(format!(
-                        "{}: the two tasks would not run at the same time on two workers",
-                        pair.label
-                    ));
-                }
-            }
-        }
-        results.push(median(&mut samples));
-    }
-    Ok(results)
-}
-
-/// One round: both tasks make `n` calls, starting together. Returns the nanoseconds per call
-/// per task, and whether the two really ran at the same time.
-fn round(runtime: &Runtime, pair: &mut Pair, n: u64) -> Result<(f64, bool), String> {
-    let gate = Arc::new(AtomicUsize::new(0));
-    let [a, b] = std::mem::replace(&mut pair.tasks, [placeholder(), placeholder()]);
-    let spawn = |mut subject: Box<dyn TaskSubject>| {
-        let gate = Arc::clone(&gate);
-        runtime.spawn(async move {
-            gate.fetch_add(1, Ordering::AcqRel);
-            // Wait (a bounded spin) for the other task, so both call at once.
-            let limit = Instant::now() + Duration::from_millis(500);
-            while gate.load(Ordering::Acquire) < 2 && Instant::now() < limit {
-                std::hint::spin_loop();
-            }
-            let together = gate.load(Ordering::Acquire) >= 2;
-            let start = Instant::now();
-            let failed = subject.run(n).await;
-            (subject, start, Instant::now(), failed, together)
-        })
-    };
-    let (first, second) = (spawn(a), spawn(b));
-    let joined = runtime.block_on(async { (first.await, second.await) });
-    let (Ok(a), Ok(b)) = joined else {
-        return Err(format!("{}: a task panicked", pair.label));
-    };
-    pair.tasks = [a.0, b.0];
-    for failed in [a.3, b.3] {
-        check(pair.label, Expect::Success, failed, n)?;
-    }
-    let wall = a.2.max(b.2).duration_since(a.1.min(b.1));
-    Ok((wall.as_nanos() as f64 / n as f64, a.4 && b.4))
-}
-
-fn placeholder() -> Box<dyn TaskSubject> {
-    struct Nothing;
-    impl TaskSubject for Nothing {
-        fn run(&mut self, _: u64) -> Pin<Box<dyn Future<Output = u64> + Send + '_>> {
-            Box::pin(async { 0 })
-        }
-    }
-    Box::new(Nothing)
 }

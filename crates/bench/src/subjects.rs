@@ -1,170 +1,41 @@
-//! The services measured: a bare one that answers at once, and the same behind breakwater and
-//! behind each peer, configured alike where the peer allows it.
+//! The rows of each scenario: the bare service, and the same behind breakwater and behind each
+//! peer (see `peers` for how each is set up). breakwater's rows use `breaker.layer()`, its
+//! default `HttpClassifier`, whose cost is part of what is measured.
 //!
-//! failsafe and recloser are not tower middleware: they wrap a future. Their rows use the
-//! thinnest tower adapter a user would write (`Wrapped` for failsafe, `Reclosed` for
-//! recloser): the inner service's readiness, and its future handed to the breaker.
+//! The functions that make seatbelt's rows need a tokio runtime entered (its clock's driver is
+//! spawned there).
 
-use std::fmt;
-use std::future::{Future, Ready, ready};
+use std::future::Future;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use breakwater::CircuitBreaker;
-use breakwater::classify::FailOnError;
-use recloser::{AsyncRecloser, Recloser};
+use http::StatusCode;
 use tower::{Layer, Service};
-use tower_resilience_circuitbreaker::{CircuitBreakerLayer, SlidingWindowType};
+use tower_resilience_circuitbreaker::SlidingWindowType;
 
-use crate::measure::{Entry, Expect, Pair};
-
-/// The error of a failing call.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Boom;
-
-impl fmt::Display for Boom {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("boom")
-    }
-}
-
-impl std::error::Error for Boom {}
-
-/// A service that is always ready and answers at once: with its request, or failing.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Bare {
-    fail: bool,
-}
-
-pub(crate) const OK: Bare = Bare { fail: false };
-const FAILING: Bare = Bare { fail: true };
-
-impl Service<u64> for Bare {
-    type Response = u64;
-    type Error = Boom;
-    type Future = Ready<Result<u64, Boom>>;
-
-    #[inline]
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Boom>> {
-        Poll::Ready(Ok(()))
-    }
-
-    #[inline]
-    fn call(&mut self, request: u64) -> Self::Future {
-        ready(if self.fail { Err(Boom) } else { Ok(request) })
-    }
-}
-
-/// A service that is always ready and answers at the second poll: a call that waits.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct WaitsOnce;
-
-impl Service<u64> for WaitsOnce {
-    type Response = u64;
-    type Error = Boom;
-    type Future = YieldOnce;
-
-    #[inline]
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Boom>> {
-        Poll::Ready(Ok(()))
-    }
-
-    #[inline]
-    fn call(&mut self, request: u64) -> Self::Future {
-        YieldOnce {
-            request,
-            yielded: false,
-        }
-    }
-}
-
-/// Pending at the first poll (waking itself), ready at the second.
-#[derive(Debug)]
-pub(crate) struct YieldOnce {
-    request: u64,
-    yielded: bool,
-}
-
-impl Future for YieldOnce {
-    type Output = Result<u64, Boom>;
-
-    #[inline]
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.yielded {
-            return Poll::Ready(Ok(self.request));
-        }
-        self.yielded = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
-
-/// A breaker that wraps futures, made a tower service.
-#[derive(Clone)]
-pub(crate) struct Wrapped<B> {
-    breaker: B,
-    inner: Bare,
-}
-
-impl<B: failsafe::futures::CircuitBreaker> Service<u64> for Wrapped<B> {
-    type Response = u64;
-    type Error = failsafe::Error<Boom>;
-    type Future = failsafe::futures::ResponseFuture<
-        Ready<Result<u64, Boom>>,
-        B::FailurePolicy,
-        B::Instrument,
-        failsafe::Any,
-    >;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(failsafe::Error::Inner)
-    }
-
-    #[inline]
-    fn call(&mut self, request: u64) -> Self::Future {
-        self.breaker.call(self.inner.call(request))
-    }
-}
-
-/// recloser's adapter: a separate type, as `AsyncRecloser` is not a failsafe breaker.
-#[derive(Clone)]
-pub(crate) struct Reclosed {
-    breaker: AsyncRecloser,
-    inner: Bare,
-}
-
-impl Service<u64> for Reclosed {
-    type Response = u64;
-    type Error = recloser::Error<Boom>;
-    type Future = recloser::RecloserFuture<Ready<Result<u64, Boom>>, recloser::AnyError>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(recloser::Error::Inner)
-    }
-
-    #[inline]
-    fn call(&mut self, request: u64) -> Self::Future {
-        self.breaker.call(self.inner.call(request))
-    }
-}
-
-const WINDOW: usize = 100;
-const WAIT: Duration = Duration::from_secs(60);
-/// Long enough that a tripped breaker stays open through the whole run.
-const HOUR: Duration = Duration::from_secs(3600);
-const TIME_WINDOW: Duration = Duration::from_secs(60);
-const SLOW: Duration = Duration::from_secs(5);
+use crate::measure::{Entry, Expect, Req, Res, request};
+use crate::peers::{
+    HOUR, SEATBELT_SAMPLING, SLOW, TIME_WINDOW, WAIT, WINDOW, failsafe_default,
+    failsafe_time_window, failsafe_tripping, recloser, seatbelt, seatbelt_clock, tower_resilience,
+};
+use crate::services::{FAILING, OK, Reclosed, Switched, WaitsOnce, Wrapped};
+use crate::two_tasks::Pair;
 
 // ---- breakwater ----
 
-fn breakwater(wait: Duration) -> CircuitBreaker {
-    // The defaults are resilience4j's: a count window of 100 calls, at least 100 of them, 50%.
-    let built = CircuitBreaker::builder("bench")
+/// A count window of 100 calls, at least 100 of them, 50%, no slow-call threshold (which are
+/// resilience4j's defaults, and breakwater's), open for `wait`; with `automatic`, a timer
+/// moves it to half-open after the wait.
+fn count_window(name: &str, wait: Duration, automatic: bool) -> CircuitBreaker {
+    CircuitBreaker::builder(name)
+        .count_window(WINDOW as u32)
+        .minimum_calls(WINDOW as u32)
+        .failure_rate_threshold(50.0)
         .wait_duration_in_open(wait)
-        .build();
-    built.unwrap_or_else(|e| panic!("breakwater's defaults: {e}"))
+        .automatic_transition_from_open_to_half_open(automatic)
+        .build()
+        .unwrap_or_else(|e| panic!("breakwater `{name}`, a count window of 100: {e}"))
 }
 
 fn breakwater_time_window() -> CircuitBreaker {
@@ -175,75 +46,32 @@ fn breakwater_time_window() -> CircuitBreaker {
     built.unwrap_or_else(|e| panic!("breakwater, a time window: {e}"))
 }
 
-// ---- tower-resilience-circuitbreaker ----
-
-type TowerResilience = tower_resilience_circuitbreaker::CircuitBreaker<
-    Bare,
-    tower_resilience_circuitbreaker::DefaultClassifier,
->;
-
-fn tower_resilience(window: SlidingWindowType, wait: Duration) -> CircuitBreakerLayer {
-    let builder = CircuitBreakerLayer::builder()
-        .failure_rate_threshold(0.5)
-        .sliding_window_type(window)
-        .sliding_window_size(WINDOW)
-        .minimum_number_of_calls(WINDOW)
-        .wait_duration_in_open(wait);
-    let builder = match window {
-        SlidingWindowType::CountBased => builder,
-        SlidingWindowType::TimeBased => builder
-            .sliding_window_duration(TIME_WINDOW)
-            .slow_call_duration_threshold(SLOW),
+/// breakwater's breaker of the closed rows, with its metrics off or on (a recorder is
+/// installed for the whole run, see `recorder`).
+fn breakwater_metrics(on: bool) -> CircuitBreaker {
+    // ISSUE17-METRICS: once breakwater switches metrics on per breaker, this builder takes
+    // `.metrics(on).metrics_durations(on)`. Until then, with the crate's `metrics` feature on,
+    // every breaker records metrics and times its calls, so both rows build the same breaker.
+    let name = if on {
+        "bench-metrics-on"
+    } else {
+        "bench-metrics-off"
     };
-    // With a handle, every service the layer makes shares one circuit (as a breaker should).
-    match builder.build_with_handle() {
-        Ok((layer, _handle)) => layer,
-        Err(e) => panic!("tower-resilience-circuitbreaker's settings: {e}"),
-    }
-}
-
-// ---- failsafe ----
-
-fn failsafe_default() -> impl failsafe::futures::CircuitBreaker + Clone + Send + Sync + 'static {
-    // Its default policy: a success rate over a 30 s time window, or 5 consecutive failures.
-    failsafe::Config::new().build()
-}
-
-fn failsafe_tripping() -> impl failsafe::futures::CircuitBreaker + Clone + Send + Sync + 'static {
-    let policy =
-        failsafe::failure_policy::consecutive_failures(5, failsafe::backoff::constant(HOUR));
-    failsafe::Config::new().failure_policy(policy).build()
-}
-
-fn failsafe_time_window() -> impl failsafe::futures::CircuitBreaker + Clone + Send + Sync + 'static
-{
-    let policy = failsafe::failure_policy::success_rate_over_time_window(
-        0.5,
-        WINDOW as u32,
-        TIME_WINDOW,
-        failsafe::backoff::constant(WAIT),
-    );
-    failsafe::Config::new().failure_policy(policy).build()
-}
-
-// ---- recloser ----
-
-fn recloser(wait: Duration) -> AsyncRecloser {
-    Recloser::custom()
-        .error_rate(0.5)
-        .closed_len(WINDOW)
-        .half_open_len(10)
-        .open_wait(wait)
+    CircuitBreaker::builder(name)
+        .count_window(WINDOW as u32)
+        .minimum_calls(WINDOW as u32)
+        .failure_rate_threshold(50.0)
+        .wait_duration_in_open(WAIT)
         .build()
-        .into()
+        .unwrap_or_else(|e| panic!("breakwater `{name}`: {e}"))
 }
 
 /// Makes failing calls until every one is rejected: the breaker is open.
-fn trip<S: Service<u64>>(mut svc: S) {
+fn trip<S: Service<Req>>(mut svc: S) {
     let mut cx = Context::from_waker(Waker::noop());
-    for i in 0..10 * WINDOW as u64 {
+    for _ in 0..10 * WINDOW {
         if let Poll::Ready(Ok(())) = svc.poll_ready(&mut cx) {
-            let future = std::pin::pin!(svc.call(i));
+            let future = std::pin::pin!(svc.call(request()));
             let _ = Future::poll(future, &mut cx);
         }
     }
@@ -263,7 +91,7 @@ pub(crate) enum How {
 impl How {
     fn entry<S>(self, label: &'static str, svc: S, expect: Expect) -> Entry
     where
-        S: Service<u64> + Clone + Send + 'static,
+        S: Service<Req, Response = Res> + Clone + Send + 'static,
         S::Future: Send,
         S::Error: Send,
     {
@@ -276,19 +104,21 @@ impl How {
 }
 
 /// Closed, on one thread, each call made `how`. Every subject here is `Clone`, so each has a
-/// clone-per-request row.
+/// clone-per-request row. Needs a tokio runtime entered.
 pub(crate) fn closed(how: How) -> Vec<Entry> {
+    let clock = seatbelt_clock();
+    let ok = Expect::Success;
     vec![
-        how.entry("bare service", OK, Expect::Success),
+        how.entry("bare service", OK, ok),
         how.entry(
             "breakwater",
-            breakwater(WAIT).layer_with(FailOnError).layer(OK),
-            Expect::Success,
+            count_window("bench", WAIT, false).layer().layer(OK),
+            ok,
         ),
         how.entry(
             "tower-resilience-circuitbreaker",
             tower_resilience(SlidingWindowType::CountBased, WAIT).layer(OK),
-            Expect::Success,
+            ok,
         ),
         how.entry(
             "failsafe",
@@ -296,7 +126,7 @@ pub(crate) fn closed(how: How) -> Vec<Entry> {
                 breaker: failsafe_default(),
                 inner: OK,
             },
-            Expect::Success,
+            ok,
         ),
         how.entry(
             "recloser",
@@ -304,22 +134,29 @@ pub(crate) fn closed(how: How) -> Vec<Entry> {
                 breaker: recloser(WAIT),
                 inner: OK,
             },
-            Expect::Success,
+            ok,
+        ),
+        how.entry(
+            "seatbelt",
+            seatbelt(&clock, SEATBELT_SAMPLING, WAIT, OK),
+            ok,
         ),
     ]
 }
 
-/// Closed, two tasks sharing each breaker.
+/// Closed, two tasks sharing each breaker. Needs a tokio runtime entered.
 pub(crate) fn closed_pairs() -> Vec<Pair> {
-    let tower_resilience: TowerResilience =
-        tower_resilience(SlidingWindowType::CountBased, WAIT).layer(OK);
+    let clock = seatbelt_clock();
     vec![
         Pair::new("bare service", OK),
         Pair::new(
             "breakwater",
-            breakwater(WAIT).layer_with(FailOnError).layer(OK),
+            count_window("bench", WAIT, false).layer().layer(OK),
         ),
-        Pair::new("tower-resilience-circuitbreaker", tower_resilience),
+        Pair::new(
+            "tower-resilience-circuitbreaker",
+            tower_resilience(SlidingWindowType::CountBased, WAIT).layer(OK),
+        ),
         Pair::new(
             "failsafe",
             Wrapped {
@@ -334,15 +171,17 @@ pub(crate) fn closed_pairs() -> Vec<Pair> {
                 inner: OK,
             },
         ),
+        Pair::new("seatbelt", seatbelt(&clock, SEATBELT_SAMPLING, WAIT, OK)),
     ]
 }
 
-/// Open: every call rejected. Each breaker is tripped by failing calls first, so it is open
+/// Open: every call rejected (after a row of the bare service, whose call is subtracted as in
+/// the other tables). Each breaker is tripped by failing calls first, so it is open
 /// the way a failing downstream opens it (the wait, an hour, is checked on every call). The
-/// last row, breakwater with the automatic transition, must be built inside a tokio runtime.
+/// last row is breakwater with the automatic transition. Needs a tokio runtime entered.
 pub(crate) fn rejected() -> Vec<Entry> {
-    let breakwater = breakwater(HOUR);
-    trip(breakwater.layer_with(FailOnError).layer(FAILING));
+    let breakwater = count_window("bench-open", HOUR, false);
+    trip(breakwater.layer().layer(FAILING));
     let tower_resilience = tower_resilience(SlidingWindowType::CountBased, HOUR);
     trip(tower_resilience.layer(FAILING));
     let failsafe = failsafe_tripping();
@@ -355,22 +194,23 @@ pub(crate) fn rejected() -> Vec<Entry> {
         breaker: recloser.clone(),
         inner: FAILING,
     });
-    let automatic = CircuitBreaker::builder("bench-automatic")
-        .wait_duration_in_open(HOUR)
-        .automatic_transition_from_open_to_half_open(true)
-        .build()
-        .unwrap_or_else(|e| panic!("breakwater, the automatic transition: {e}"));
-    trip(automatic.layer_with(FailOnError).layer(FAILING));
+    // seatbelt makes a circuit per `layer` call: the service measured is the one tripped,
+    // its inner service failing only while tripping (an open breaker never calls it).
+    let switch = Switched::default();
+    let seatbelt = seatbelt(&seatbelt_clock(), SEATBELT_SAMPLING, HOUR, switch.clone());
+    switch.fail(true);
+    trip(seatbelt.clone());
+    switch.fail(false);
+    let automatic = count_window("bench-automatic", HOUR, true);
+    trip(automatic.layer().layer(FAILING));
+    let failed = Expect::Failure;
     vec![
-        Entry::new(
-            "breakwater",
-            breakwater.layer_with(FailOnError).layer(OK),
-            Expect::Failure,
-        ),
+        Entry::new("bare service", OK, Expect::Success),
+        Entry::new("breakwater", breakwater.layer().layer(OK), failed),
         Entry::new(
             "tower-resilience-circuitbreaker",
             tower_resilience.layer(OK),
-            Expect::Failure,
+            failed,
         ),
         Entry::new(
             "failsafe",
@@ -378,7 +218,7 @@ pub(crate) fn rejected() -> Vec<Entry> {
                 breaker: failsafe,
                 inner: OK,
             },
-            Expect::Failure,
+            failed,
         ),
         Entry::new(
             "recloser",
@@ -386,30 +226,29 @@ pub(crate) fn rejected() -> Vec<Entry> {
                 breaker: recloser,
                 inner: OK,
             },
-            Expect::Failure,
+            failed,
         ),
+        Entry::new("seatbelt", seatbelt, failed),
         Entry::new(
             "breakwater, automatic transition",
-            automatic.layer_with(FailOnError).layer(OK),
-            Expect::Failure,
+            automatic.layer().layer(OK),
+            failed,
         ),
     ]
 }
 
-/// Closed, a 60 s time window with slow-call detection (5 s), on one thread. recloser has no
-/// time window; failsafe has one but no slow-call detection.
+/// Closed, a 60 s time window, on one thread; breakwater and tower-resilience-circuitbreaker
+/// detect slow calls (5 s). recloser has no time window; failsafe and seatbelt have one but no
+/// slow-call detection. Needs a tokio runtime entered.
 pub(crate) fn time_window() -> Vec<Entry> {
+    let ok = Expect::Success;
     vec![
-        Entry::new("bare service", OK, Expect::Success),
-        Entry::new(
-            "breakwater",
-            breakwater_time_window().layer_with(FailOnError).layer(OK),
-            Expect::Success,
-        ),
+        Entry::new("bare service", OK, ok),
+        Entry::new("breakwater", breakwater_time_window().layer().layer(OK), ok),
         Entry::new(
             "tower-resilience-circuitbreaker",
             tower_resilience(SlidingWindowType::TimeBased, WAIT).layer(OK),
-            Expect::Success,
+            ok,
         ),
         Entry::new(
             "failsafe (no slow calls)",
@@ -417,40 +256,73 @@ pub(crate) fn time_window() -> Vec<Entry> {
                 breaker: failsafe_time_window(),
                 inner: OK,
             },
-            Expect::Success,
+            ok,
+        ),
+        Entry::new(
+            "seatbelt (no slow calls)",
+            seatbelt(&seatbelt_clock(), TIME_WINDOW, WAIT, OK),
+            ok,
         ),
     ]
 }
 
-/// A 30 s timeout around the bare service; needs a tokio runtime entered.
-pub(crate) fn timeouts() -> Vec<Entry> {
-    let timeout = Duration::from_secs(30);
+/// breakwater with its metrics off, and on (the recorder installed, every call timed for the
+/// duration histogram), as in "Closed, one thread".
+pub(crate) fn metrics() -> Vec<Entry> {
+    let ok = Expect::Success;
     vec![
-        Entry::new("bare service", OK, Expect::Success),
+        Entry::new("bare service", OK, ok),
         Entry::new(
-            "breakwater::TimeoutLayer",
-            breakwater::TimeoutLayer::new(timeout)
-                .without_override()
-                .layer(OK),
-            Expect::Success,
+            "breakwater, metrics off",
+            breakwater_metrics(false).layer().layer(OK),
+            ok,
         ),
         Entry::new(
-            "tower::timeout::TimeoutLayer",
-            tower::timeout::TimeoutLayer::new(timeout).layer(OK),
-            Expect::Success,
-        ),
-        Entry::new("bare service, waits once", WaitsOnce, Expect::Success),
-        Entry::new(
-            "breakwater::TimeoutLayer, waits once",
-            breakwater::TimeoutLayer::new(timeout)
-                .without_override()
-                .layer(WaitsOnce),
-            Expect::Success,
-        ),
-        Entry::new(
-            "tower::timeout::TimeoutLayer, waits once",
-            tower::timeout::TimeoutLayer::new(timeout).layer(WaitsOnce),
-            Expect::Success,
+            "breakwater, metrics on (recorder installed, calls timed)",
+            breakwater_metrics(true).layer().layer(OK),
+            ok,
         ),
     ]
 }
+
+/// The timeout rows: first around a service that answers at once, then around one that waits
+/// once; in each half, the bare service, `breakwater::TimeoutLayer`, `tower::timeout` and
+/// `tower_http::timeout` (which answers `408` instead of failing). Needs a tokio runtime
+/// entered.
+pub(crate) fn timeouts() -> Vec<Entry> {
+    let timeout = Duration::from_secs(30);
+    let breakwater = breakwater::TimeoutLayer::new(timeout).without_override();
+    let tower = tower::timeout::TimeoutLayer::new(timeout);
+    let tower_http =
+        tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout);
+    let ok = Expect::Success;
+    vec![
+        Entry::new("bare service", OK, ok),
+        Entry::new("breakwater::TimeoutLayer", breakwater.layer(OK), ok),
+        Entry::new("tower::timeout::TimeoutLayer", tower.layer(OK), ok),
+        Entry::new(
+            "tower_http::timeout::TimeoutLayer",
+            tower_http.layer(OK),
+            ok,
+        ),
+        Entry::new("bare service, waits once", WaitsOnce, ok),
+        Entry::new(
+            "breakwater::TimeoutLayer, waits once",
+            breakwater.layer(WaitsOnce),
+            ok,
+        ),
+        Entry::new(
+            "tower::timeout::TimeoutLayer, waits once",
+            tower.layer(WaitsOnce),
+            ok,
+        ),
+        Entry::new(
+            "tower_http::timeout::TimeoutLayer, waits once",
+            tower_http.layer(WaitsOnce),
+            ok,
+        ),
+    ]
+}
+
+/// How many rows each half of [`timeouts`] has.
+pub(crate) const TIMEOUT_HALF: usize = 4;
