@@ -208,12 +208,11 @@ fn metrics(plan: Plan, targets: &mut Vec<Target>) -> Result<(), String> {
         &ns,
         true,
     );
-    if on == 0 {
-        return Err(
-            "breakwater, metrics on: no call reached the duration histogram; the row does not \
-             measure metrics"
-                .to_owned(),
-        );
+    if on == 0 || off != 0 {
+        return Err(format!(
+            "breakwater's metrics rows: {on} calls of \"metrics on\" and {off} of \"metrics \
+             off\" reached the duration histogram; only the first should have any"
+        ));
     }
     let (off_ns, on_ns) = (added[1], added[2]);
     targets.push(Target::new(
