@@ -20,7 +20,8 @@ pin_project! {
         future: F,
         #[pin]
         sleep: Sleep,
-        timeout: Duration,
+        // Nanoseconds, not a `Duration`: 8 bytes less to move with every move of the future.
+        timeout: u64,
         mode: PhantomData<fn() -> M>,
     }
 }
@@ -33,7 +34,7 @@ impl<F, M> ResponseFuture<F, M> {
         Self {
             future,
             sleep: tokio::time::sleep(timeout),
-            timeout,
+            timeout: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),
             mode: PhantomData,
         }
     }
@@ -52,12 +53,16 @@ where
         if let Poll::Ready(result) = this.future.poll(cx) {
             let sleep = this.sleep.as_ref();
             return Poll::Ready(match result {
-                Ok(response) => M::response(response, || sleep.deadline(), *this.timeout),
+                Ok(response) => M::response(
+                    response,
+                    || sleep.deadline(),
+                    Duration::from_nanos(*this.timeout),
+                ),
                 Err(error) => Err(M::error(error)),
             });
         }
         match this.sleep.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(M::elapsed(*this.timeout)),
+            Poll::Ready(()) => Poll::Ready(M::elapsed(Duration::from_nanos(*this.timeout))),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -66,7 +71,7 @@ where
 impl<F, M> fmt::Debug for ResponseFuture<F, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("timeout", &self.timeout)
+            .field("timeout", &Duration::from_nanos(self.timeout))
             .field("deadline", &self.sleep.deadline())
             .finish_non_exhaustive()
     }
