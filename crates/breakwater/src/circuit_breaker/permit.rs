@@ -16,57 +16,106 @@ use crate::classify::Outcome;
 /// cancelled call: nothing is recorded, and a half-open probe permit is given back.
 #[must_use = "a permit records nothing unless `record` is called"]
 pub struct CallPermit {
-    /// The generation that admitted the call: `None` on the clean path, where the call holds
-    /// no reference count and reaches the breaker through `slot` (see the `slot` module).
-    core: Option<Arc<Core>>,
-    slot: &'static Slot,
-    admission: Admission,
-    /// When the call started, if it is timed, `UNTIMED` otherwise; on the clean path (never
-    /// timed), which owner of the slot admitted the call.
-    start: u64,
+    held: Held,
+}
+
+/// What a permit holds: 24 bytes either way, as it travels in every response future.
+enum Held {
+    /// The clean path: no reference count, only the slot, and one word for which owner of the
+    /// slot admitted the call and in which epoch (see the `slot` module).
+    Clean { slot: &'static Slot, ticket: Ticket },
+    /// Any other admission: the generation itself.
+    Core {
+        core: Arc<Core>,
+        admission: Admission,
+        /// When the call started, if it is timed; `UNTIMED` otherwise.
+        start: u64,
+    },
 }
 
 const UNTIMED: u64 = u64::MAX;
+
+/// A clean call's owner count and epoch, in one word: the owner count in the high 43 bits
+/// (a slot would need 2^43 owners for two of them to share a ticket), the epoch in the low 21.
+#[derive(Debug, Clone, Copy)]
+struct Ticket(u64);
+
+impl Ticket {
+    const EPOCH_BITS: u32 = 21;
+
+    #[inline]
+    fn new(owners: u64, epoch: Epoch) -> Self {
+        Ticket(owners << Self::EPOCH_BITS | u64::from(epoch.get()))
+    }
+
+    #[inline]
+    fn owners(self) -> u64 {
+        self.0 >> Self::EPOCH_BITS
+    }
+
+    /// Whether `owners`, as the slot counts them now, is this ticket's (on 43 bits).
+    #[inline]
+    fn owned_by(self, owners: u64) -> bool {
+        self.owners() == owners & ((1 << (64 - Self::EPOCH_BITS)) - 1)
+    }
+
+    #[inline]
+    fn epoch(self) -> Epoch {
+        Epoch::from_bits(self.0)
+    }
+}
 
 impl CallPermit {
     /// A permit of `core` for `admission`: on the clean path it holds no reference to `core`.
     #[inline]
     pub(crate) fn new(core: &Arc<Core>, admission: Admission) -> Self {
-        Self::of(core, core.slot(), admission, core.clean_path(admission))
+        match admission {
+            Admission::Closed(epoch) if core.clean_path(admission) => {
+                Self::clean(core.slot(), epoch)
+            }
+            _ => Self::held(core, admission),
+        }
     }
 
     /// A permit for a call admitted while closed in `epoch` (the caller has just read the
-    /// state word of `slot`): on the clean path when the window is clean and calls are not
-    /// timed.
+    /// state word of `slot`): on the clean path when the window is clean and nothing needs to
+    /// hear of the call.
     #[inline]
     pub(crate) fn closed(core: &Arc<Core>, slot: &'static Slot, epoch: Epoch) -> Self {
-        let clean = core.quiet() && slot.window_is_clean(epoch);
-        Self::of(core, slot, Admission::Closed(epoch), clean)
+        if core.quiet() && slot.window_is_clean(epoch) {
+            Self::clean(slot, epoch)
+        } else {
+            Self::held(core, Admission::Closed(epoch))
+        }
     }
 
-    /// On the clean path (`clean`), the permit holds the slot and which owner of it admitted
-    /// the call; otherwise, the generation itself.
     #[inline]
-    fn of(core: &Arc<Core>, slot: &'static Slot, admission: Admission, clean: bool) -> Self {
-        let (core, start) = if clean {
-            (None, slot.owners())
-        } else {
-            (Some(Arc::clone(core)), UNTIMED)
-        };
+    fn clean(slot: &'static Slot, epoch: Epoch) -> Self {
         Self {
-            core,
-            slot,
-            admission,
-            start,
+            held: Held::Clean {
+                slot,
+                ticket: Ticket::new(slot.owners(), epoch),
+            },
+        }
+    }
+
+    #[inline]
+    fn held(core: &Arc<Core>, admission: Admission) -> Self {
+        Self {
+            held: Held::Core {
+                core: Arc::clone(core),
+                admission,
+                start: UNTIMED,
+            },
         }
     }
 
     /// The call starts now: time it if the breaker needs durations.
     #[inline]
     pub(crate) fn start_timing(&mut self) {
-        if let Some(core) = &self.core {
+        if let Held::Core { core, start, .. } = &mut self.held {
             if core.times_calls() {
-                self.start = core.now();
+                *start = core.now();
             }
         }
     }
@@ -74,15 +123,26 @@ impl CallPermit {
     /// Whether the permit is a half-open probe's.
     #[inline]
     pub(crate) fn is_probe(&self) -> bool {
-        matches!(self.admission, Admission::Probe(_))
+        matches!(
+            self.held,
+            Held::Core {
+                admission: Admission::Probe(_),
+                ..
+            }
+        )
     }
 
     /// Whether the permit was taken in the breaker's current state: no transition since.
     #[inline]
     pub(crate) fn is_current(&self) -> bool {
-        self.admission
-            .epoch()
-            .is_some_and(|epoch| self.slot.load().epoch() == epoch)
+        match &self.held {
+            Held::Clean { slot, ticket } => slot.load().epoch() == ticket.epoch(),
+            Held::Core {
+                core, admission, ..
+            } => admission
+                .epoch()
+                .is_some_and(|epoch| core.slot().load().epoch() == epoch),
+        }
     }
 
     /// Records the call's outcome. An outcome that arrives after the state the call was admitted
@@ -90,23 +150,28 @@ impl CallPermit {
     /// one that arrives after the breaker was dropped.
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
-        let admission = std::mem::replace(&mut self.admission, Admission::Spent);
-        match self.core.take() {
-            Some(core) => {
-                let start = (self.start != UNTIMED).then_some(self.start);
+        match &mut self.held {
+            Held::Core {
+                core,
+                admission,
+                start,
+            } => {
+                // Spent: the drop that follows gives nothing back.
+                let admission = std::mem::replace(admission, Admission::Spent);
+                let start = (*start != UNTIMED).then_some(*start);
                 core.record(admission, outcome, start);
             }
-            None => {
+            Held::Clean { slot, ticket } => {
+                let (slot, ticket) = (*slot, *ticket);
                 // The clean path: a success into a window that is still clean changes nothing.
-                if let (Admission::Closed(epoch), Outcome::Success) = (admission, outcome) {
-                    if self.slot.success_is_noop(epoch) {
-                        return;
-                    }
+                if outcome == Outcome::Success && slot.success_is_noop(ticket.epoch()) {
+                    return;
                 }
                 // Anything else needs the generation, if it is still there (a later owner of
                 // the slot discards the outcome: its epoch is stale there).
-                if let Some(core) = self.slot.owner(self.start) {
-                    core.record(admission, outcome);
+                let owner = slot.owner_if(|owners| ticket.owned_by(owners));
+                if let Some(core) = owner {
+                    core.record(Admission::Closed(ticket.epoch()), outcome);
                 }
             }
         }
@@ -117,17 +182,31 @@ impl Drop for CallPermit {
     #[inline]
     fn drop(&mut self) {
         // Probes are never on the clean path: they hold their generation.
-        if let (Admission::Probe(epoch), Some(core)) = (self.admission, &self.core) {
-            core.give_back(epoch);
+        if let Held::Core {
+            core,
+            admission: Admission::Probe(epoch),
+            ..
+        } = &self.held
+        {
+            core.give_back(*epoch);
         }
     }
 }
 
 impl fmt::Debug for CallPermit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CallPermit")
-            .field("breaker", &self.core.as_ref().map(|core| core.name()))
-            .field("admission", &self.admission)
-            .finish()
+        match &self.held {
+            Held::Clean { ticket, .. } => f
+                .debug_struct("CallPermit")
+                .field("admission", &Admission::Closed(ticket.epoch()))
+                .finish_non_exhaustive(),
+            Held::Core {
+                core, admission, ..
+            } => f
+                .debug_struct("CallPermit")
+                .field("breaker", &core.name())
+                .field("admission", admission)
+                .finish(),
+        }
     }
 }

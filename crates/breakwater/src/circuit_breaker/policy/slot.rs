@@ -209,11 +209,12 @@ impl Slot {
         self.owners.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The generation using the slot, if it is still the `owners`-th owner (a call admitted by
-    /// an earlier one finds nobody: its outcome is discarded).
-    pub(crate) fn owner(&self, owners: u64) -> Option<Arc<dyn Owner>> {
+    /// The generation using the slot, if it is still the owner that admitted a call (a call
+    /// admitted by an earlier one finds nobody: its outcome is discarded). `admitted` is told
+    /// the slot's owner count now, and says whether it is the one that admitted the call.
+    pub(crate) fn owner_if(&self, admitted: impl FnOnce(u64) -> bool) -> Option<Arc<dyn Owner>> {
         let owned = self.lock_owner();
-        if owned.0 != owners {
+        if !admitted(owned.0) {
             return None;
         }
         owned.1.as_ref()?.upgrade()
