@@ -278,47 +278,52 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        // A permit taken in a state that has ended since `poll_ready` (the breaker opened,
-        // say) no longer admits the call; without `poll_ready` first (a broken tower contract),
-        // decide now.
+        // The closed path, kept small (the rest is out of line): an admission held as one word
+        // of a state that still lasts. One call of the inner service, which the compiler can
+        // then inline, moving the request straight into it.
         let held = std::mem::replace(&mut self.held, NOTHING);
-        if held != NOTHING {
-            let word = Word(held);
-            if word.state() != CircuitState::Closed {
-                let rejection = Rejection::from_bits(held);
-                self.core.rejected(&rejection);
-                return ResponseFuture::rejected(Box::new(CircuitOpen::new(
-                    &self.core, &rejection,
-                )));
+        let word = Word(held);
+        let permit = if held != NOTHING
+            && word.state() == CircuitState::Closed
+            && self.slot.load().epoch() == word.epoch()
+        {
+            CallPermit::closed(&self.core, self.slot, word.epoch())
+        } else {
+            match self.decide_call(held) {
+                Ok(permit) => permit,
+                Err(open) => return ResponseFuture::rejected(open),
             }
-            if self.slot.load().epoch() == word.epoch() {
-                let call = P::start(&self.classifier, &request);
-                let mut permit = CallPermit::closed(&self.core, self.slot, word.epoch());
-                permit.start_timing();
-                let future = self.inner.call(request);
-                return ResponseFuture::called(future, permit, call);
-            }
-        }
-        let decision = match self.permit.take() {
-            Some(permit) if permit.is_current() => Decision::Admitted(permit),
-            _ => self.admit(),
         };
-        match decision {
-            Decision::Admitted(mut permit) => {
-                let call = P::start(&self.classifier, &request);
-                permit.start_timing();
-                let future = self.inner.call(request);
-                ResponseFuture::called(future, permit, call)
-            }
-            Decision::Rejected(rejection) => {
-                self.core.rejected(&rejection);
-                ResponseFuture::rejected(Box::new(CircuitOpen::new(&self.core, &rejection)))
-            }
-        }
+        let call = P::start(&self.classifier, &request);
+        let mut permit = permit;
+        permit.start_timing();
+        ResponseFuture::called(self.inner.call(request), permit, call)
     }
 }
 
 impl<S, C, R, P> CircuitBreakerService<S, C, R, P> {
+    /// `call` off the closed path. A held rejection is answered; a permit taken in a state
+    /// that has ended since `poll_ready` (the breaker opened, say) no longer admits the call;
+    /// without `poll_ready` first (a broken tower contract), decide now.
+    #[inline(never)]
+    fn decide_call(&mut self, held: u64) -> Result<CallPermit, Box<CircuitOpen>> {
+        let decision = if held != NOTHING && Word(held).state() != CircuitState::Closed {
+            Decision::Rejected(Rejection::from_bits(held))
+        } else {
+            match self.permit.take() {
+                Some(permit) if permit.is_current() => Decision::Admitted(permit),
+                _ => self.admit(),
+            }
+        };
+        match decision {
+            Decision::Admitted(permit) => Ok(permit),
+            Decision::Rejected(rejection) => {
+                self.core.rejected(&rejection);
+                Err(Box::new(CircuitOpen::new(&self.core, &rejection)))
+            }
+        }
+    }
+
     /// `poll_ready` off the closed path: a held decision, a free probe, a rejection, a wait.
     #[inline(never)]
     fn poll_ready_slow<Request>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), R::Error>>

@@ -102,6 +102,7 @@ impl CountWindow {
         self.size.store(size.clamp(1, MAX_SIZE), Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn size(&self) -> u32 {
         self.size.load(Ordering::Relaxed)
     }
