@@ -17,14 +17,34 @@ pin_project! {
     /// with an [`Elapsed`] error. Made by [`Timeout`](super::Timeout) in the
     /// [`CoveringBody`](super::CoveringBody) mode; its errors are boxed.
     ///
-    /// It catches a server that sends its headers and then stalls (or trickles) the body.
+    /// It catches a server that sends its headers and then stalls (or trickles) the body. Its
+    /// timer is made the first time the body has nothing to give: a body read at once (a small
+    /// answer, already in its buffers) never touches tokio's timer.
     pub struct DeadlineBody<B> {
         #[pin]
         inner: B,
         #[pin]
-        sleep: Sleep,
+        timer: Timer,
         timeout: Duration,
         expired: bool,
+    }
+}
+
+pin_project! {
+    /// The body's timer: a deadline, and a tokio timer once one is needed.
+    #[project = TimerProj]
+    enum Timer {
+        Deadline { at: Instant },
+        Armed { #[pin] sleep: Sleep },
+    }
+}
+
+impl Timer {
+    fn deadline(&self) -> Instant {
+        match self {
+            Timer::Deadline { at } => *at,
+            Timer::Armed { sleep } => sleep.deadline(),
+        }
     }
 }
 
@@ -32,7 +52,7 @@ impl<B> DeadlineBody<B> {
     pub(crate) fn new(inner: B, deadline: Instant, timeout: Duration) -> Self {
         Self {
             inner,
-            sleep: sleep_until(deadline),
+            timer: Timer::Deadline { at: deadline },
             timeout,
             expired: false,
         }
@@ -64,7 +84,17 @@ where
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
             return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
         }
-        if this.sleep.poll(cx).is_ready() {
+        let mut timer = this.timer;
+        if let TimerProj::Deadline { at } = timer.as_mut().project() {
+            let sleep = sleep_until(*at);
+            timer.set(Timer::Armed { sleep });
+        }
+        let elapsed = match timer.project() {
+            TimerProj::Armed { sleep } => sleep.poll(cx).is_ready(),
+            // Armed just above.
+            TimerProj::Deadline { .. } => false,
+        };
+        if elapsed {
             *this.expired = true;
             return Poll::Ready(Some(Err(Box::new(Elapsed::new(*this.timeout)))));
         }
@@ -87,7 +117,7 @@ impl<B: fmt::Debug> fmt::Debug for DeadlineBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeadlineBody")
             .field("inner", &self.inner)
-            .field("deadline", &self.sleep.deadline())
+            .field("deadline", &self.timer.deadline())
             .field("expired", &self.expired)
             .finish()
     }
