@@ -193,33 +193,55 @@ fn time_window(plan: Plan, targets: &mut Vec<Target>) -> Result<(), String> {
 fn metrics(plan: Plan, targets: &mut Vec<Target>) -> Result<(), String> {
     let runtime = measure::current_thread()?;
     let (labels, ns) = measured(&runtime, plan, subjects::metrics)?;
-    let recorded = |name| recorder::durations_recorded(name).unwrap_or(0);
-    let (on, off) = (recorded("bench-metrics-on"), recorded("bench-metrics-off"));
+    let timed = |name| recorder::durations_recorded(name).unwrap_or(0);
+    let counted = |name| recorder::calls_counted(name).unwrap_or(0);
+    let (on, off, counts) = (
+        timed("bench-metrics-on"),
+        timed("bench-metrics-off"),
+        timed("bench-metrics-counts"),
+    );
+    let (counted_on, counted_off, counted_counts) = (
+        counted("bench-metrics-on"),
+        counted("bench-metrics-off"),
+        counted("bench-metrics-counts"),
+    );
     let added = table(
         "Metrics off and on, one thread",
         &format!(
             "awaited calls as in \"Closed, one thread\", breakwater's breaker of that table; \
              Prometheus's recorder (`metrics-exporter-prometheus`) is installed for the whole \
-             run, its upkeep run between batches. \"metrics on\" records its calls and times \
-             each for the duration histogram. Samples in the duration histogram after the run: \
-             {on} for \"on\", {off} for \"off\""
+             run, its upkeep run between batches. \"metrics on\" \
+             (`.metrics(true).metrics_durations(true)`) counts its calls and times each for the \
+             duration histogram; \"counts only\" (`.metrics(true)`) counts them. After the run \
+             the recorder held {counted_on} counted calls and {on} durations of \"metrics on\", \
+             {counted_counts} counted calls and {counts} durations of \"counts only\", \
+             {counted_off} and {off} of \"metrics off\""
         ),
         &labels,
         &ns,
         true,
     );
-    if on == 0 || off != 0 {
-        return Err(format!(
-            "breakwater's metrics rows: {on} calls of \"metrics on\" and {off} of \"metrics \
-             off\" reached the duration histogram; only the first should have any"
-        ));
+    if on == 0
+        || counted_on == 0
+        || counted_counts == 0
+        || counts != 0
+        || off != 0
+        || counted_off != 0
+    {
+        return Err(
+            "breakwater's metrics rows: a breaker recorded what it did not ask for, or nothing of \
+             what it asked for"
+                .to_owned(),
+        );
     }
-    let (off_ns, on_ns) = (added[1], added[2]);
+    let (off_ns, on_ns, counts_ns) = (added[1], added[2], added[3]);
     targets.push(Target::new(
         "metrics on with a recorder: at most twice metrics off",
         format!(
-            "{on_ns:.1} ns against {off_ns:.1} ns: {:.2}×",
-            on_ns / off_ns
+            "{on_ns:.1} ns against {off_ns:.1} ns: {:.2}× (counts only, calls not timed: \
+             {counts_ns:.1} ns, {:.2}×)",
+            on_ns / off_ns,
+            counts_ns / off_ns
         ),
         on_ns <= 2.0 * off_ns,
     ));

@@ -31,11 +31,24 @@ pub(crate) fn upkeep() {
 /// How many samples the recorder holds for the breaker `name`'s call-duration histogram, in
 /// its rendered scrape (`…_count`), if it has any: shows that a row's calls were recorded.
 pub(crate) fn durations_recorded(name: &str) -> Option<u64> {
+    total(
+        "breakwater_circuit_breaker_call_duration_seconds_count{",
+        name,
+    )
+}
+
+/// How many calls the breaker `name` counted (every outcome), if it counted any.
+pub(crate) fn calls_counted(name: &str) -> Option<u64> {
+    total("breakwater_circuit_breaker_calls_total{", name)
+}
+
+/// The sum of the series starting with `prefix` and labelled with the breaker `name`.
+fn total(prefix: &str, name: &str) -> Option<u64> {
     let rendered = HANDLE.get()?.render();
-    let prefix = "breakwater_circuit_breaker_call_duration_seconds_count{";
     rendered
         .lines()
         .filter(|line| line.starts_with(prefix) && line.contains(&format!("breaker=\"{name}\"")))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|value| value as u64)
         .reduce(|a, b| a + b)
 }

@@ -48,23 +48,33 @@ fn breakwater_time_window() -> CircuitBreaker {
 
 /// breakwater's breaker of the closed rows, with its metrics off or on (a recorder is
 /// installed for the whole run, see `recorder`).
-fn breakwater_metrics(on: bool) -> CircuitBreaker {
-    // The feature is on for the whole bench (and so for every breaker in it); only the breaker
-    // that asks records metrics, and times its calls for the duration histogram.
-    let name = if on {
-        "bench-metrics-on"
-    } else {
-        "bench-metrics-off"
+fn breakwater_metrics(metrics: Metrics) -> CircuitBreaker {
+    // The feature is on for the whole bench (and so for every breaker in it); only the breakers
+    // that ask record metrics.
+    let (name, counts, durations) = match metrics {
+        Metrics::Off => ("bench-metrics-off", false, false),
+        Metrics::Counts => ("bench-metrics-counts", true, false),
+        Metrics::On => ("bench-metrics-on", true, true),
     };
     CircuitBreaker::builder(name)
         .count_window(WINDOW as u32)
         .minimum_calls(WINDOW as u32)
         .failure_rate_threshold(50.0)
         .wait_duration_in_open(WAIT)
-        .metrics(on)
-        .metrics_durations(on)
+        .metrics(counts)
+        .metrics_durations(durations)
         .build()
         .unwrap_or_else(|e| panic!("breakwater `{name}`: {e}"))
+}
+
+/// What a metrics row's breaker records.
+#[derive(Debug, Clone, Copy)]
+enum Metrics {
+    Off,
+    /// Counters and state gauges, calls not timed.
+    Counts,
+    /// Counters, state gauges, and every call timed for the duration histogram.
+    On,
 }
 
 /// Makes failing calls until every one is rejected: the breaker is open.
@@ -275,12 +285,17 @@ pub(crate) fn metrics() -> Vec<Entry> {
         Entry::new("bare service", OK, ok),
         Entry::new(
             "breakwater, metrics off",
-            breakwater_metrics(false).layer().layer(OK),
+            breakwater_metrics(Metrics::Off).layer().layer(OK),
             ok,
         ),
         Entry::new(
             "breakwater, metrics on (recorder installed, calls timed)",
-            breakwater_metrics(true).layer().layer(OK),
+            breakwater_metrics(Metrics::On).layer().layer(OK),
+            ok,
+        ),
+        Entry::new(
+            "breakwater, counts only (recorder installed, calls not timed)",
+            breakwater_metrics(Metrics::Counts).layer().layer(OK),
             ok,
         ),
     ]
