@@ -63,7 +63,10 @@ fn closed(how: How, plan: Plan, targets: &mut Vec<Target>) -> Result<(), String>
                  calls, at least 100, 50%, no slow-call threshold; tower-resilience-circuitbreaker \
                  and recloser: the same window; failsafe: its default policy (no count window); \
                  seatbelt: 50% of at least 100 calls in a 1 s sampling window (it has no count \
-                 window; 1 s is its shortest)";
+                 window; 1 s is its shortest). The last row is breakwater's breaker with an \
+                 `HttpClassifier` of rules of its own (`.failure(429)`): each call clones it into \
+                 its future, which for such rules is an `Arc` (the default rules cost nothing \
+                 to clone); not a target row";
     match how {
         How::Awaited => {
             let added = table(

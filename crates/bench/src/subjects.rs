@@ -10,6 +10,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use breakwater::CircuitBreaker;
+use breakwater::classify::http::HttpClassifier;
 use http::StatusCode;
 use tower::{Layer, Service};
 use tower_resilience_circuitbreaker::SlidingWindowType;
@@ -152,7 +153,20 @@ pub(crate) fn closed(how: How) -> Vec<Entry> {
             seatbelt(&clock, SEATBELT_SAMPLING, WAIT, OK),
             ok,
         ),
+        how.entry(
+            "breakwater, HTTP rules of its own",
+            count_window("bench-rules", WAIT, false)
+                .layer_with(own_rules())
+                .layer(OK),
+            ok,
+        ),
     ]
+}
+
+/// An `HttpClassifier` with a rule of its own (429 counts as a failure), which each call
+/// clones (an `Arc`); the default rules cost nothing to clone.
+fn own_rules() -> HttpClassifier {
+    HttpClassifier::new().failure(429)
 }
 
 /// Closed, two tasks sharing each breaker. Needs a tokio runtime entered.
@@ -183,6 +197,12 @@ pub(crate) fn closed_pairs() -> Vec<Pair> {
             },
         ),
         Pair::new("seatbelt", seatbelt(&clock, SEATBELT_SAMPLING, WAIT, OK)),
+        Pair::new(
+            "breakwater, HTTP rules of its own",
+            count_window("bench-rules", WAIT, false)
+                .layer_with(own_rules())
+                .layer(OK),
+        ),
     ]
 }
 

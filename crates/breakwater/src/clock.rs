@@ -7,7 +7,8 @@
 //! forward by hand.
 //!
 //! A breaker reads its clock only where a setting needs it: to time calls when slow-call
-//! detection is on (or somebody subscribes to per-call events), to place calls in a time window,
+//! detection is on (or somebody subscribes to per-call events, or the breaker records call
+//! durations for its metrics), to place calls in a time window,
 //! and to decide whether an open breaker's wait is over. A breaker with a count window and no
 //! slow-call threshold reads no clock at all while it is closed.
 //!

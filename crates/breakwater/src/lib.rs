@@ -51,7 +51,9 @@
 //!
 //! - A breaker is owned by its handles, layers and services: once none is left, its memory is
 //!   given back and its event streams end. A call in flight does not keep it alive (its outcome
-//!   is then discarded), and the closed path updates no reference count per call. See
+//!   is then discarded), and the closed path updates no reference count per call (but for an
+//!   [`HttpClassifier`](classify::http::HttpClassifier) with rules of its own, shared by an
+//!   `Arc` that each call clones). See
 //!   [Sharing, lifetime and cost](circuit_breaker#sharing-lifetime-and-cost).
 //! - A half-open probe goes only to a service whose inner service is ready. See
 //!   [Probes go where they can be used](circuit_breaker#probes-go-where-they-can-be-used).
@@ -93,7 +95,7 @@
 //! after a transition), and calls through a disabled breaker; so a breaker that records
 //! metrics reaches its generation on every call (its calls do not take the clean path). The
 //! histogram needs every call timed: two clock reads per call. What each costs, measured side
-//! by side with the peers, is in BENCHMARKS.md ("Metrics").
+//! by side with the peers, is in BENCHMARKS.md ("Metrics off and on, one thread").
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 // Library code handles its errors; tests and examples may unwrap.

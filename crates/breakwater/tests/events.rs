@@ -177,8 +177,7 @@ async fn the_stream_receives_every_event_until_dropped() {
         ]
     );
     drop(stream);
-    // With no receiver and no subscriber left, calls are no longer timed for events (the
-    // `metrics` feature times every call for its histogram).
+    // With no receiver and no subscriber left, calls are no longer timed for events.
     b.reset();
     let permit = b.try_acquire().unwrap();
     let log = EventLog::all(&b);

@@ -11,7 +11,9 @@ use std::convert::Infallible;
 use std::future::Future;
 
 use allocation_counter::AllocationInfo;
-use breakwater::{CircuitBreaker, Registry};
+use breakwater::CircuitBreaker;
+#[cfg(feature = "yaml")]
+use breakwater::Registry;
 use http::{Request, Response};
 use tower::{Layer, Service, ServiceExt, service_fn};
 

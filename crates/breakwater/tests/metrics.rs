@@ -293,9 +293,11 @@ fn a_breaker_that_does_not_ask_records_nothing_and_counts_without_timing_when_as
             .clock(clock.clone())
             .build()
             .unwrap();
-        // `pg`, the name `Recorded` reads: counts, no durations.
+        // `pg`, the name `Recorded` reads: counts, no durations, though its calls are timed
+        // for slow-call detection.
         let counted = CircuitBreaker::builder("pg")
             .clock(clock.clone())
+            .slow_call_duration_threshold(Duration::from_secs(1))
             .metrics(true)
             .build()
             .unwrap();
@@ -308,7 +310,11 @@ fn a_breaker_that_does_not_ask_records_nothing_and_counts_without_timing_when_as
     seen.read();
     assert_eq!([seen.calls("success"), seen.calls("failure")], [1.0, 1.0]);
     assert_eq!(seen.gauge("closed"), 1.0);
-    assert!(seen.histogram("success").is_empty(), "calls are not timed");
+    assert!(
+        seen.histograms.is_empty(),
+        "no duration histogram without `metrics_durations`: {:?}",
+        seen.histograms.keys()
+    );
     let names = |seen: &Recorded| -> Vec<String> {
         seen.values
             .keys()
@@ -352,6 +358,29 @@ fn a_registry_asks_for_metrics_for_the_breakers_it_makes() {
     seen.read();
     assert_eq!(seen.calls("failure"), 1.0);
     assert_eq!(seen.histogram("failure"), [0.03]);
+
+    // Its keyed layers too: a breaker per key, counted under the layer's name.
+    use tower::{Layer, Service};
+    let registry = breakwater::Registry::new().with_metrics(true);
+    let layer = metrics::with_local_recorder(&recorder, || registry.keyed_layer("partners"));
+    let ok = tower::service_fn(|_: http::Request<()>| async {
+        Ok::<_, std::io::Error>(http::Response::new(()))
+    });
+    let mut svc = layer.layer(ok);
+    metrics::with_local_recorder(&recorder, || {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let request = http::Request::get("http://127.0.0.1:9001/")
+            .body(())
+            .unwrap();
+        let mut call = std::pin::pin!(svc.call(request));
+        assert!(std::future::Future::poll(call.as_mut(), &mut cx).is_ready());
+    });
+    seen.read();
+    assert_eq!(
+        seen.value("breakwater_circuit_breaker_calls_total{breaker=partners,outcome=success}"),
+        1.0
+    );
 }
 
 #[test]
@@ -362,8 +391,8 @@ fn a_reconfiguration_keeps_the_metrics_chosen_at_build() {
         .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "circuit breaker `pg`: metrics is metrics asked for, but it must be the breaker's own \
-         choice, made when it was built: a reconfiguration cannot change it"
+        "circuit breaker `pg`: metrics is metrics(true), but it must be left unset: a breaker \
+         keeps the metrics chosen when it was built"
     );
     assert_eq!(pg.metrics().buffered_calls, 0);
 }

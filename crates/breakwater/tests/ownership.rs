@@ -315,3 +315,40 @@ async fn a_rejection_copies_short_names_shares_long_ones_and_counts_its_wait_dow
     }
     assert_eq!("thirty-eight-bytes-exactly-xxxxxxxxxxx".len(), 38);
 }
+
+#[tokio::test(start_paused = true)]
+async fn rejections_are_equal_only_when_one_breaker_made_them() {
+    let open = |breaker: &CircuitBreaker| {
+        breaker.transition_to(CircuitState::Open);
+        breaker.try_acquire().unwrap_err()
+    };
+    // Two breakers of one name, opened at the same (paused) instant.
+    let first = CircuitBreaker::builder("pg").build().unwrap();
+    let second = CircuitBreaker::builder("pg").build().unwrap();
+    let (a, b) = (open(&first), open(&second));
+    assert_eq!(a.retry_after(), b.retry_after());
+    assert_ne!(a, b, "two breakers");
+    assert_eq!(
+        a,
+        first.try_acquire().unwrap_err(),
+        "one breaker, one state"
+    );
+}
+
+#[test]
+fn a_kept_rejection_counts_its_wait_down_on_the_breakers_manual_clock() {
+    let clock = breakwater::clock::ManualClock::new();
+    let breaker = CircuitBreaker::builder("manual")
+        .wait_duration_in_open(Duration::from_secs(10))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    breaker.transition_to(CircuitState::Open);
+    let rejected = breaker.try_acquire().unwrap_err();
+    drop(breaker);
+    assert_eq!(rejected.retry_after(), Some(Duration::from_secs(10)));
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(rejected.retry_after(), Some(Duration::from_secs(6)));
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(rejected.retry_after(), Some(Duration::ZERO));
+}

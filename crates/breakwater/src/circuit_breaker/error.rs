@@ -17,9 +17,12 @@ use crate::clock::{Clock, TokioClock};
 /// The layered service returns it boxed in a [`BoxError`](crate::BoxError); find it with
 /// `error.downcast_ref::<CircuitOpen>()` (or `error.is::<CircuitOpen>()`). With the `tonic`
 /// feature its [`source`](Error::source) is an `UNAVAILABLE` status, so a tonic client reports
-/// a rejected call as `UNAVAILABLE`, not `UNKNOWN`. That status is built when first asked for
-/// (a rejection nobody converts to a tonic status pays nothing for it); its message is "circuit
-/// breaker `name` rejected the call", and the state and the wait are on the `CircuitOpen`.
+/// a rejected call as `UNAVAILABLE`, not `UNKNOWN`. That status is built the first time the
+/// source is asked for (a `format!` and two small allocations, paid by a rejection a tonic
+/// client sees, or that other code walks the source chain of; breakwater's own
+/// [`is_timeout`](crate::classify::is_timeout) stops at a `CircuitOpen`); its message is
+/// "circuit breaker `name` rejected the call", and the state and the wait are on the
+/// `CircuitOpen`.
 ///
 /// A `CircuitOpen` refers to nothing of its breaker: it holds a copy of its name (shared, for a
 /// name longer than 38 bytes), the end of the wait, and the breaker's clock when it is not
@@ -46,6 +49,8 @@ use crate::clock::{Clock, TokioClock};
 /// ```
 #[derive(Clone)]
 pub struct CircuitOpen {
+    /// Which breaker rejected the call (a number: two breakers may share a name).
+    breaker: u64,
     /// The breaker's name, copied (no reference to the breaker: a rejection kept by the caller
     /// keeps nothing of it alive, and making one updates no shared count).
     name: Name,
@@ -102,6 +107,7 @@ impl CircuitOpen {
         let state = rejection.state();
         let deadline = rejection.deadline();
         Self {
+            breaker: id.serial,
             name: id.open_name.clone(),
             state,
             until: (state == CircuitState::Open && deadline != u64::MAX)
@@ -149,9 +155,9 @@ impl CircuitOpen {
 }
 
 impl PartialEq for CircuitOpen {
-    /// The same breaker name, key, state and end of the wait.
+    /// The same breaker (not only the same name), key, state and end of the wait.
     fn eq(&self, other: &Self) -> bool {
-        self.breaker() == other.breaker()
+        self.breaker == other.breaker
             && self.state == other.state
             && self.until == other.until
             && self.key == other.key

@@ -374,7 +374,10 @@ impl Effects for Core {
     fn ended(&self, _outcome: Outcome, _slow: bool, _elapsed: Option<Duration>) {
         #[cfg(feature = "metrics")]
         if let Some(metrics) = &self.shared.metrics {
-            metrics.call(_outcome, _slow, _elapsed);
+            // A call may be timed for slow-call detection or a subscriber: its duration goes to
+            // the histogram only when the breaker asked for durations.
+            let elapsed = _elapsed.filter(|_| self.shared.metering.durations);
+            metrics.call(_outcome, _slow, elapsed);
         }
     }
 

@@ -59,8 +59,13 @@
 //!
 //! Per call, the closed path updates no reference count: a service holds the breaker (one
 //! `Arc`, so an axum-style clone per request costs one atomic update), and a call admitted
-//! while the window is clean (closed, a count window of successes only, nobody timing calls)
-//! reaches the breaker through a fixed-size slot instead, with the epoch it was admitted in.
+//! while the window is clean (closed, a count window of successes only, nobody timing calls,
+//! no metrics asked for) reaches the breaker through a fixed-size slot instead, with the epoch
+//! it was admitted in. The exception is a classifier that is costly to clone: each call clones
+//! the layer's classifier into its future, and an
+//! [`HttpClassifier`](crate::classify::http::HttpClassifier) with rules of its own shares them
+//! through an `Arc` (one atomic update when the call starts and one when it ends, on a line
+//! every caller shares); the default rules, gRPC's and closures cost nothing to clone.
 //! Slots (a breaker's state word and window) are recycled, not freed: a dropped breaker's slot
 //! moves to a new epoch, so calls still holding it find their outcome stale, and waits in a
 //! pool, reachable from a static, for the next breaker with the same window shape; the pool
@@ -103,14 +108,15 @@
 //! success, timed to the drop), and a call whose future is dropped before its response records
 //! nothing (and gives back a half-open permit). See [`AtEndOfStream`].
 //!
-//! On the closed path of a clean window a call makes no shared write: one load of the state
+//! On the closed path of a clean window a call makes no shared write (with the classifier
+//! exception above): one load of the state
 //! word when admitted, and when recorded a load of the state word and two of the window (a
 //! success into a full window of successes changes nothing, so it is not written). A failure,
 //! or a success into a window with failures in it, is one compare-and-swap. The clock is read
-//! only where a setting needs it: slow-call detection and time windows time each call; a count
-//! window without slow-call detection reads no clock while closed. A rejected call costs an
-//! atomic count, a reference to the breaker's name (one atomic update) and the boxed error,
-//! plus one clock read while open, to see whether the wait is over, unless
+//! only where a setting needs it: slow-call detection, time windows and
+//! [`metrics_durations`](Builder::metrics_durations) time each call; a count window without
+//! them reads no clock while closed. A rejected call costs an atomic count and the boxed error
+//! (which copies the breaker's name: no reference count), plus one clock read while open, to see whether the wait is over, unless
 //! [`automatic_transition_from_open_to_half_open`](Builder::automatic_transition_from_open_to_half_open)
 //! leaves that to a timer. BENCHMARKS.md has the figures, measured the way users call.
 //!

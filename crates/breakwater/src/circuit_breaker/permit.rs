@@ -210,3 +210,26 @@ impl fmt::Debug for CallPermit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ticket_keeps_the_epoch_and_43_bits_of_the_owner_count() {
+        let last_epoch = Epoch::from_bits(u64::MAX);
+        assert_eq!(last_epoch.get(), (1 << 21) - 1);
+        for owners in [0, 1, (1 << 43) - 1] {
+            let ticket = Ticket::new(owners, last_epoch);
+            assert_eq!(ticket.epoch(), last_epoch);
+            assert_eq!(ticket.owners(), owners);
+            assert!(ticket.owned_by(owners));
+            assert!(!ticket.owned_by(owners + 1));
+        }
+        // Past 43 bits the count wraps, on both sides alike.
+        let ticket = Ticket::new(1 << 43, Epoch::INITIAL);
+        assert_eq!(ticket.owners(), 0);
+        assert!(ticket.owned_by(1 << 43));
+        assert_eq!(ticket.epoch(), Epoch::INITIAL);
+    }
+}

@@ -1,5 +1,7 @@
 //! What every generation of a breaker shares.
 
+// A process-wide count: always the standard library's atomic, even on loom.
+use std::sync::atomic::{AtomicU64 as ProcessWide, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
@@ -9,8 +11,13 @@ use super::observe::events::Events;
 use crate::clock::{Clock, Timeline};
 use crate::sync::Mutex;
 
+/// Breakers built so far in the process: each takes its number.
+static BUILT: ProcessWide = ProcessWide::new(0);
+
 /// A breaker's name and clock.
 pub(crate) struct Identity {
+    /// Tells this breaker apart from any other of the process, whatever their names.
+    pub(crate) serial: u64,
     pub(crate) name: Arc<str>,
     /// The name as a rejection copies it.
     pub(crate) open_name: Name,
@@ -37,11 +44,12 @@ impl Shared {
             #[cfg(feature = "metrics")]
             metrics: metering
                 .counts
-                .then(|| super::observe::metrics::Handles::new(&name)),
+                .then(|| super::observe::metrics::Handles::new(&name, metering.durations)),
             metering,
             id: {
                 let name: Arc<str> = name.into();
                 Identity {
+                    serial: BUILT.fetch_add(1, Ordering::Relaxed),
                     open_name: Name::of(&name),
                     name,
                     time: Timeline::new(clock),

@@ -187,6 +187,11 @@ pub fn is_timeout(error: &(dyn Error + 'static)) -> bool {
         {
             return true;
         }
+        // A rejection is not a timeout, and its source (a tonic status) is made when asked for:
+        // not walked into.
+        if error.is::<crate::CircuitOpen>() {
+            return false;
+        }
         current = error.source();
     }
     false

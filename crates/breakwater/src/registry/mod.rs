@@ -490,7 +490,8 @@ impl Registry {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] if a setting is out of range; nothing changes then.
+    /// A [`ConfigError`] if a setting is out of range, or if `configure` sets a clock or asks
+    /// for metrics (a breaker keeps those it was built with); nothing changes then.
     pub fn reconfigure(
         &self,
         name: &str,

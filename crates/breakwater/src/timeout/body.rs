@@ -19,7 +19,8 @@ pin_project! {
     ///
     /// It catches a server that sends its headers and then stalls (or trickles) the body. Its
     /// timer is made the first time the body has nothing to give: a body read at once (a small
-    /// answer, already in its buffers) never touches tokio's timer.
+    /// answer, already in its buffers) never touches tokio's timer. So the first poll that
+    /// finds the body waiting must run inside a tokio runtime with timers, as the call did.
     pub struct DeadlineBody<B> {
         #[pin]
         inner: B,

@@ -309,12 +309,16 @@ impl Builder {
             ));
         }
         if self.metering != Metering::default() {
+            let asked = if self.metering.durations {
+                "metrics_durations(true)"
+            } else {
+                "metrics(true)"
+            };
             return Err(ConfigError::new(
                 &self.settings.name,
                 "metrics",
-                "metrics asked for".into(),
-                "the breaker's own choice, made when it was built: a reconfiguration cannot \
-                 change it",
+                asked.into(),
+                "left unset: a breaker keeps the metrics chosen when it was built",
             ));
         }
         self.settings.validate()

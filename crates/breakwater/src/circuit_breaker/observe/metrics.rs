@@ -31,13 +31,13 @@ pub(crate) struct Handles {
     rejected: Counter,
     slow: Counter,
     states: [Gauge; 6],
-    success_duration: Histogram,
-    failure_duration: Histogram,
-    ignored_duration: Histogram,
+    /// The duration histograms (success, failure, ignored), registered only for a breaker that
+    /// asked for durations.
+    durations: Option<[Histogram; 3]>,
 }
 
 impl Handles {
-    pub(crate) fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str, durations: bool) -> Self {
         let calls = |outcome: &'static str| counter!(CALLS, "breaker" => name.to_owned(), "outcome" => outcome);
         let duration = |outcome: &'static str| histogram!(DURATION, "breaker" => name.to_owned(), "outcome" => outcome);
         let handles = Self {
@@ -48,28 +48,32 @@ impl Handles {
             slow: counter!(SLOW_CALLS, "breaker" => name.to_owned()),
             states: STATES
                 .map(|s| gauge!(STATE, "breaker" => name.to_owned(), "state" => s.as_str())),
-            success_duration: duration("success"),
-            failure_duration: duration("failure"),
-            ignored_duration: duration("ignored"),
+            durations: durations.then(|| {
+                [
+                    duration("success"),
+                    duration("failure"),
+                    duration("ignored"),
+                ]
+            }),
         };
         handles.enter(CircuitState::Closed);
         handles
     }
 
-    /// A call ended with `outcome`, after `elapsed` if it was timed.
+    /// A call ended with `outcome`, after `elapsed` if it was timed for the histogram.
     pub(crate) fn call(&self, outcome: Outcome, slow: bool, elapsed: Option<Duration>) {
-        let (count, duration) = match outcome {
-            Outcome::Ignored => (&self.ignored, &self.ignored_duration),
-            o if o.is_failure() => (&self.failure, &self.failure_duration),
-            _ => (&self.success, &self.success_duration),
+        let (count, which) = match outcome {
+            Outcome::Ignored => (&self.ignored, 2),
+            o if o.is_failure() => (&self.failure, 1),
+            _ => (&self.success, 0),
         };
         count.increment(1);
         // An ignored call is not recorded, slow or not: the counter agrees with the window.
         if slow && outcome != Outcome::Ignored {
             self.slow.increment(1);
         }
-        if let Some(elapsed) = elapsed {
-            duration.record(elapsed.as_secs_f64());
+        if let (Some(elapsed), Some(durations)) = (elapsed, &self.durations) {
+            durations[which].record(elapsed.as_secs_f64());
         }
     }
 

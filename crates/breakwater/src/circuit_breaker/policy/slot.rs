@@ -7,7 +7,7 @@
 //! too, but cloning one per call is two atomic read-modify-writes on one shared cache line
 //! (30–60 ns when two threads call the same breaker), more than the whole closed path is
 //! allowed to cost. So a call admitted on the *clean path* (closed, a count window of
-//! successes only, nobody timing calls) holds no reference count at all: it holds a
+//! successes only, nobody timing or counting calls) holds no reference count at all: it holds a
 //! `&'static Slot` and the epoch it was admitted in.
 //!
 //! A slot is the state word and the window: exactly what such a call reads when it ends. Its
