@@ -360,6 +360,7 @@ fn a_registry_asks_for_metrics_for_the_breakers_it_makes() {
     assert_eq!(seen.histogram("failure"), [0.03]);
 
     // Its keyed layers too: a breaker per key, counted under the layer's name.
+    use std::future::Future;
     use tower::{Layer, Service};
     let registry = breakwater::Registry::new().with_metrics(true);
     let layer = metrics::with_local_recorder(&recorder, || registry.keyed_layer("partners"));
@@ -374,7 +375,7 @@ fn a_registry_asks_for_metrics_for_the_breakers_it_makes() {
             .body(())
             .unwrap();
         let mut call = std::pin::pin!(svc.call(request));
-        assert!(std::future::Future::poll(call.as_mut(), &mut cx).is_ready());
+        assert!(call.as_mut().poll(&mut cx).is_ready());
     });
     seen.read();
     assert_eq!(
