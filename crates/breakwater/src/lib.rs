@@ -51,9 +51,7 @@
 //!
 //! - A breaker is owned by its handles, layers and services: once none is left, its memory is
 //!   given back and its event streams end. A call in flight does not keep it alive (its outcome
-//!   is then discarded), and the closed path updates no reference count per call (but for an
-//!   [`HttpClassifier`](classify::http::HttpClassifier) with rules of its own, shared by an
-//!   `Arc` that each call clones). See
+//!   is then discarded), and the closed path updates no reference count per call. See
 //!   [Sharing, lifetime and cost](circuit_breaker#sharing-lifetime-and-cost).
 //! - A half-open probe goes only to a service whose inner service is ready. See
 //!   [Probes go where they can be used](circuit_breaker#probes-go-where-they-can-be-used).

@@ -1,5 +1,5 @@
-//! What is built and dropped gives its memory back: breakers, reconfigured generations and
-//! registry reloads leave the live heap where it was.
+//! What is built and dropped gives its memory back: breakers, reconfigured generations,
+//! classifiers with rules of their own and registry reloads leave the live heap where it was.
 //!
 //! `allocation-counter` replaces the global allocator of this test binary only and counts the
 //! current thread's allocations; `bytes_current` is what was allocated and not freed while the
@@ -76,6 +76,31 @@ fn building_and_dropping_100_000_breakers_gives_their_memory_back() {
     });
     // A breaker with a window of 100 calls takes more than 3 KiB.
     assert_given_back("100,000 breakers", &info, 100_000 * 3_000);
+}
+
+#[test]
+fn classifiers_with_rules_of_their_own_give_their_tables_back() {
+    use breakwater::classify::{Outcome, http::HttpClassifier};
+    let rules = |i: u16| {
+        HttpClassifier::new()
+            .failure(400 + i % 100)
+            .on_error(Outcome::FailureFor(std::time::Duration::from_millis(
+                u64::from(i),
+            )))
+    };
+    drop(rules(0));
+    let info = allocation_counter::measure(|| {
+        for i in 0..100_000u32 {
+            let breaker = breaker(format!("rules-{i}"));
+            let classifier = rules((i % 60_000) as u16);
+            let mut svc = breaker.layer_with(classifier).layer(ok());
+            call(&mut svc).unwrap();
+            drop((breaker, svc));
+        }
+    });
+    // Each set of rules takes a table from a pool, which gives it back: the pool holds as many
+    // tables as were in use at once (one here), not one per set of rules.
+    assert_given_back("100,000 classifiers", &info, 100_000 * 1_000);
 }
 
 #[test]

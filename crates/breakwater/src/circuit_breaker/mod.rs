@@ -61,11 +61,10 @@
 //! `Arc`, so an axum-style clone per request costs one atomic update), and a call admitted
 //! while the window is clean (closed, a count window of successes only, nobody timing calls,
 //! no metrics asked for) reaches the breaker through a fixed-size slot instead, with the epoch
-//! it was admitted in. The exception is a classifier that is costly to clone: each call clones
-//! the layer's classifier into its future, and an
-//! [`HttpClassifier`](crate::classify::http::HttpClassifier) with rules of its own shares them
-//! through an `Arc` (one atomic update when the call starts and one when it ends, on a line
-//! every caller shares); the default rules, gRPC's and closures cost nothing to clone.
+//! it was admitted in. Each call takes its layer's classifier with it
+//! ([`Classify::for_call`](crate::classify::Classify::for_call)): for an
+//! [`HttpClassifier`](crate::classify::http::HttpClassifier), the default rules or a view of
+//! rules of its own, with no reference count either.
 //! Slots (a breaker's state word and window) are recycled, not freed: a dropped breaker's slot
 //! moves to a new epoch, so calls still holding it find their outcome stale, and waits in a
 //! pool, reachable from a static, for the next breaker with the same window shape; the pool
@@ -108,8 +107,7 @@
 //! success, timed to the drop), and a call whose future is dropped before its response records
 //! nothing (and gives back a half-open permit). See [`AtEndOfStream`].
 //!
-//! On the closed path of a clean window a call makes no shared write (with the classifier
-//! exception above): one load of the state
+//! On the closed path of a clean window a call makes no shared write: one load of the state
 //! word when admitted, and when recorded a load of the state word and two of the window (a
 //! success into a full window of successes changes nothing, so it is not written). A failure,
 //! or a success into a window with failures in it, is one compare-and-swap. The clock is read

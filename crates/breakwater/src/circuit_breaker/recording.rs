@@ -58,7 +58,7 @@ where
 
     #[inline]
     fn start(classifier: &C, _: &Req) -> Self::Call {
-        ResponseCall(classifier.clone())
+        ResponseCall(classifier.for_call())
     }
 }
 
@@ -126,7 +126,7 @@ where
 
     #[inline]
     fn start(classifier: &C, _: &Req) -> Self::Call {
-        EndOfStreamCall(classifier.clone(), PhantomData)
+        EndOfStreamCall(classifier.for_call(), PhantomData)
     }
 }
 

@@ -2,14 +2,13 @@
 
 use std::fmt;
 use std::ops::{Range, RangeFrom, RangeInclusive};
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Response, StatusCode, header::RETRY_AFTER};
 
 use std::error::Error;
 
-use super::{Classify, Outcome, error_is_timeout, is_timeout};
+use super::{Classify, Outcome, error_is_timeout, is_timeout, table};
 
 /// Codes 100..=599 have a two-bit entry each in the table; 600..=999 share `nonstandard`.
 const FIRST: u16 = 100;
@@ -64,14 +63,52 @@ const IGNORED: u8 = 2;
 ///
 /// # Cost
 ///
-/// A classifier is one pointer wide. The default rules are a shared constant: cloning a
-/// default classifier (the layer does it for every call, and the clone travels in the
-/// response future) copies a null pointer. A classifier with rules of its own keeps them in an
-/// `Arc`, so each call clones it (one atomic increment, and a decrement when the call ends).
-#[derive(Clone, PartialEq, Eq)]
+/// A classifier is 8 bytes. Each call takes a copy of its layer's classifier in its future:
+/// for the default rules (a shared constant) that copy costs nothing, and for rules of its own
+/// it is a *view* of them, two numbers, with no reference count to update. Rules of its own
+/// live in a table of a pool reachable from a static, held by the classifiers that own them
+/// (cloning one, as a layer does for each service it makes and a service for each clone,
+/// counts one more holder); the last holder gives the table back to the pool. A call still in
+/// flight when every classifier owning its rules is gone finds them gone, and its outcome is
+/// [ignored](Outcome::Ignored).
 pub struct HttpClassifier {
-    /// `None`: the default rules ([`DEFAULT_RULES`]). Never `Some` of rules equal to them.
-    rules: Option<Arc<Rules>>,
+    rules: Handle,
+}
+
+/// Which rules a classifier decides by: the defaults (`index` 0), or those of the pool's table
+/// `index - 1` in its use `tag & !OWNER`; the low bit of `tag` says whether this classifier
+/// holds the table (an owner) or only views it (a call's copy).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Handle {
+    index: u32,
+    tag: u32,
+}
+
+/// A table's uses are even numbers: the low bit of a handle's tag is free to mark an owner.
+const OWNER: u32 = 1;
+
+impl Handle {
+    const DEFAULT: Handle = Handle { index: 0, tag: 0 };
+
+    fn owner(held: table::Held) -> Self {
+        Handle {
+            index: held.index + 1,
+            tag: held.generation | OWNER,
+        }
+    }
+
+    #[inline]
+    fn held(self) -> Option<table::Held> {
+        (self.index != 0).then(|| table::Held {
+            index: self.index - 1,
+            generation: self.tag & !OWNER,
+        })
+    }
+
+    #[inline]
+    fn owns(self) -> bool {
+        self.index != 0 && self.tag & OWNER != 0
+    }
 }
 
 /// What an [`HttpClassifier`] decides by.
@@ -100,23 +137,30 @@ impl HttpClassifier {
     /// The default rules: `5xx` failure, `4xx` ignored, anything else success, every error a
     /// failure.
     pub const fn new() -> Self {
-        Self { rules: None }
-    }
-
-    #[inline]
-    fn rules(&self) -> &Rules {
-        match &self.rules {
-            Some(rules) => rules,
-            None => &DEFAULT_RULES,
+        Self {
+            rules: Handle::DEFAULT,
         }
     }
 
-    /// These rules, changed by `change`; shared again if they come back to the defaults.
+    /// `f` of the rules; `None` for a call's view of rules whose owners are all gone.
+    #[inline]
+    fn with_rules<R>(&self, f: impl FnOnce(&Rules) -> R) -> Option<R> {
+        match self.rules.held() {
+            None => Some(f(&DEFAULT_RULES)),
+            Some(held) => table::read(held).map(|words| f(&Rules::decode(&words))),
+        }
+    }
+
+    /// These rules, changed by `change`; the shared defaults again if they come back to them.
     fn with(self, change: impl FnOnce(&mut Rules)) -> Self {
-        let mut rules = *self.rules();
+        let mut rules = self.with_rules(|rules| *rules).unwrap_or(DEFAULT_RULES);
         change(&mut rules);
-        Self {
-            rules: (rules != DEFAULT_RULES).then(|| Arc::new(rules)),
+        if rules == DEFAULT_RULES {
+            Self::new()
+        } else {
+            Self {
+                rules: Handle::owner(table::take(&rules.encode())),
+            }
         }
     }
 
@@ -155,36 +199,64 @@ impl HttpClassifier {
     }
 
     /// The outcome of a response with this status and headers.
+    #[inline]
     pub fn classify_response(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
-        if let Some(cap) = self.rules().retry_after_cap {
-            if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS
-            {
-                if let Some(wait) = retry_after_seconds(headers) {
-                    return Outcome::FailureFor(Duration::from_secs(wait).min(cap));
-                }
-            }
-        }
-        self.classify_status(status)
+        self.with_rules(|rules| rules.response(status, headers))
+            .unwrap_or(Outcome::Ignored)
     }
 
     /// The outcome of a status by the rules alone (no `Retry-After`).
+    #[inline]
     pub fn classify_status(&self, status: StatusCode) -> Outcome {
-        let rules = self.rules();
-        let code = status.as_u16();
-        let class = if (FIRST..=LAST).contains(&code) {
-            let index = usize::from(code - FIRST);
-            // Two bits per code, 32 codes per word.
-            ((rules.table[index / 32] >> ((index % 32) * 2)) & 0b11) as u8
-        } else {
-            rules.nonstandard
-        };
-        match class {
-            FAILURE => Outcome::Failure,
-            IGNORED => Outcome::Ignored,
-            _ => Outcome::Success,
+        self.with_rules(|rules| rules.status(status))
+            .unwrap_or(Outcome::Ignored)
+    }
+
+    /// The outcome of an error, a timeout or another.
+    #[inline]
+    fn classify_error(&self, timeout: bool) -> Outcome {
+        self.with_rules(|rules| {
+            if timeout {
+                rules.on_timeout
+            } else {
+                rules.on_error
+            }
+        })
+        .unwrap_or(Outcome::Ignored)
+    }
+}
+
+impl Clone for HttpClassifier {
+    #[inline]
+    fn clone(&self) -> Self {
+        if self.rules.owns() {
+            if let Some(held) = self.rules.held() {
+                table::hold(held);
+            }
+        }
+        Self { rules: self.rules }
+    }
+}
+
+impl Drop for HttpClassifier {
+    #[inline]
+    fn drop(&mut self) {
+        if self.rules.owns() {
+            if let Some(held) = self.rules.held() {
+                table::release(held);
+            }
         }
     }
 }
+
+impl PartialEq for HttpClassifier {
+    /// The same rules.
+    fn eq(&self, other: &Self) -> bool {
+        self.with_rules(|rules| *rules) == other.with_rules(|rules| *rules)
+    }
+}
+
+impl Eq for HttpClassifier {}
 
 impl Rules {
     /// These rules with `class` for the codes `start..=end` (a `const fn`: the defaults are
@@ -203,6 +275,91 @@ impl Rules {
             self.nonstandard = class;
         }
         self
+    }
+
+    #[inline]
+    fn response(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
+        if let Some(cap) = self.retry_after_cap {
+            if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS
+            {
+                if let Some(wait) = retry_after_seconds(headers) {
+                    return Outcome::FailureFor(Duration::from_secs(wait).min(cap));
+                }
+            }
+        }
+        self.status(status)
+    }
+
+    #[inline]
+    fn status(&self, status: StatusCode) -> Outcome {
+        let code = status.as_u16();
+        let class = if (FIRST..=LAST).contains(&code) {
+            let index = usize::from(code - FIRST);
+            // Two bits per code, 32 codes per word.
+            ((self.table[index / 32] >> ((index % 32) * 2)) & 0b11) as u8
+        } else {
+            self.nonstandard
+        };
+        match class {
+            FAILURE => Outcome::Failure,
+            IGNORED => Outcome::Ignored,
+            _ => Outcome::Success,
+        }
+    }
+
+    /// The rules as the pool's table keeps them: the status table, then one word of small
+    /// fields (the non-standard class, the two outcomes' kinds, whether `Retry-After` is
+    /// honoured), the three durations' seconds, and their nanoseconds.
+    fn encode(&self) -> [u64; table::WORDS] {
+        let mut words = [0; table::WORDS];
+        words[..16].copy_from_slice(&self.table);
+        let (error_kind, error_wait) = outcome_parts(self.on_error);
+        let (timeout_kind, timeout_wait) = outcome_parts(self.on_timeout);
+        let cap = self.retry_after_cap.unwrap_or_default();
+        words[16] = u64::from(self.nonstandard)
+            | u64::from(error_kind) << 8
+            | u64::from(timeout_kind) << 16
+            | u64::from(self.retry_after_cap.is_some()) << 24;
+        words[17] = error_wait.as_secs();
+        words[18] = timeout_wait.as_secs();
+        words[19] = cap.as_secs();
+        words[20] =
+            u64::from(error_wait.subsec_nanos()) | u64::from(timeout_wait.subsec_nanos()) << 32;
+        words[21] = u64::from(cap.subsec_nanos());
+        words
+    }
+
+    fn decode(words: &[u64; table::WORDS]) -> Self {
+        let mut table = [0; 16];
+        table.copy_from_slice(&words[..16]);
+        let small = words[16];
+        let wait = |secs: u64, nanos: u64| Duration::new(secs, (nanos & 0xffff_ffff) as u32);
+        Rules {
+            table,
+            nonstandard: (small & 0xff) as u8,
+            on_error: outcome_of((small >> 8) as u8, wait(words[17], words[20])),
+            on_timeout: outcome_of((small >> 16) as u8, wait(words[18], words[20] >> 32)),
+            retry_after_cap: (small >> 24 & 1 == 1).then(|| wait(words[19], words[21])),
+        }
+    }
+}
+
+/// An outcome's kind, and its wait for a `FailureFor`.
+fn outcome_parts(outcome: Outcome) -> (u8, Duration) {
+    match outcome {
+        Outcome::Success => (0, Duration::ZERO),
+        Outcome::Failure => (1, Duration::ZERO),
+        Outcome::Ignored => (2, Duration::ZERO),
+        Outcome::FailureFor(wait) => (3, wait),
+    }
+}
+
+fn outcome_of(kind: u8, wait: Duration) -> Outcome {
+    match kind {
+        0 => Outcome::Success,
+        2 => Outcome::Ignored,
+        3 => Outcome::FailureFor(wait),
+        _ => Outcome::Failure,
     }
 }
 
@@ -237,9 +394,12 @@ impl fmt::Debug for HttpClassifier {
         f.debug_struct("HttpClassifier")
             .field("failure", &failures)
             .field("ignored", &ignored)
-            .field("on_error", &self.rules().on_error)
-            .field("on_timeout", &self.rules().on_timeout)
-            .field("retry_after_cap", &self.rules().retry_after_cap)
+            .field("on_error", &self.with_rules(|rules| rules.on_error))
+            .field("on_timeout", &self.with_rules(|rules| rules.on_timeout))
+            .field(
+                "retry_after_cap",
+                &self.with_rules(|rules| rules.retry_after_cap),
+            )
             .finish()
     }
 }
@@ -248,19 +408,24 @@ impl<B, E: 'static> Classify<Response<B>, E> for HttpClassifier {
     fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
         match result {
             Ok(response) => self.classify_response(response.status(), response.headers()),
-            Err(error) if error_is_timeout(error) => self.rules().on_timeout,
-            Err(_) => self.rules().on_error,
+            Err(error) => self.classify_error(error_is_timeout(error)),
+        }
+    }
+
+    /// A view of the rules, for a call to take with it: no holder counted (see "Cost").
+    fn for_call(&self) -> Self {
+        Self {
+            rules: Handle {
+                index: self.rules.index,
+                tag: self.rules.tag & !OWNER,
+            },
         }
     }
 
     /// A body that fails has the outcome of an error: `on_timeout` for a body deadline,
     /// `on_error` otherwise.
     fn classify_body_error(&self, _head: Outcome, error: &(dyn Error + 'static)) -> Outcome {
-        if is_timeout(error) {
-            self.rules().on_timeout
-        } else {
-            self.rules().on_error
-        }
+        self.classify_error(is_timeout(error))
     }
 }
 
@@ -435,6 +600,58 @@ mod tests {
         assert_eq!(classify(&c, &with(503, "0")), Outcome::Failure);
         assert_eq!(classify(&c, &with(500, "5")), Outcome::Failure);
         assert_eq!(classify(&c, &with(429, "")), Outcome::Ignored);
+    }
+
+    #[test]
+    fn rules_of_its_own_survive_the_pool_and_clones_share_them() {
+        let rules = HttpClassifier::new()
+            .failure(429)
+            .on_error(Outcome::FailureFor(Duration::new(7, 250)))
+            .on_timeout(Outcome::Ignored)
+            .retry_after(Duration::new(30, 5));
+        let clone = rules.clone();
+        drop(rules);
+        assert_eq!(classify(&clone, &status(429)), Outcome::Failure);
+        assert_eq!(classify(&clone, &status(430)), Outcome::Ignored);
+        let refused: tower::BoxError =
+            Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let timeout: tower::BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        let classify_err = |c: &HttpClassifier, e| Classify::<Response<()>, _>::classify(c, Err(e));
+        assert_eq!(
+            classify_err(&clone, &refused),
+            Outcome::FailureFor(Duration::new(7, 250))
+        );
+        assert_eq!(classify_err(&clone, &timeout), Outcome::Ignored);
+        let text = format!("{clone:?}");
+        assert!(
+            text.contains("retry_after_cap: Some(Some(30.000000005s))"),
+            "{text}"
+        );
+        // Back to the defaults: the shared constant again.
+        assert_eq!(
+            HttpClassifier::new().failure(429).ignore(429),
+            HttpClassifier::new()
+        );
+    }
+
+    #[test]
+    fn a_calls_view_reads_the_rules_while_an_owner_lives_and_is_ignored_after() {
+        let owner = HttpClassifier::new().failure(404);
+        let view = Classify::<Response<()>, std::io::Error>::for_call(&owner);
+        assert_eq!(classify(&view, &status(404)), Outcome::Failure);
+        assert_eq!(view, owner);
+        drop(view.clone());
+        assert_eq!(
+            classify(&owner, &status(404)),
+            Outcome::Failure,
+            "a view holds nothing"
+        );
+        drop(owner);
+        assert_eq!(classify(&view, &status(404)), Outcome::Ignored);
+        assert_eq!(classify(&view, &status(500)), Outcome::Ignored);
+        // The default rules never go.
+        let default = Classify::<Response<()>, std::io::Error>::for_call(&HttpClassifier::new());
+        assert_eq!(classify(&default, &status(500)), Outcome::Failure);
     }
 
     #[test]

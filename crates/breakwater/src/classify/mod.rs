@@ -36,6 +36,7 @@
 
 pub mod grpc;
 pub mod http;
+mod table;
 
 use std::any::Any;
 use std::error::Error;
@@ -125,6 +126,23 @@ pub trait Classify<Res, E>: Clone + Send + Sync + 'static {
     fn classify_body_error(&self, head: Outcome, error: &(dyn Error + 'static)) -> Outcome {
         let _ = (head, error);
         Outcome::Failure
+    }
+
+    /// What a call takes with it to classify its result, made when the call starts: by
+    /// default a clone. A classifier that costs something to clone (an update of a shared
+    /// count) returns a cheaper value that classifies alike while the classifier it came from
+    /// is alive, as [`HttpClassifier`](http::HttpClassifier) does for rules of its own.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::classify::{Classify, FailOnError, Outcome};
+    ///
+    /// let call = Classify::<u8, std::io::Error>::for_call(&FailOnError);
+    /// assert_eq!(Classify::<u8, std::io::Error>::classify(&call, Ok(&1)), Outcome::Success);
+    /// ```
+    fn for_call(&self) -> Self {
+        self.clone()
     }
 }
 
