@@ -112,7 +112,7 @@
 //! success into a full window of successes changes nothing, so it is not written). A failure,
 //! or a success into a window with failures in it, is one compare-and-swap. The clock is read
 //! only where a setting needs it: slow-call detection, time windows and
-//! [`metrics_durations`](Builder::metrics_durations) time each call; a count window without
+//! `metrics_durations` (feature `metrics`) time each call; a count window without
 //! them reads no clock while closed. A rejected call costs an atomic count and the boxed error
 //! (which copies the breaker's name: no reference count), plus one clock read while open, to see whether the wait is over, unless
 //! [`automatic_transition_from_open_to_half_open`](Builder::automatic_transition_from_open_to_half_open)
