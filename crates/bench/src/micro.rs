@@ -64,9 +64,8 @@ fn closed(how: How, plan: Plan, targets: &mut Vec<Target>) -> Result<(), String>
                  and recloser: the same window; failsafe: its default policy (no count window); \
                  seatbelt: 50% of at least 100 calls in a 1 s sampling window (it has no count \
                  window; 1 s is its shortest). The last row is breakwater's breaker with an \
-                 `HttpClassifier` of rules of its own (`.failure(429)`): each call clones it into \
-                 its future, which for such rules is an `Arc` (the default rules cost nothing \
-                 to clone); not a target row";
+                 `HttpClassifier` of rules of its own (`.failure(429)`), which each call reads \
+                 through a view of their pooled table; not a target row";
     match how {
         How::Awaited => {
             let added = table(

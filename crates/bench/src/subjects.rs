@@ -163,8 +163,8 @@ pub(crate) fn closed(how: How) -> Vec<Entry> {
     ]
 }
 
-/// An `HttpClassifier` with a rule of its own (429 counts as a failure), which each call
-/// clones (an `Arc`); the default rules cost nothing to clone.
+/// An `HttpClassifier` with a rule of its own (429 counts as a failure): its rules live in a
+/// pooled table, which each call reads through a view.
 fn own_rules() -> HttpClassifier {
     HttpClassifier::new().failure(429)
 }

@@ -100,7 +100,7 @@ fn classifiers_with_rules_of_their_own_give_their_tables_back() {
     });
     // Each set of rules takes a table from a pool, which gives it back: the pool holds as many
     // tables as were in use at once (one here), not one per set of rules.
-    assert_given_back("100,000 classifiers", &info, 100_000 * 1_000);
+    assert_given_back("100,000 classifiers", &info, 100_000 * 500);
 }
 
 #[test]

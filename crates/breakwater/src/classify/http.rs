@@ -201,8 +201,38 @@ impl HttpClassifier {
     /// The outcome of a response with this status and headers.
     #[inline]
     pub fn classify_response(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
-        self.with_rules(|rules| rules.response(status, headers))
-            .unwrap_or(Outcome::Ignored)
+        let Some(held) = self.rules.held() else {
+            return DEFAULT_RULES.response(status, headers);
+        };
+        // Rules of its own: the words this answer needs (its status's word of the table, the
+        // small fields, the `Retry-After` cap), read through the view.
+        let code = status.as_u16();
+        let in_table = (FIRST..=LAST).contains(&code);
+        let word = if in_table {
+            usize::from(code - FIRST) / 32
+        } else {
+            SMALL
+        };
+        let Some([classes, small, cap_secs, cap_nanos]) =
+            table::read_words(held, [word, SMALL, CAP_SECS, NANOS_2])
+        else {
+            return Outcome::Ignored;
+        };
+        if small >> 24 & 1 == 1
+            && (status == StatusCode::SERVICE_UNAVAILABLE
+                || status == StatusCode::TOO_MANY_REQUESTS)
+        {
+            if let Some(wait) = retry_after_seconds(headers) {
+                let cap = Duration::new(cap_secs, (cap_nanos & 0xffff_ffff) as u32);
+                return Outcome::FailureFor(Duration::from_secs(wait).min(cap));
+            }
+        }
+        let class = if in_table {
+            ((classes >> ((usize::from(code - FIRST) % 32) * 2)) & 0b11) as u8
+        } else {
+            (small & 0xff) as u8
+        };
+        outcome_of_class(class)
     }
 
     /// The outcome of a status by the rules alone (no `Retry-After`).
@@ -215,14 +245,24 @@ impl HttpClassifier {
     /// The outcome of an error, a timeout or another.
     #[inline]
     fn classify_error(&self, timeout: bool) -> Outcome {
-        self.with_rules(|rules| {
-            if timeout {
-                rules.on_timeout
+        let Some(held) = self.rules.held() else {
+            return if timeout {
+                DEFAULT_RULES.on_timeout
             } else {
-                rules.on_error
-            }
-        })
-        .unwrap_or(Outcome::Ignored)
+                DEFAULT_RULES.on_error
+            };
+        };
+        // The kind's bits in the small fields, and the nanoseconds' in their word.
+        let (secs, kind_at, nanos_at) = if timeout {
+            (TIMEOUT_SECS, 16, 32)
+        } else {
+            (ERROR_SECS, 8, 0)
+        };
+        let Some([small, secs, nanos]) = table::read_words(held, [SMALL, secs, NANOS_1]) else {
+            return Outcome::Ignored;
+        };
+        let wait = Duration::new(secs, ((nanos >> nanos_at) & 0xffff_ffff) as u32);
+        outcome_of((small >> kind_at) as u8, wait)
     }
 }
 
@@ -300,11 +340,7 @@ impl Rules {
         } else {
             self.nonstandard
         };
-        match class {
-            FAILURE => Outcome::Failure,
-            IGNORED => Outcome::Ignored,
-            _ => Outcome::Success,
-        }
+        outcome_of_class(class)
     }
 
     /// The rules as the pool's table keeps them: the status table, then one word of small
@@ -332,15 +368,36 @@ impl Rules {
     fn decode(words: &[u64; table::WORDS]) -> Self {
         let mut table = [0; 16];
         table.copy_from_slice(&words[..16]);
-        let small = words[16];
+        let small = words[SMALL];
         let wait = |secs: u64, nanos: u64| Duration::new(secs, (nanos & 0xffff_ffff) as u32);
         Rules {
             table,
             nonstandard: (small & 0xff) as u8,
-            on_error: outcome_of((small >> 8) as u8, wait(words[17], words[20])),
-            on_timeout: outcome_of((small >> 16) as u8, wait(words[18], words[20] >> 32)),
-            retry_after_cap: (small >> 24 & 1 == 1).then(|| wait(words[19], words[21])),
+            on_error: outcome_of((small >> 8) as u8, wait(words[ERROR_SECS], words[NANOS_1])),
+            on_timeout: outcome_of(
+                (small >> 16) as u8,
+                wait(words[TIMEOUT_SECS], words[NANOS_1] >> 32),
+            ),
+            retry_after_cap: (small >> 24 & 1 == 1).then(|| wait(words[CAP_SECS], words[NANOS_2])),
         }
+    }
+}
+
+/// Where the table keeps what is not the status table: the small fields (the non-standard
+/// class, the two outcomes' kinds, whether `Retry-After` is honoured), the seconds of the
+/// error's, the timeout's and the cap's durations, the nanoseconds of the first two, of the cap.
+const SMALL: usize = 16;
+const ERROR_SECS: usize = 17;
+const TIMEOUT_SECS: usize = 18;
+const CAP_SECS: usize = 19;
+const NANOS_1: usize = 20;
+const NANOS_2: usize = 21;
+
+fn outcome_of_class(class: u8) -> Outcome {
+    match class {
+        FAILURE => Outcome::Failure,
+        IGNORED => Outcome::Ignored,
+        _ => Outcome::Success,
     }
 }
 

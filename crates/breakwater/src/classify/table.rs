@@ -155,6 +155,22 @@ pub(super) fn read(held: Held) -> Option<[u64; WORDS]> {
     (table.generation.load(Ordering::Relaxed) == held.generation).then_some(words)
 }
 
+/// The words at `at` of `held`, if the table is still in that use: what a call reads to
+/// classify one result (a few words, not the whole table).
+#[inline]
+pub(super) fn read_words<const N: usize>(held: Held, at: [usize; N]) -> Option<[u64; N]> {
+    let table = table(held.index)?;
+    if table.generation.load(Ordering::Acquire) != held.generation {
+        return None;
+    }
+    let mut words = [0; N];
+    for (word, i) in words.iter_mut().zip(at) {
+        *word = table.words.get(i)?.load(Ordering::Relaxed);
+    }
+    fence(Ordering::Acquire);
+    (table.generation.load(Ordering::Relaxed) == held.generation).then_some(words)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
