@@ -165,8 +165,8 @@ impl Builder {
     /// opens; without a runtime the move stays lazy.
     ///
     /// It also makes rejections cheaper: while the timer is pending, an open breaker knows its
-    /// wait is not over without reading the clock (about 21 ns a rejection instead of 47 ns
-    /// here). The move then happens when tokio's timer fires, which may be up to about a
+    /// wait is not over without reading the clock (in BENCHMARKS.md, a rejection adds about
+    /// 31 ns instead of 50). The move then happens when tokio's timer fires, which may be up to about a
     /// millisecond after the wait's end.
     pub fn automatic_transition_from_open_to_half_open(mut self, enabled: bool) -> Self {
         self.settings.automatic_transition = enabled;
