@@ -267,8 +267,9 @@ fn timeouts(plan: Plan, targets: &mut Vec<Target>) -> Result<(), String> {
         (
             "Timeout of 30 s, a call that answers at once, one thread",
             "awaited calls as in \"Closed, one thread\"; each creates tokio's timer in `call` \
-             (reading the clock) and drops it unregistered. `tower_http::timeout` answers `408` \
-             when the time is up, instead of failing",
+             (reading the clock). breakwater's and tower's poll the call first and drop the timer \
+             unregistered; `tower_http::timeout` polls its timer first, so it registers it on \
+             every call, and answers `408` when the time is up, instead of failing",
             "a call that answers at once",
         ),
         (
