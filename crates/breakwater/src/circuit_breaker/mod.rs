@@ -76,7 +76,9 @@
 //! an async caller moves it, so its size is paid on every call): no classifier by value (the
 //! default [`HttpClassifier`](crate::classify::http::HttpClassifier) is one null pointer), no
 //! copy of the request. A rejected call's [`CircuitOpen`] is boxed once (the box the
-//! [`BoxError`](crate::BoxError) needs) and refers to nothing of the breaker. With
+//! [`BoxError`](crate::BoxError) needs) and refers to nothing of the breaker; in the
+//! [503 mode](CircuitBreakerLayer::respond_503) it is taken out of its box again to go in the
+//! response's extensions, so a rejection there allocates twice. With
 //! [`end_of_stream`](CircuitBreakerLayer::end_of_stream), the [`RecordingBody`] adds 56 bytes
 //! to the inner body.
 //!
