@@ -58,19 +58,21 @@ fn ours_and_best_peer(labels: &[&'static str], added: &[f64]) -> (f64, f64, &'st
 
 /// breakwater at most `fraction` of the best peer.
 pub(crate) fn within(what: &str, labels: &[&'static str], added: &[f64], fraction: f64) -> Target {
-    let (ours, best, peer) = ours_and_best_peer(labels, added);
-    Target::new(
-        what,
-        format!(
-            "{ours:.1} ns against {best:.1} ns ({peer}): {:.2}×",
-            ours / best
-        ),
-        ours <= fraction * best,
-    )
+    against_best_peer(what, labels, added, |ours, best| ours <= fraction * best)
 }
 
 /// breakwater below every peer.
 pub(crate) fn below_every(what: &str, labels: &[&'static str], added: &[f64]) -> Target {
+    against_best_peer(what, labels, added, |ours, best| ours < best)
+}
+
+/// breakwater's figure against the best peer's, met when `met` says so.
+fn against_best_peer(
+    what: &str,
+    labels: &[&'static str],
+    added: &[f64],
+    met: impl FnOnce(f64, f64) -> bool,
+) -> Target {
     let (ours, best, peer) = ours_and_best_peer(labels, added);
     Target::new(
         what,
@@ -78,7 +80,7 @@ pub(crate) fn below_every(what: &str, labels: &[&'static str], added: &[f64]) ->
             "{ours:.1} ns against {best:.1} ns ({peer}): {:.2}×",
             ours / best
         ),
-        ours < best,
+        met(ours, best),
     )
 }
 

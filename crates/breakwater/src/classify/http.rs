@@ -123,7 +123,7 @@ struct Rules {
 
 /// The default rules: `4xx` ignored, `5xx` failure, anything else success, every error a
 /// failure.
-static DEFAULT_RULES: Rules = Rules {
+const DEFAULT_RULES: Rules = Rules {
     table: [0; 16],
     nonstandard: SUCCESS,
     on_error: Outcome::Failure,
@@ -132,6 +132,10 @@ static DEFAULT_RULES: Rules = Rules {
 }
 .set((400, 499), IGNORED)
 .set((500, 599), FAILURE);
+
+/// The default rules as a table's words: a default classifier reads these as a classifier with
+/// rules of its own reads its table, through one path.
+static DEFAULT_WORDS: [u64; table::WORDS] = DEFAULT_RULES.encode();
 
 impl HttpClassifier {
     /// The default rules: `5xx` failure, `4xx` ignored, anything else success, every error a
@@ -147,7 +151,9 @@ impl HttpClassifier {
     fn with_rules<R>(&self, f: impl FnOnce(&Rules) -> R) -> Option<R> {
         match self.rules.held() {
             None => Some(f(&DEFAULT_RULES)),
-            Some(held) => table::read(held).map(|words| f(&Rules::decode(&words))),
+            Some(held) => {
+                table::read_words(held, std::array::from_fn(|i| i)).map(|w| f(&Rules::decode(&w)))
+            }
         }
     }
 
@@ -198,23 +204,22 @@ impl HttpClassifier {
         self.with(|rules| rules.retry_after_cap = Some(cap))
     }
 
+    /// The words at `at` of the rules: the defaults', or a view of the table of its own
+    /// (`None` when every owner of that table is gone).
+    #[inline]
+    fn words<const N: usize>(&self, at: [usize; N]) -> Option<[u64; N]> {
+        match self.rules.held() {
+            None => Some(at.map(|i| DEFAULT_WORDS.get(i).copied().unwrap_or_default())),
+            Some(held) => table::read_words(held, at),
+        }
+    }
+
     /// The outcome of a response with this status and headers.
     #[inline]
     pub fn classify_response(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
-        let Some(held) = self.rules.held() else {
-            return DEFAULT_RULES.response(status, headers);
-        };
-        // Rules of its own: the words this answer needs (its status's word of the table, the
-        // small fields, the `Retry-After` cap), read through the view.
         let code = status.as_u16();
-        let in_table = (FIRST..=LAST).contains(&code);
-        let word = if in_table {
-            usize::from(code - FIRST) / 32
-        } else {
-            SMALL
-        };
         let Some([classes, small, cap_secs, cap_nanos]) =
-            table::read_words(held, [word, SMALL, CAP_SECS, NANOS_2])
+            self.words([status_word(code), SMALL, CAP_SECS, NANOS_2])
         else {
             return Outcome::Ignored;
         };
@@ -227,43 +232,57 @@ impl HttpClassifier {
                 return Outcome::FailureFor(Duration::from_secs(wait).min(cap));
             }
         }
-        let class = if in_table {
-            ((classes >> ((usize::from(code - FIRST) % 32) * 2)) & 0b11) as u8
-        } else {
-            (small & 0xff) as u8
-        };
-        outcome_of_class(class)
+        class_of(code, classes, small)
     }
 
     /// The outcome of a status by the rules alone (no `Retry-After`).
     #[inline]
     pub fn classify_status(&self, status: StatusCode) -> Outcome {
-        self.with_rules(|rules| rules.status(status))
-            .unwrap_or(Outcome::Ignored)
+        let code = status.as_u16();
+        match self.words([status_word(code), SMALL]) {
+            Some([classes, small]) => class_of(code, classes, small),
+            None => Outcome::Ignored,
+        }
     }
 
     /// The outcome of an error, a timeout or another.
     #[inline]
     fn classify_error(&self, timeout: bool) -> Outcome {
-        let Some(held) = self.rules.held() else {
-            return if timeout {
-                DEFAULT_RULES.on_timeout
-            } else {
-                DEFAULT_RULES.on_error
-            };
-        };
         // The kind's bits in the small fields, and the nanoseconds' in their word.
         let (secs, kind_at, nanos_at) = if timeout {
             (TIMEOUT_SECS, 16, 32)
         } else {
             (ERROR_SECS, 8, 0)
         };
-        let Some([small, secs, nanos]) = table::read_words(held, [SMALL, secs, NANOS_1]) else {
+        let Some([small, secs, nanos]) = self.words([SMALL, secs, NANOS_1]) else {
             return Outcome::Ignored;
         };
         let wait = Duration::new(secs, ((nanos >> nanos_at) & 0xffff_ffff) as u32);
         outcome_of((small >> kind_at) as u8, wait)
     }
+}
+
+/// Which word holds `code`'s class: one of the status table's, or the small fields (whose low
+/// byte is the class of the codes 600–999).
+#[inline]
+fn status_word(code: u16) -> usize {
+    if (FIRST..=LAST).contains(&code) {
+        usize::from(code - FIRST) / 32
+    } else {
+        SMALL
+    }
+}
+
+/// The outcome of `code` by its word of the table (`classes`) and the small fields.
+#[inline]
+fn class_of(code: u16, classes: u64, small: u64) -> Outcome {
+    let class = if (FIRST..=LAST).contains(&code) {
+        // Two bits per code, 32 codes per word.
+        ((classes >> ((usize::from(code - FIRST) % 32) * 2)) & 0b11) as u8
+    } else {
+        (small & 0xff) as u8
+    };
+    outcome_of_class(class)
 }
 
 impl Clone for HttpClassifier {
@@ -317,51 +336,32 @@ impl Rules {
         self
     }
 
-    #[inline]
-    fn response(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
-        if let Some(cap) = self.retry_after_cap {
-            if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS
-            {
-                if let Some(wait) = retry_after_seconds(headers) {
-                    return Outcome::FailureFor(Duration::from_secs(wait).min(cap));
-                }
-            }
-        }
-        self.status(status)
-    }
-
-    #[inline]
-    fn status(&self, status: StatusCode) -> Outcome {
-        let code = status.as_u16();
-        let class = if (FIRST..=LAST).contains(&code) {
-            let index = usize::from(code - FIRST);
-            // Two bits per code, 32 codes per word.
-            ((self.table[index / 32] >> ((index % 32) * 2)) & 0b11) as u8
-        } else {
-            self.nonstandard
-        };
-        outcome_of_class(class)
-    }
-
     /// The rules as the pool's table keeps them: the status table, then one word of small
     /// fields (the non-standard class, the two outcomes' kinds, whether `Retry-After` is
     /// honoured), the three durations' seconds, and their nanoseconds.
-    fn encode(&self) -> [u64; table::WORDS] {
+    const fn encode(&self) -> [u64; table::WORDS] {
         let mut words = [0; table::WORDS];
-        words[..16].copy_from_slice(&self.table);
+        let mut i = 0;
+        while i < self.table.len() {
+            words[i] = self.table[i];
+            i += 1;
+        }
         let (error_kind, error_wait) = outcome_parts(self.on_error);
         let (timeout_kind, timeout_wait) = outcome_parts(self.on_timeout);
-        let cap = self.retry_after_cap.unwrap_or_default();
-        words[16] = u64::from(self.nonstandard)
-            | u64::from(error_kind) << 8
-            | u64::from(timeout_kind) << 16
-            | u64::from(self.retry_after_cap.is_some()) << 24;
-        words[17] = error_wait.as_secs();
-        words[18] = timeout_wait.as_secs();
-        words[19] = cap.as_secs();
-        words[20] =
-            u64::from(error_wait.subsec_nanos()) | u64::from(timeout_wait.subsec_nanos()) << 32;
-        words[21] = u64::from(cap.subsec_nanos());
+        let (honoured, cap) = match self.retry_after_cap {
+            Some(cap) => (1, cap),
+            None => (0, Duration::ZERO),
+        };
+        words[SMALL] = self.nonstandard as u64
+            | (error_kind as u64) << 8
+            | (timeout_kind as u64) << 16
+            | honoured << 24;
+        words[ERROR_SECS] = error_wait.as_secs();
+        words[TIMEOUT_SECS] = timeout_wait.as_secs();
+        words[CAP_SECS] = cap.as_secs();
+        words[NANOS_1] =
+            error_wait.subsec_nanos() as u64 | (timeout_wait.subsec_nanos() as u64) << 32;
+        words[NANOS_2] = cap.subsec_nanos() as u64;
         words
     }
 
@@ -402,7 +402,7 @@ fn outcome_of_class(class: u8) -> Outcome {
 }
 
 /// An outcome's kind, and its wait for a `FailureFor`.
-fn outcome_parts(outcome: Outcome) -> (u8, Duration) {
+const fn outcome_parts(outcome: Outcome) -> (u8, Duration) {
     match outcome {
         Outcome::Success => (0, Duration::ZERO),
         Outcome::Failure => (1, Duration::ZERO),
