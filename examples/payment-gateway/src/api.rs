@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::confirm::{ConfirmError, PaymentConfirm};
 use crate::pg_client::PgError;
-use crate::store::{Payment, StoreError};
+use crate::store::{Payment, PaymentState, StoreError};
 use crate::telemetry;
 
 /// What the handlers share.
@@ -87,11 +87,18 @@ fn store_error(e: &StoreError) -> Response {
         StoreError::NotFound { .. } => (StatusCode::NOT_FOUND, "PAYMENT_NOT_FOUND"),
         StoreError::Duplicate { .. } => (StatusCode::CONFLICT, "ORDER_EXISTS"),
         StoreError::AmountMismatch { .. } => (StatusCode::BAD_REQUEST, "INVALID_AMOUNT"),
-        StoreError::WrongState { .. } => (StatusCode::CONFLICT, "PAYMENT_NOT_READY"),
+        StoreError::WrongState {
+            state: PaymentState::InProgress | PaymentState::Unknown | PaymentState::CancelPending,
+            ..
+        } => (StatusCode::CONFLICT, "PAYMENT_IN_PROGRESS"),
+        StoreError::WrongState { .. } | StoreError::WrongCharge { .. } => {
+            (StatusCode::CONFLICT, "PAYMENT_NOT_READY")
+        }
         StoreError::UnsupportedUrl(_)
         | StoreError::Database(_)
         | StoreError::Migration(_)
-        | StoreError::Injected(_) => {
+        | StoreError::Injected(_)
+        | StoreError::Ambiguous(_) => {
             tracing::error!("[STORE] {e}");
             (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
         }
@@ -196,11 +203,18 @@ async fn success(
             &e.to_string(),
             None,
         ),
+        Err(e @ (ConfirmError::Crashed { .. } | ConfirmError::Deadline { .. })) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "PAYMENT_UNSETTLED",
+            &e.to_string(),
+            None,
+        ),
         Err(ConfirmError::Pg { error: pg, payment }) => {
             let message = pg.to_string();
             let status = match &pg {
                 PgError::Rejected { .. } => StatusCode::BAD_REQUEST,
                 PgError::ExternalApiFailed { .. } => StatusCode::BAD_GATEWAY,
+                PgError::InProgress { .. } => StatusCode::CONFLICT,
                 PgError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             };
             let mut response = error(status, pg.code(), &message, payment.as_deref());

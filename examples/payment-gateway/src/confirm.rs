@@ -1,32 +1,52 @@
-//! The confirm flow of the seed, in three steps, with no database transaction open while the
-//! PG is called (a slow PG must not hold a connection of the pool):
+//! The confirm flow of the seed, with no database transaction open while the PG is called (a
+//! slow PG must not hold a connection of the pool), bounded by a deadline (20 s by default,
+//! shorter than the reconciler's grace: the reconciler never touches a flow still running):
 //!
 //! 0. **fail fast** if the PG's breaker is open: nothing is prepared for a call that will not
 //!    be made, and the payment stays `ready`;
 //! 1. **prepare**, one transaction: the amount is the order's, the payment `ready` →
-//!    `in_progress`;
-//! 2. **the PG call**, no transaction;
-//! 3. **complete**, one transaction: `done` (and the order paid), `failed` (rejected, or the
-//!    PG answered 5xx: nothing charged), `unknown` (no answer: it may have charged), or
-//!    `ready` again (the breaker is open: the PG was not called, the customer may retry);
-//! 4. **compensation**, when step 3 cannot record a charge: the charge is cancelled at the PG
-//!    (by payment key: idempotent, retried with backoff), and the cancel recorded. A cancel
-//!    that fails, or a record that fails, leaves the payment `in_progress` for the
-//!    [reconciler](crate::reconcile), which asks the PG and settles it.
+//!    `in_progress`. A retried callback for a payment already `done` with the same key and
+//!    amount answers that payment (nothing is called again); one for a payment being confirmed
+//!    is refused, so concurrent duplicates make one PG call;
+//! 2. **the PG call**, no transaction, with the idempotency key `confirm-{paymentKey}`;
+//! 3. **complete**, one transaction: `done` (and the order paid) if the PG approved, `failed`
+//!    if it refused (a 4xx: nothing charged), `ready` again if the breaker is open (the PG was
+//!    not called, the customer may retry), and `unknown` for every other outcome: after the
+//!    request left, a 5xx, a timeout, a lost answer or a request still in progress may have
+//!    charged, and only the PG can say (the [reconciler](crate::reconcile) asks it);
+//! 4. **compensation**, when step 3 cannot record a charge: the payment is read again (a
+//!    commit reported failed may have succeeded: then it is `done`, and that is the answer);
+//!    if it is still `in_progress`, the intent is written (`cancel_pending`) before the cancel
+//!    is sent (idempotency key `cancel-{paymentKey}`, retried with backoff; "already
+//!    cancelled" counts as cancelled), and the cancel recorded (`cancelled`). Whatever fails
+//!    is left to the reconciler, which retries the cancel until the PG confirms it.
 //!
-//! Every write goes through [`Writes`]: the store behind the
-//! configuration's `database` chaos, which a chaos run turns on.
+//! # One policy for a charge not recorded
+//!
+//! **A charge the flow could not record as `done` is refunded**, on every path: by the flow's
+//! compensation, by the reconciler for a payment a crash left `in_progress` or `unknown`, and
+//! by the reconciler's retries of a `cancel_pending`. The customer's callback did not answer
+//! "paid", so the money goes back, and a new attempt is a new payment. Only the flow, having
+//! heard the PG's approval, writes `done`; the reconciler checks every `done` against the PG
+//! and follows the PG's record if it was cancelled there.
+//!
+//! Every write goes through [`Writes`]: the store behind the configuration's `database` chaos,
+//! which a chaos run turns on (failed writes, and commits reported failed). A chaos run also
+//! injects [`Crashes`]: the flow stops at a step boundary and leaves the rest to the
+//! reconciler.
 
 use std::fmt;
 use std::time::{Duration, Instant};
+
+use crate::crash::{Crashes, Step};
 
 use breakwater::chaos::Chaos;
 use tower::ServiceExt;
 
 use metrics::{Counter, Histogram};
 
-use crate::pg_client::{ConfirmCommand, PgClient, PgError};
-use crate::store::{Completion, Payment, Settler, Store, StoreError, Write, Writes};
+use crate::pg_client::{Cancelled, ConfirmCommand, PgClient, PgError, REFUND_REASON};
+use crate::store::{Completion, Payment, PaymentState, Settler, Store, StoreError, Write, Writes};
 
 /// Why a confirmation did not end with a charge.
 #[derive(Debug)]
@@ -48,6 +68,18 @@ pub enum ConfirmError {
         error: StoreError,
         /// What the compensation achieved.
         compensation: Compensation,
+    },
+    /// The flow stopped at this step, as a crashed process would (an injected crash): what
+    /// it committed stays, the reconciler finishes the rest.
+    Crashed {
+        /// Where it stopped.
+        step: Step,
+    },
+    /// The flow ran past its deadline and was dropped where it stood: the reconciler
+    /// finishes it.
+    Deadline {
+        /// The deadline.
+        after: Duration,
     },
 }
 
@@ -102,6 +134,17 @@ impl fmt::Display for ConfirmError {
                     "the PG charged but the payment could not be recorded ({error}): {what}"
                 )
             }
+            ConfirmError::Crashed { step } => write!(
+                f,
+                "the confirmation stopped {step} (an injected crash): the reconciler will \
+                 settle the payment"
+            ),
+            ConfirmError::Deadline { after } => write!(
+                f,
+                "the confirmation took longer than its deadline of {} ms: the reconciler will \
+                 settle the payment",
+                after.as_millis()
+            ),
         }
     }
 }
@@ -112,6 +155,7 @@ impl std::error::Error for ConfirmError {
             ConfirmError::Store(e) => Some(e),
             ConfirmError::Pg { error, .. } => Some(error),
             ConfirmError::NotRecorded { error, .. } => Some(error),
+            ConfirmError::Crashed { .. } | ConfirmError::Deadline { .. } => None,
         }
     }
 }
@@ -134,6 +178,7 @@ struct Outcomes {
     refused: Counter,
     compensated: Counter,
     not_recorded: Counter,
+    stopped: Counter,
     duration: Histogram,
 }
 
@@ -149,6 +194,7 @@ impl Outcomes {
             refused: counter("refused"),
             compensated: counter("compensated"),
             not_recorded: counter("not_recorded"),
+            stopped: counter("stopped"),
             duration: metrics::histogram!("payment_confirm_duration_seconds"),
         }
     }
@@ -161,11 +207,12 @@ impl Outcomes {
                 &self.compensated
             }
             Err(ConfirmError::NotRecorded { .. }) => &self.not_recorded,
+            Err(ConfirmError::Crashed { .. } | ConfirmError::Deadline { .. }) => &self.stopped,
             Err(ConfirmError::Pg { error, .. }) => match error {
                 PgError::Rejected { .. } => &self.rejected,
                 PgError::Unavailable { .. } => &self.unavailable,
                 e if e.outcome_unknown() => &self.unknown,
-                PgError::ExternalApiFailed { .. } => &self.failed,
+                PgError::ExternalApiFailed { .. } | PgError::InProgress { .. } => &self.failed,
             },
         };
         counter.increment(1);
@@ -199,7 +246,14 @@ pub struct PaymentConfirm {
     pg: PgClient,
     backoff: Backoff,
     outcomes: Outcomes,
+    crashes: Crashes,
+    deadline: Duration,
 }
+
+/// The confirm flow's deadline by default: the PG client's read timeout (3 s), the
+/// compensation's cancels (4 tries and 0.7 s of waits) and the writes' own timeouts fit well
+/// within it, and the reconciler's grace (60 s) is three times longer.
+pub const FLOW_DEADLINE: Duration = Duration::from_secs(20);
 
 impl PaymentConfirm {
     /// A confirm flow over `store` and `pg`, its writes without chaos.
@@ -210,7 +264,29 @@ impl PaymentConfirm {
             pg,
             backoff: Backoff::default(),
             outcomes: Outcomes::new(),
+            crashes: Crashes::none(),
+            deadline: FLOW_DEADLINE,
         }
+    }
+
+    /// Crashes injected into the flow (a chaos run's).
+    #[must_use]
+    pub fn with_crashes(mut self, crashes: Crashes) -> Self {
+        self.crashes = crashes;
+        self
+    }
+
+    /// The deadline of one confirmation ([`FLOW_DEADLINE`] by default): keep it shorter than
+    /// the reconciler's grace.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The deadline of one confirmation.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// Its writes behind `chaos` (the configuration's `database` chaos, say).
@@ -255,10 +331,33 @@ impl PaymentConfirm {
         amount: i64,
     ) -> Result<Payment, ConfirmError> {
         let start = Instant::now();
-        let result = self.run(order_id, payment_key, amount).await;
+        let result = tokio::time::timeout(self.deadline, self.run(order_id, payment_key, amount))
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!(order_id, "[PAYMENT_DEADLINE] the confirmation was dropped");
+                Err(ConfirmError::Deadline {
+                    after: self.deadline,
+                })
+            });
         self.outcomes.duration.record(start.elapsed().as_secs_f64());
         self.outcomes.count(&result);
         result
+    }
+
+    /// Stops here if this payment's injected crash is at `step`.
+    fn crash(&self, order_id: &str, step: Step) -> Result<(), ConfirmError> {
+        const STEPS: [Step; 5] = [
+            Step::AfterPrepare,
+            Step::AfterPgCall,
+            Step::AfterComplete,
+            Step::AfterIntent,
+            Step::AfterCancel,
+        ];
+        if self.crashes.at(order_id, &STEPS) == Some(step) {
+            tracing::warn!(order_id, %step, "[CRASH] injected: the flow stops here");
+            return Err(ConfirmError::Crashed { step });
+        }
+        Ok(())
     }
 
     async fn run(
@@ -275,13 +374,33 @@ impl PaymentConfirm {
             });
         }
         // 1. One transaction, closed before the PG is called.
-        let prepared = self
+        let prepared = match self
             .write(Write::Prepare {
                 order_id: order_id.to_owned(),
                 payment_key: payment_key.to_owned(),
                 amount,
             })
-            .await?;
+            .await
+        {
+            Ok(prepared) => prepared,
+            // A retried callback for a payment confirmed with this key: its answer again.
+            Err(StoreError::WrongState {
+                state: PaymentState::Done,
+                ..
+            }) => {
+                let payment = self.store.payment(order_id).await?;
+                if payment.payment_key.as_deref() == Some(payment_key) && payment.amount == amount {
+                    return Ok(payment);
+                }
+                return Err(ConfirmError::Store(StoreError::WrongState {
+                    order_id: order_id.to_owned(),
+                    state: payment.state,
+                    expected: "ready",
+                }));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        self.crash(order_id, Step::AfterPrepare)?;
         // 2. No transaction open.
         let command = ConfirmCommand {
             payment_key: payment_key.to_owned(),
@@ -289,6 +408,7 @@ impl PaymentConfirm {
             amount: prepared.amount,
         };
         let answer = self.pg.confirm(&command).await;
+        self.crash(order_id, Step::AfterPgCall)?;
         // 3. One transaction.
         let completion = match &answer {
             Ok(receipt) => Completion::Approved {
@@ -296,13 +416,14 @@ impl PaymentConfirm {
                 approve_no: receipt.approve_no.clone(),
             },
             Err(PgError::Unavailable { .. }) => Completion::NotCalled,
-            Err(error) if error.outcome_unknown() => Completion::Unknown {
-                detail: error.to_string(),
-            },
             Err(PgError::Rejected { code, message, .. }) => Completion::Failed {
                 code: code.clone(),
                 message: message.clone(),
             },
+            Err(error) if error.outcome_unknown() => Completion::Unknown {
+                detail: error.to_string(),
+            },
+            // The connection could not be made: the request never left.
             Err(error) => Completion::Failed {
                 code: error.code().to_owned(),
                 message: error.to_string(),
@@ -314,34 +435,17 @@ impl PaymentConfirm {
                 completion,
             })
             .await;
+        self.crash(order_id, Step::AfterComplete)?;
         match (answer, completed) {
             (Ok(_), Ok(payment)) => Ok(payment),
             (Err(error), Ok(payment)) => Err(ConfirmError::Pg {
                 error,
                 payment: Some(Box::new(payment)),
             }),
-            // Settled meanwhile by someone else (the reconciler, after a very slow PG): it
-            // holds the PG's answer; cancelling now would undo a recorded charge.
-            (Ok(_), Err(error @ StoreError::WrongState { .. })) => {
-                tracing::error!(
-                    order_id,
-                    "[PAYMENT_SETTLED_ELSEWHERE] charged, but the payment was settled \
-                     meanwhile: {error}"
-                );
-                Err(ConfirmError::Store(error))
-            }
-            // 4. Charged, not recorded: give the money back.
+            // 4. Charged, and the completion failed: read what the database holds.
             (Ok(receipt), Err(error)) => {
-                tracing::error!(
-                    order_id,
-                    "[PAYMENT_NOT_RECORDED] charged but cannot complete the payment: {error}; \
-                     compensating"
-                );
-                let compensation = self.compensate(order_id, &receipt.payment_key).await;
-                Err(ConfirmError::NotRecorded {
-                    error,
-                    compensation,
-                })
+                self.charged_not_recorded(order_id, &receipt.payment_key, error)
+                    .await
             }
             (Err(answer), Err(store)) => {
                 // Not charged, or unknown: nothing to give back now. The payment stays
@@ -355,24 +459,86 @@ impl PaymentConfirm {
         }
     }
 
-    /// Cancels a charge the flow could not record, retrying with backoff, then records the
-    /// cancel. Whatever fails is left `in_progress` for the reconciler.
-    async fn compensate(&self, order_id: &str, payment_key: &str) -> Compensation {
+    /// The PG charged and the completion reported a failure: the commit may have happened
+    /// (then the payment is `done`: the answer), or not (then the charge is refunded, the
+    /// intent written first).
+    async fn charged_not_recorded(
+        &self,
+        order_id: &str,
+        payment_key: &str,
+        error: StoreError,
+    ) -> Result<Payment, ConfirmError> {
+        match self.store.payment(order_id).await {
+            Ok(payment) if payment.state == PaymentState::Done => {
+                tracing::warn!(
+                    order_id,
+                    "[PAYMENT_RECORDED] the completion reported `{error}` but committed"
+                );
+                return Ok(payment);
+            }
+            Ok(payment) if payment.state != PaymentState::InProgress => {
+                // Settled meanwhile by someone else (the reconciler, after a flow that
+                // outlived its grace): it follows the PG; nothing to undo here.
+                tracing::error!(
+                    order_id,
+                    state = %payment.state,
+                    "[PAYMENT_SETTLED_ELSEWHERE] charged, but the payment was settled \
+                     meanwhile: {error}"
+                );
+                return Err(ConfirmError::Store(error));
+            }
+            // `in_progress`, or unreadable: compensate (the intent's write is conditional).
+            Ok(_) | Err(_) => {}
+        }
+        tracing::error!(
+            order_id,
+            "[PAYMENT_NOT_RECORDED] charged but cannot complete the payment: {error}; refunding"
+        );
+        let compensation = self.compensate(order_id, payment_key).await?;
+        Err(ConfirmError::NotRecorded {
+            error,
+            compensation,
+        })
+    }
+
+    /// Refunds a charge the flow could not record: the intent first (`cancel_pending`), then
+    /// the cancel, retried with backoff, then its record. Whatever fails is left to the
+    /// reconciler, which finds `cancel_pending` (or `in_progress`) and refunds it.
+    async fn compensate(
+        &self,
+        order_id: &str,
+        payment_key: &str,
+    ) -> Result<Compensation, ConfirmError> {
+        let intent = self
+            .write(Write::CancelPending {
+                order_id: order_id.to_owned(),
+            })
+            .await;
+        if let Err(error) = intent {
+            // A commit reported failed may have happened: read it.
+            let state = self.store.payment(order_id).await.map(|p| p.state);
+            if state.as_ref().ok() != Some(&PaymentState::CancelPending) {
+                tracing::error!(
+                    order_id,
+                    "[COMPENSATION_NOT_RECORDED] cannot record the refund's intent: {error}; \
+                     left to the reconciler"
+                );
+                return Ok(Compensation::LeftToReconciler);
+            }
+        }
+        self.crash(order_id, Step::AfterIntent)?;
         let mut wait = self.backoff.first_wait;
         for attempt in 1..=self.backoff.attempts.max(1) {
-            match self
-                .pg
-                .cancel(payment_key, "payment could not be recorded")
-                .await
-            {
-                Ok(_) => {
+            match self.pg.cancel(payment_key, REFUND_REASON).await {
+                Ok(Cancelled::Now(_) | Cancelled::Already) => {
+                    self.crash(order_id, Step::AfterCancel)?;
                     let recorded = self
                         .write(Write::Cancelled {
                             order_id: order_id.to_owned(),
                             by: Settler::Compensation,
                         })
                         .await;
-                    return match recorded {
+                    return Ok(match recorded {
                         Ok(_) => Compensation::Cancelled,
                         Err(error) => {
                             tracing::error!(
@@ -382,7 +548,7 @@ impl PaymentConfirm {
                             );
                             Compensation::CancelledNotRecorded
                         }
-                    };
+                    });
                 }
                 // A cancel the PG refuses will not succeed later.
                 Err(error @ PgError::Rejected { .. }) => {
@@ -399,7 +565,7 @@ impl PaymentConfirm {
                 }
             }
         }
-        Compensation::LeftToReconciler
+        Ok(Compensation::LeftToReconciler)
     }
 
     async fn write(&self, write: Write) -> Result<Payment, StoreError> {

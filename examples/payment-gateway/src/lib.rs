@@ -26,8 +26,10 @@
 
 pub mod api;
 pub mod app;
+pub mod billing;
 pub mod chaos_run;
 pub mod confirm;
+pub mod crash;
 pub mod demo;
 pub mod mock_pg;
 pub mod pg_answer;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use breakwater::Registry;
 use clap::{Parser, Subcommand};
-use payment_gateway::chaos_run::{self, ChaosOptions};
+use payment_gateway::chaos_run::{self, ChaosOptions, Flow};
 use payment_gateway::demo::{self, DemoOptions};
 use payment_gateway::mock_pg::{Fault, MockPg};
 use payment_gateway::reconcile::Reconciler;
@@ -40,16 +40,45 @@ enum Command {
         #[arg(long)]
         logs: bool,
     },
-    /// Runs N confirmations at once against the mock PG with faults injected (database
-    /// writes, PG 500s, lost responses, latency spikes), then the reconciler, then audits the
-    /// database against the PG's ledger. Exits non-zero when anything is inconsistent.
+    /// Runs N confirmations (or subscriptions) at once against the mock PG with faults
+    /// injected (database writes failed or ambiguous, PG 500s before and after the charge,
+    /// lost responses, latency spikes, duplicate callbacks, crashes), then the reconciler,
+    /// then audits the database against the PG's ledger. Exits non-zero when anything is
+    /// inconsistent, except with `--auto-refund off`, whose damage is the point (exit 0);
+    /// `--compare` exits 0 only when off shows damage and on shows none.
     Chaos {
-        /// Confirmations to run.
+        /// Confirmations (or subscriptions) to run.
         #[arg(long, default_value_t = 2000)]
         payments: usize,
-        /// The share of database writes that fail, from 0 to 1.
+        /// Which flow: `confirm` (seed 1) or `subscription` (seed 2's billing-key charges).
+        #[arg(long, default_value = "confirm")]
+        flow: String,
+        /// Subscriptions: refund a charge whose period cannot be saved (`on`), or not (`off`:
+        /// the seed's "before").
+        #[arg(long, default_value = "on")]
+        auto_refund: String,
+        /// Subscriptions: run auto-refund off, then on, with the same seed, side by side.
+        #[arg(long)]
+        compare: bool,
+        /// The share of database writes that fail before they are made, from 0 to 1.
         #[arg(long, default_value_t = 0.3)]
         db_failure_rate: f64,
+        /// The share of database writes that commit and are reported failed, from 0 to 1.
+        #[arg(long, default_value_t = 0.0)]
+        db_ambiguous_rate: f64,
+        /// The share of the PG's work (confirms, cancels, charges) answered 500, 502 or 504
+        /// after it was done.
+        #[arg(long, default_value_t = 0.0)]
+        pg_500_after_charge_rate: f64,
+        /// The share of payments whose success callback arrives two or three times at once.
+        #[arg(long, default_value_t = 0.0)]
+        duplicate_callback_rate: f64,
+        /// The share of payments whose flow stops at a step boundary, as a crash would.
+        #[arg(long, default_value_t = 0.0)]
+        crash_rate: f64,
+        /// The PG's confirm window, in milliseconds (Toss: 600000).
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+        confirm_window_ms: u64,
         /// The seed of every fault: the same seed, the same faults.
         #[arg(long, default_value_t = 7)]
         seed: u64,
@@ -105,6 +134,15 @@ enum Command {
         /// With `--fault slow`: how long it waits, in milliseconds.
         #[arg(long)]
         delay_ms: Option<u64>,
+        /// The share of the PG's work answered 500, 502 or 504 after it was done.
+        #[arg(long, default_value_t = 0.0)]
+        pg_500_after_charge_rate: f64,
+        /// The seed of that draw.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// The confirm window, in milliseconds (Toss's 10 minutes by default).
+        #[arg(long, default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+        confirm_window_ms: u64,
     },
 }
 
@@ -122,7 +160,15 @@ async fn main() -> ExitCode {
         Command::Demo { chart, logs } => run_demo(chart, logs).await,
         Command::Chaos {
             payments,
+            flow,
+            auto_refund,
+            compare,
             db_failure_rate,
+            db_ambiguous_rate,
+            pg_500_after_charge_rate,
+            duplicate_callback_rate,
+            crash_rate,
+            confirm_window_ms,
             seed,
             database_url,
             pg_failure_rate,
@@ -132,12 +178,31 @@ async fn main() -> ExitCode {
         } => {
             let mut options = ChaosOptions::new(payments, db_failure_rate, seed);
             options.database_url = database_url;
+            options.db_ambiguous_rate = db_ambiguous_rate;
+            options.pg_500_after_charge_rate = pg_500_after_charge_rate;
+            options.duplicate_callback_rate = duplicate_callback_rate;
+            options.crash_rate = crash_rate;
+            options.confirm_window = Duration::from_millis(confirm_window_ms);
             options.pg_failure_rate = pg_failure_rate;
             options.pg_loss_rate = pg_loss_rate;
             options.latency_rate = latency_rate;
             options.concurrency = concurrency as usize;
             options.progress = true;
-            run_chaos(&options).await
+            match (Flow::parse(&flow), auto_refund.as_str()) {
+                (Err(message), _) => Err(message),
+                (Ok(flow), "on" | "off") => {
+                    options.flow = flow;
+                    options.auto_refund = auto_refund == "on";
+                    if compare {
+                        run_compare(&options).await
+                    } else {
+                        run_chaos(&options).await
+                    }
+                }
+                (Ok(_), other) => Err(format!(
+                    "--auto-refund {other} is not allowed: it must be on or off"
+                )),
+            }
         }
         Command::Serve {
             addr,
@@ -150,7 +215,19 @@ async fn main() -> ExitCode {
             addr,
             fault,
             delay_ms,
-        } => mock_pg(addr, &fault, delay_ms).await,
+            pg_500_after_charge_rate,
+            seed,
+            confirm_window_ms,
+        } => {
+            mock_pg(
+                addr,
+                &fault,
+                delay_ms,
+                (pg_500_after_charge_rate, seed),
+                Duration::from_millis(confirm_window_ms),
+            )
+            .await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -180,10 +257,36 @@ async fn run_chaos(options: &ChaosOptions) -> Result<(), String> {
     println!("{report}");
     if report.audit.is_consistent() {
         Ok(())
+    } else if options.flow == Flow::Subscription && !options.auto_refund {
+        // The seed's "before": its damage is what the run shows.
+        println!(
+            "auto-refund off: {} customers charged and not subscribed",
+            report.audit.charged_not_done_not_refunded
+        );
+        Ok(())
     } else {
         Err(format!(
-            "{} payments inconsistent, {} charged twice",
+            "{} inconsistent, {} charged twice",
             report.audit.inconsistent, report.audit.double_charges
+        ))
+    }
+}
+
+async fn run_compare(options: &ChaosOptions) -> Result<(), String> {
+    telemetry::init_logs(false);
+    let comparison = chaos_run::compare(options)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{}", comparison.off);
+    println!("{}", comparison.on);
+    println!("{comparison}");
+    if comparison.holds() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the comparison does not hold: off shows {} customers charged and not subscribed \
+             (it must show some), on shows {} inconsistent (it must show none)",
+            comparison.off.audit.charged_not_done_not_refunded, comparison.on.audit.inconsistent
         ))
     }
 }
@@ -234,13 +337,21 @@ async fn serve(
     }
 }
 
-async fn mock_pg(addr: SocketAddr, fault: &str, delay_ms: Option<u64>) -> Result<(), String> {
+async fn mock_pg(
+    addr: SocketAddr,
+    fault: &str,
+    delay_ms: Option<u64>,
+    (after_charge_rate, seed): (f64, u64),
+    confirm_window: Duration,
+) -> Result<(), String> {
     telemetry::init_logs(true);
     let fault = Fault::parse(fault, delay_ms).map_err(|e| format!("--fault: {e}"))?;
     let pg = MockPg::start_on(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     pg.set_fault(fault);
+    pg.set_error_after_work(after_charge_rate, seed)?;
+    pg.set_confirm_window(confirm_window);
     tracing::info!("mock PG on {} ({fault})", pg.url());
     let _ = tokio::signal::ctrl_c().await;
     Ok(())

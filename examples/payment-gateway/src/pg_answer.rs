@@ -6,8 +6,8 @@
 //!   bytes read pass the limit. The body is read no further than the frame that passes the
 //!   limit, and what is kept stays under the limit (plus the buffer's own growth), whatever
 //!   the PG sends. An oversized `4xx` is therefore a failure of the PG, not a rejection;
-//! - a `2xx` whose body is not a payment (garbage, truncated JSON, another shape) fails at its
-//!   end.
+//! - a `2xx` whose body is not a payment nor a billing key (garbage, truncated JSON, another
+//!   shape) fails at its end.
 //!
 //! The breaker records at the end of the body (its end-of-stream mode), where a body error is a
 //! failure; the error names the limit or what the JSON parser said.
@@ -31,7 +31,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use crate::pg_client::PgReceipt;
+use crate::pg_client::check_answer;
 
 /// Why an answer cannot be used.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ pub enum AnswerError {
         /// How long the body is, at least, in bytes: its `Content-Length`, or what was read.
         at_least: u64,
     },
-    /// A `2xx` whose body is not a payment.
+    /// A `2xx` whose body is not a payment nor a billing key.
     NotAPayment(serde_json::Error),
 }
 
@@ -212,7 +212,7 @@ where
                     *this.done = true;
                     let read = std::mem::take(this.read).freeze();
                     if *this.payment {
-                        if let Err(error) = serde_json::from_slice::<PgReceipt>(&read) {
+                        if let Err(error) = check_answer(&read) {
                             return Poll::Ready(Some(Err(Box::new(AnswerError::NotAPayment(
                                 error,
                             )))));

@@ -38,6 +38,11 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use crate::pg_answer::{AnswerError, CheckAnswers};
 use crate::{PG_BREAKER, PG_CHAOS};
 
+/// The reason every refund of a charge not recorded gives the PG: one text, so that the
+/// flow's, the reconciler's and the scheduler's cancels of one payment are one request under
+/// its idempotency key (`cancel-{paymentKey}`), never a key reused with another body.
+pub const REFUND_REASON: &str = "charge not recorded";
+
 /// Where the PG is and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgSettings {
@@ -84,14 +89,19 @@ pub struct PgReceipt {
     pub payment_key: String,
     /// The merchant's order id.
     pub order_id: String,
-    /// `DONE` or `CANCELED`.
+    /// `IN_PROGRESS`, `DONE`, `CANCELED`, `PARTIAL_CANCELED`, `ABORTED` or `EXPIRED`.
     pub status: String,
-    /// How the customer paid.
+    /// How the customer paid (empty until charged).
+    #[serde(default)]
     pub method: String,
-    /// The approval number.
+    /// The approval number (empty until charged).
+    #[serde(default)]
     pub approve_no: String,
-    /// Charged, in won.
+    /// Authorised or charged, in won.
     pub total_amount: i64,
+    /// Still charged, in won.
+    #[serde(default)]
+    pub balance_amount: i64,
     /// The PG's message.
     pub message: String,
 }
@@ -100,6 +110,50 @@ impl PgReceipt {
     /// Whether the PG holds the money (charged and not cancelled).
     pub fn is_charged(&self) -> bool {
         self.status == "DONE"
+    }
+}
+
+/// A billing key, as the PG answers its issue.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PgBillingKey {
+    /// The key to charge with.
+    pub billing_key: String,
+    /// The customer it belongs to.
+    pub customer_key: String,
+}
+
+/// A charge with a billing key (`POST /v1/billing/{billingKey}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BillingCharge {
+    /// The customer the key belongs to.
+    pub customer_key: String,
+    /// In won.
+    pub amount: i64,
+    /// A new order id for each charge.
+    pub order_id: String,
+    /// What is charged for.
+    pub order_name: String,
+}
+
+/// How a cancel ended: cancelled now, or found cancelled already (a second cancel, which the
+/// PG refuses with `ALREADY_CANCELED_PAYMENT`: the money is back either way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// Cancelled by this request (or its replay): the payment as the PG answered it.
+    Now(PgReceipt),
+    /// Cancelled before.
+    Already,
+}
+
+/// Whether `bytes` is an answer of the PG's API: a payment, or a billing key.
+pub(crate) fn check_answer(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    match serde_json::from_slice::<PgReceipt>(bytes) {
+        Ok(_) => Ok(()),
+        Err(error) => serde_json::from_slice::<PgBillingKey>(bytes)
+            .map(drop)
+            .map_err(|_| error),
     }
 }
 
@@ -124,6 +178,12 @@ pub enum PgError {
         /// The details, for the log.
         detail: String,
     },
+    /// The PG is still processing a request with the same idempotency key (`409
+    /// IDEMPOTENT_REQUEST_PROCESSING`): its outcome is not known yet. Not a failure of the PG.
+    InProgress {
+        /// The PG's message.
+        detail: String,
+    },
     /// The breaker is open: no request was made.
     Unavailable {
         /// When the breaker lets a probe through.
@@ -134,8 +194,11 @@ pub enum PgError {
 /// How a PG call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureCause {
-    /// It answered this 5xx status: it did not do the work.
+    /// It answered this 5xx status. It may have done the work all the same (a 500 after the
+    /// card network approved, a 502 or 504 from its edge).
     ServerError(u16),
+    /// No connection could be made: the request never left.
+    Connect,
     /// No answer within the read timeout.
     Timeout,
     /// The connection failed or broke before the answer was complete.
@@ -146,24 +209,26 @@ pub enum FailureCause {
 }
 
 impl PgError {
-    /// Whether the PG may have done the work although the caller cannot tell: no answer, or
-    /// one that could not be read. A payment in that case is settled by asking the PG.
+    /// Whether the PG may have done the work although the caller cannot tell: any failure
+    /// after the request left (a 5xx, a timeout, a lost or unreadable answer), and a request
+    /// still processed under the same idempotency key. Only a refusal (a 4xx), an open
+    /// breaker and a connection that could not be made are known not to have charged. A
+    /// payment whose outcome is unknown is settled by asking the PG.
     pub fn outcome_unknown(&self) -> bool {
-        matches!(
-            self,
-            PgError::ExternalApiFailed {
-                cause: FailureCause::Timeout | FailureCause::Transport | FailureCause::Malformed,
-                ..
-            }
-        )
+        match self {
+            PgError::ExternalApiFailed { cause, .. } => *cause != FailureCause::Connect,
+            PgError::InProgress { .. } => true,
+            PgError::Rejected { .. } | PgError::Unavailable { .. } => false,
+        }
     }
 
-    /// The code the API answers with: `PAYMENT_REJECTED`, `PAYMENT_EXTERNAL_API_FAIL` or
-    /// `PAYMENT_EXTERNAL_API_UNAVAILABLE`.
+    /// The code the API answers with: `PAYMENT_REJECTED`, `PAYMENT_EXTERNAL_API_FAIL`,
+    /// `PAYMENT_IN_PROGRESS` or `PAYMENT_EXTERNAL_API_UNAVAILABLE`.
     pub fn code(&self) -> &'static str {
         match self {
             PgError::Rejected { .. } => "PAYMENT_REJECTED",
             PgError::ExternalApiFailed { .. } => "PAYMENT_EXTERNAL_API_FAIL",
+            PgError::InProgress { .. } => "PAYMENT_IN_PROGRESS",
             PgError::Unavailable { .. } => "PAYMENT_EXTERNAL_API_UNAVAILABLE",
         }
     }
@@ -181,6 +246,9 @@ impl fmt::Display for PgError {
                 "the PG rejected the payment ({status} {code}: {message})"
             ),
             PgError::ExternalApiFailed { detail, .. } => write!(f, "the PG call failed: {detail}"),
+            PgError::InProgress { detail } => {
+                write!(f, "the PG is still processing the request: {detail}")
+            }
             PgError::Unavailable {
                 retry_after: Some(wait),
             } => write!(
@@ -320,36 +388,99 @@ impl PgClient {
         }
     }
 
-    /// Asks the PG to charge a payment the customer authorised (`POST /v1/payments/confirm`).
+    /// Asks the PG to charge a payment the customer authorised (`POST /v1/payments/confirm`),
+    /// with the idempotency key `confirm-{paymentKey}`: a repeat is answered, never charged
+    /// again.
     ///
     /// # Errors
     ///
-    /// A [`PgError`]: rejected, failed or unavailable.
+    /// A [`PgError`]: rejected, failed, in progress or unavailable.
     pub async fn confirm(&self, command: &ConfirmCommand) -> Result<PgReceipt, PgError> {
         let body = serde_json::to_vec(command).map_err(|e| malformed(&e))?;
+        let key = format!("confirm-{}", command.payment_key);
         let receipt = self
-            .send(Method::POST, "/v1/payments/confirm", Some(body))
+            .send(Method::POST, "/v1/payments/confirm", Some(body), Some(&key))
             .await
             .and_then(|bytes| receipt(&bytes));
         log("confirm", &command.order_id, &receipt);
         receipt
     }
 
-    /// Asks the PG to cancel (refund) a payment (`POST /v1/payments/{paymentKey}/cancel`).
-    /// Cancelling a cancelled payment answers it again.
+    /// Asks the PG to cancel (refund) a payment (`POST /v1/payments/{paymentKey}/cancel`),
+    /// with the idempotency key `cancel-{paymentKey}`. A payment cancelled before (the PG
+    /// answers `400 ALREADY_CANCELED_PAYMENT`) is [`Cancelled::Already`]: the money is back.
     ///
     /// # Errors
     ///
-    /// A [`PgError`]; `Rejected` with status 404 if the PG has no such payment.
-    pub async fn cancel(&self, payment_key: &str, reason: &str) -> Result<PgReceipt, PgError> {
+    /// A [`PgError`]; `Rejected` with status 404 if the PG has no such payment, 400
+    /// `NOT_CANCELABLE_PAYMENT` if it never charged it.
+    pub async fn cancel(&self, payment_key: &str, reason: &str) -> Result<Cancelled, PgError> {
         let body = serde_json::to_vec(&serde_json::json!({ "cancelReason": reason }))
             .map_err(|e| malformed(&e))?;
         let path = format!("/v1/payments/{payment_key}/cancel");
+        let key = format!("cancel-{payment_key}");
+        let cancelled = match self.send(Method::POST, &path, Some(body), Some(&key)).await {
+            Ok(bytes) => receipt(&bytes).map(Cancelled::Now),
+            Err(PgError::Rejected { code, .. }) if code == "ALREADY_CANCELED_PAYMENT" => {
+                Ok(Cancelled::Already)
+            }
+            Err(other) => Err(other),
+        };
+        log("cancel", payment_key, &cancelled);
+        cancelled
+    }
+
+    /// Registers the customer's card for automatic charges
+    /// (`POST /v1/billing/authorizations/issue`), once per `auth_key`.
+    ///
+    /// # Errors
+    ///
+    /// A [`PgError`].
+    pub async fn issue_billing_key(
+        &self,
+        customer_key: &str,
+        auth_key: &str,
+    ) -> Result<PgBillingKey, PgError> {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "customerKey": customer_key,
+            "authKey": auth_key,
+        }))
+        .map_err(|e| malformed(&e))?;
+        let key = format!("issue-{auth_key}");
+        let issued = self
+            .send(
+                Method::POST,
+                "/v1/billing/authorizations/issue",
+                Some(body),
+                Some(&key),
+            )
+            .await
+            .and_then(|bytes| {
+                serde_json::from_slice::<PgBillingKey>(&bytes).map_err(|e| malformed(&e))
+            });
+        log("issue billing key", customer_key, &issued);
+        issued
+    }
+
+    /// Charges with a billing key (`POST /v1/billing/{billingKey}`) under `idempotency_key`:
+    /// the same key never charges twice.
+    ///
+    /// # Errors
+    ///
+    /// A [`PgError`].
+    pub async fn charge_billing(
+        &self,
+        billing_key: &str,
+        charge: &BillingCharge,
+        idempotency_key: &str,
+    ) -> Result<PgReceipt, PgError> {
+        let body = serde_json::to_vec(charge).map_err(|e| malformed(&e))?;
+        let path = format!("/v1/billing/{billing_key}");
         let receipt = self
-            .send(Method::POST, &path, Some(body))
+            .send(Method::POST, &path, Some(body), Some(idempotency_key))
             .await
             .and_then(|bytes| receipt(&bytes));
-        log("cancel", payment_key, &receipt);
+        log("billing charge", &charge.order_id, &receipt);
         receipt
     }
 
@@ -361,7 +492,7 @@ impl PgClient {
     /// A [`PgError`] if the PG could not say.
     pub async fn payment_of(&self, order_id: &str) -> Result<Option<PgReceipt>, PgError> {
         let path = format!("/v1/payments/orders/{order_id}");
-        let found = match self.send(Method::GET, &path, None).await {
+        let found = match self.send(Method::GET, &path, None, None).await {
             Ok(bytes) => receipt(&bytes).map(Some),
             Err(PgError::Rejected { status: 404, .. }) => Ok(None),
             Err(other) => Err(other),
@@ -376,11 +507,16 @@ impl PgClient {
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+        idempotency_key: Option<&str>,
     ) -> Result<Bytes, PgError> {
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base_url))
-            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let request = request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| PgError::ExternalApiFailed {
                 cause: FailureCause::Transport,
@@ -397,7 +533,14 @@ impl PgClient {
         .await;
         match answer {
             Ok((status, bytes)) if status.is_success() => Ok(bytes),
-            Ok((status, bytes)) if status.is_client_error() => Err(rejected(status, &bytes)),
+            Ok((status, bytes)) if status.is_client_error() => match rejected(status, &bytes) {
+                PgError::Rejected { code, message, .. }
+                    if code == "IDEMPOTENT_REQUEST_PROCESSING" =>
+                {
+                    Err(PgError::InProgress { detail: message })
+                }
+                other => Err(other),
+            },
             Ok((status, bytes)) => Err(PgError::ExternalApiFailed {
                 cause: FailureCause::ServerError(status.as_u16()),
                 detail: format!(
@@ -492,6 +635,11 @@ fn failed(path: &str, error: &BoxError) -> PgError {
             cause = FailureCause::Timeout;
         } else if e.is::<AnswerError>() {
             cause = FailureCause::Malformed;
+        } else if e
+            .downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+        {
+            cause = FailureCause::Connect;
         }
         detail.push_str(&format!(": {e}"));
         next = e.source();
@@ -522,6 +670,9 @@ fn log<T>(operation: &str, subject: &str, result: &Result<T, PgError>) {
         }
         Err(error @ PgError::Unavailable { .. }) => {
             tracing::warn!(operation, subject, "[CIRCUIT_OPEN] {error}");
+        }
+        Err(error @ PgError::InProgress { .. }) => {
+            tracing::warn!(operation, subject, "[PAYMENT_IN_PROGRESS] {error}");
         }
         Err(error @ PgError::ExternalApiFailed { .. }) => {
             tracing::error!(operation, subject, "[PAYMENT_FAILED] {error}");

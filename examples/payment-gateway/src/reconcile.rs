@@ -1,58 +1,77 @@
-//! The reconciler: settles payments the confirm flow left `in_progress` or `unknown` (a lost
-//! answer, a failed write, a compensation that failed, a process that stopped) by asking the
-//! PG by order id.
+//! The reconciler: settles what the confirm flow left unsettled (a lost answer, a 5xx, a
+//! failed write, a compensation that failed, a crash, a flow past its deadline) by asking the
+//! PG by order id, retries refunds until the PG confirms them, and checks every `done`
+//! payment against the PG once.
 //!
-//! A pass claims the payments unchanged for the grace period (long enough that no
-//! confirmation of theirs is still under way: the PG client's timeouts and the compensation's
-//! retries are far shorter), a batch at a time, each claim for a lease; asks the PG, with no
-//! transaction open; and settles each claimed payment as the PG says:
+//! A pass claims the payments unchanged for the grace period (longer than the confirm flow's
+//! deadline, so that no confirmation of theirs is still under way), a batch at a time, each
+//! claim for a lease; asks the PG, with no transaction open; and settles each claimed
+//! payment as the PG says, following the flow's policy (see [`crate::confirm`]): **a charge
+//! not recorded as `done` is refunded**.
 //!
-//! | the PG says | the payment becomes |
-//! |---|---|
-//! | charged (`DONE`) | `done`, the order paid: the customer authorised it, and the charge stands |
-//! | cancelled (`CANCELED`) | `cancelled`, the order cancelled |
-//! | no payment for the order | `failed` (`NOT_CHARGED`) |
+//! | the payment | the PG says | the payment becomes |
+//! |---|---|---|
+//! | `in_progress`, `unknown`, `cancel_pending` | charged (`DONE`) | refunded (cancel, idempotency key `cancel-{paymentKey}`), then `cancelled` |
+//! | `in_progress`, `unknown`, `cancel_pending` | `CANCELED` | `cancelled` |
+//! | `in_progress`, `unknown` | `EXPIRED`, `ABORTED` | `failed` (`EXPIRED`, `ABORTED`) |
+//! | `in_progress`, `unknown` | `IN_PROGRESS` | unchanged: the confirm window is open, a confirm may still arrive |
+//! | `in_progress`, `unknown` | no payment | `failed` (`NOT_CHARGED`) once the confirm window has passed since the confirm was sent (the database's clock); unchanged before |
+//! | `done` | `DONE`, the same amount | `done`, verified |
+//! | `done` | `CANCELED` | `cancelled`: the PG's record wins (logged `REFUNDED_BUT_DONE`) |
+//! | any | `PARTIAL_CANCELED`, another amount, anything else | `manual_review` |
 //!
 //! A payment the PG cannot be asked about (an error, an open breaker), or whose settlement
-//! cannot be written, keeps its claim until the lease runs out and is tried again by a later
-//! pass. Several reconcilers may run at once, in one process or many: a payment has one
+//! cannot be written, is released for the next pass (or, if the release fails too, keeps its
+//! claim until the lease runs out). A batch's payments are settled at once, each in at most two PG calls (a look-up and
+//! a cancel), so a batch finishes within its lease when the lease is longer than two read
+//! timeouts and the writes' own: [`Reconciler::new`]'s 30 s lease against the 3 s read
+//! timeout. Several reconcilers may run at once, in one process or many: a payment has one
 //! claimant at a time (see [`Store::claim`]), and a settlement is written only under its
 //! claim.
 
 use std::time::Duration;
 
 use breakwater::chaos::Chaos;
+use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use crate::pg_client::PgClient;
-use crate::store::{Payment, Settlement, Store, StoreError, Write, Writes};
+use crate::mock_pg::CONFIRM_WINDOW;
+use crate::pg_client::{Cancelled, PgClient, PgReceipt, REFUND_REASON};
+use crate::store::{Payment, PaymentState, Settlement, Store, StoreError, Write, Writes};
 
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pass {
     /// Payments claimed.
     pub claimed: usize,
-    /// Settled `done`: the PG had charged.
-    pub charged: usize,
-    /// Settled `cancelled`: the PG had cancelled.
+    /// Refunded by this reconciler (charged, not recorded): `cancelled`.
+    pub refunded: usize,
+    /// Found cancelled at the PG: `cancelled`.
     pub cancelled: usize,
-    /// Settled `failed`: the PG had no charge.
+    /// Settled `failed`: the PG did not charge.
     pub not_charged: usize,
-    /// Claimed but not settled (the PG or the write failed): for a later pass.
+    /// `done` payments found charged at the PG.
+    pub verified: usize,
+    /// Set aside for someone to look at.
+    pub manual_review: usize,
+    /// Claimed but not settled (the PG or the write failed, or the confirm window is still
+    /// open): for a later pass.
     pub left: usize,
 }
 
 impl Pass {
-    /// Payments settled.
+    /// Payments settled (verified included).
     pub fn settled(&self) -> usize {
-        self.charged + self.cancelled + self.not_charged
+        self.refunded + self.cancelled + self.not_charged + self.verified + self.manual_review
     }
 
     pub(crate) fn add(&mut self, other: Pass) {
         self.claimed += other.claimed;
-        self.charged += other.charged;
+        self.refunded += other.refunded;
         self.cancelled += other.cancelled;
         self.not_charged += other.not_charged;
+        self.verified += other.verified;
+        self.manual_review += other.manual_review;
         self.left += other.left;
     }
 }
@@ -68,12 +87,13 @@ pub struct Reconciler {
     grace: Duration,
     lease: Duration,
     batch: u32,
+    window: Duration,
 }
 
 impl Reconciler {
     /// A reconciler named `claimant` (unique among those running: a host and process id,
-    /// say), with a 60 s grace period, 30 s leases and batches of 100; its writes without
-    /// chaos.
+    /// say), with a 60 s grace period, 30 s leases, batches of 100 and the PG's 10-minute
+    /// confirm window; its writes without chaos.
     pub fn new(store: Store, pg: PgClient, claimant: impl Into<String>) -> Self {
         Self {
             writes: store.writes(&Chaos::disabled()),
@@ -84,7 +104,21 @@ impl Reconciler {
             grace: Duration::from_secs(60),
             lease: Duration::from_secs(30),
             batch: 100,
+            window: CONFIRM_WINDOW,
         }
+    }
+
+    /// The PG's confirm window: a payment the PG has no record of is "not charged" only once
+    /// this has passed since its confirm was sent.
+    #[must_use]
+    pub fn confirm_window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Its grace period.
+    pub fn grace_period(&self) -> Duration {
+        self.grace
     }
 
     /// Its writes behind `chaos`.
@@ -101,7 +135,8 @@ impl Reconciler {
         self
     }
 
-    /// How long a payment must be unchanged before it is settled.
+    /// How long a payment must be unchanged before it is settled: longer than the confirm
+    /// flow's deadline.
     #[must_use]
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
@@ -129,6 +164,7 @@ impl Reconciler {
     /// A claim failed (the database is down): what was settled before stays settled.
     pub async fn run_once(&self) -> Result<Pass, StoreError> {
         let mut pass = Pass::default();
+        let mut left = Vec::new();
         loop {
             let claimed = self
                 .store
@@ -141,12 +177,41 @@ impl Reconciler {
                 )
                 .await?;
             if claimed.is_empty() {
-                return Ok(pass);
+                break;
             }
-            for payment in &claimed {
-                pass.add(self.settle(payment).await);
+            // The database's clock, for the confirm window.
+            let now = self.store.clock().await?;
+            let mut settling = JoinSet::new();
+            for payment in claimed {
+                let reconciler = self.clone();
+                settling.spawn(async move {
+                    let settled = reconciler.settle(&payment, now).await;
+                    (payment.order_id, settled)
+                });
+            }
+            while let Some(settled) = settling.join_next().await {
+                match settled {
+                    Ok((order_id, settled)) => {
+                        if settled.left > 0 {
+                            left.push(order_id);
+                        }
+                        pass.add(settled);
+                    }
+                    Err(_) => pass.add(Pass {
+                        claimed: 1,
+                        left: 1,
+                        ..Pass::default()
+                    }),
+                }
             }
         }
+        // What is left is released at the end of the pass (claimed until then, so this pass
+        // does not take it again): the next pass tries it at once, not after the lease. If
+        // a release fails, the lease runs out.
+        for order_id in left {
+            let _ = self.store.release(&order_id, &self.claimant).await;
+        }
+        Ok(pass)
     }
 
     /// Runs passes every `every` until `stop` resolves; a pass that fails is logged.
@@ -171,58 +236,42 @@ impl Reconciler {
         }
     }
 
-    async fn settle(&self, payment: &Payment) -> Pass {
+    async fn settle(&self, payment: &Payment, now: i64) -> Pass {
         let left = Pass {
             claimed: 1,
             left: 1,
             ..Pass::default()
         };
         let order_id = payment.order_id.as_str();
-        let settlement = match self.pg.payment_of(order_id).await {
-            Ok(None) => Settlement::NotCharged,
-            Ok(Some(receipt)) if receipt.total_amount != payment.amount => {
-                // Not ours to decide: someone must look.
-                tracing::error!(
-                    order_id,
-                    pg = receipt.total_amount,
-                    ours = payment.amount,
-                    "[RECONCILE_MISMATCH] the PG's amount is not the payment's; left as it is"
-                );
-                return left;
-            }
-            Ok(Some(receipt)) if receipt.is_charged() => Settlement::Charged {
-                method: receipt.method,
-                approve_no: receipt.approve_no,
-            },
-            Ok(Some(receipt)) if receipt.status == "CANCELED" => Settlement::Cancelled,
-            Ok(Some(receipt)) => {
-                tracing::error!(
-                    order_id,
-                    status = receipt.status,
-                    "[RECONCILE_UNKNOWN_STATUS] the PG's status is neither DONE nor CANCELED; \
-                     left as it is"
-                );
-                return left;
-            }
+        let at_pg = match self.pg.payment_of(order_id).await {
+            Ok(at_pg) => at_pg,
             Err(error) => {
                 tracing::warn!(order_id, "[RECONCILE] cannot ask the PG: {error}; later");
                 return left;
             }
         };
-        let counted = match settlement {
-            Settlement::Charged { .. } => Pass {
-                charged: 1,
-                ..Pass::default()
-            },
-            Settlement::Cancelled => Pass {
-                cancelled: 1,
-                ..Pass::default()
-            },
-            Settlement::NotCharged => Pass {
-                not_charged: 1,
-                ..Pass::default()
-            },
+        let (settlement, counted) = match self.decide(payment, at_pg.as_ref(), now) {
+            Decision::Settle(settlement, counted) => (settlement, counted),
+            Decision::Refund(payment_key) => {
+                match self.pg.cancel(&payment_key, REFUND_REASON).await {
+                    Ok(Cancelled::Now(_) | Cancelled::Already) => (
+                        Settlement::Cancelled,
+                        Pass {
+                            refunded: 1,
+                            ..Pass::default()
+                        },
+                    ),
+                    Err(error) => {
+                        tracing::warn!(order_id, "[RECONCILE] cannot refund: {error}; later");
+                        return left;
+                    }
+                }
+            }
+            Decision::Wait => return left,
         };
+        if let Settlement::ManualReview { reason } = &settlement {
+            tracing::error!(order_id, "[MANUAL_REVIEW] {reason}");
+        }
         let write = Write::Settle {
             order_id: order_id.to_owned(),
             claimant: self.claimant.clone(),
@@ -239,4 +288,94 @@ impl Reconciler {
             }
         }
     }
+
+    /// What the PG's record means for `payment`, `now` by the database's clock.
+    fn decide(&self, payment: &Payment, at_pg: Option<&PgReceipt>, now: i64) -> Decision {
+        let review = |reason: String| {
+            Decision::Settle(
+                Settlement::ManualReview { reason },
+                Pass {
+                    manual_review: 1,
+                    ..Pass::default()
+                },
+            )
+        };
+        let cancelled = || {
+            Decision::Settle(
+                Settlement::Cancelled,
+                Pass {
+                    cancelled: 1,
+                    ..Pass::default()
+                },
+            )
+        };
+        let not_charged = |code: &str| {
+            Decision::Settle(
+                Settlement::NotCharged {
+                    code: code.to_owned(),
+                },
+                Pass {
+                    not_charged: 1,
+                    ..Pass::default()
+                },
+            )
+        };
+        let Some(receipt) = at_pg else {
+            return match payment.state {
+                PaymentState::InProgress | PaymentState::Unknown => {
+                    let sent = payment.prepared_at.unwrap_or(payment.updated_at);
+                    let window = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
+                    if now.saturating_sub(sent) > window {
+                        not_charged("NOT_CHARGED")
+                    } else {
+                        Decision::Wait
+                    }
+                }
+                state => review(format!(
+                    "the payment is {state} but the PG has no payment for the order"
+                )),
+            };
+        };
+        if receipt.total_amount != payment.amount {
+            return review(format!(
+                "the PG's amount {} is not the payment's {}",
+                receipt.total_amount, payment.amount
+            ));
+        }
+        match (payment.state, receipt.status.as_str()) {
+            (PaymentState::Done, "DONE") => Decision::Settle(
+                Settlement::Verified,
+                Pass {
+                    verified: 1,
+                    ..Pass::default()
+                },
+            ),
+            (PaymentState::Done, "CANCELED") => {
+                tracing::error!(
+                    order_id = payment.order_id,
+                    "[REFUNDED_BUT_DONE] the PG cancelled a payment recorded done: recorded \
+                     cancelled"
+                );
+                cancelled()
+            }
+            (_, "DONE") => Decision::Refund(receipt.payment_key.clone()),
+            (_, "CANCELED") => cancelled(),
+            (PaymentState::InProgress | PaymentState::Unknown, "IN_PROGRESS") => Decision::Wait,
+            (
+                PaymentState::InProgress | PaymentState::Unknown,
+                status @ ("EXPIRED" | "ABORTED"),
+            ) => not_charged(status),
+            (state, status) => review(format!("the payment is {state}, the PG says {status}")),
+        }
+    }
+}
+
+/// What to do with a claimed payment.
+enum Decision {
+    /// Write this settlement, counted so.
+    Settle(Settlement, Pass),
+    /// Charged, not recorded: cancel this payment key, then record it `cancelled`.
+    Refund(String),
+    /// Not yet: the confirm window is open.
+    Wait,
 }

@@ -188,7 +188,8 @@ async fn the_callbacks_answer_each_outcome_with_its_status() {
     let (status, body) = api.success("o-5xx", 25_000).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(body["error"]["code"], "PAYMENT_EXTERNAL_API_FAIL");
-    assert_eq!(body["data"]["state"], "failed");
+    // A 5xx after the request left may have charged: the reconciler asks the PG.
+    assert_eq!(body["data"]["state"], "unknown");
 
     api.app.registry().circuit_breaker(PG_BREAKER).force_open();
     let (status, headers, bytes) = api

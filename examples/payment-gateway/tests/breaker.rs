@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use breakwater::CircuitState;
 use payment_gateway::mock_pg::{CARD_LIMIT, Fault, MockPg};
-use payment_gateway::pg_client::{ConfirmCommand, FailureCause};
+use payment_gateway::pg_client::{Cancelled, ConfirmCommand, FailureCause};
 use payment_gateway::{PG_BREAKER, PgClient, PgError, PgSettings};
 
 fn command(n: u32, amount: i64) -> ConfirmCommand {
@@ -177,8 +177,22 @@ async fn confirm_is_idempotent_and_cancel_refunds_once() {
     );
 
     let cancelled = client.cancel("pk-1", "customer asked").await.unwrap();
-    assert!(!cancelled.is_charged());
-    assert_eq!(client.cancel("pk-1", "again").await.unwrap(), cancelled);
+    let Cancelled::Now(receipt) = &cancelled else {
+        panic!("{cancelled:?}")
+    };
+    assert!(!receipt.is_charged());
+    assert_eq!(receipt.status, "CANCELED");
+    // The same cancel again (its idempotency key, `cancel-pk-1`, and body): the same answer.
+    assert_eq!(
+        client.cancel("pk-1", "customer asked").await.unwrap(),
+        cancelled
+    );
+    // The key with another body is refused: one key, one request.
+    let error = client.cancel("pk-1", "again").await.unwrap_err();
+    assert!(
+        matches!(&error, PgError::Rejected { status: 422, code, .. } if code == "INVALID_IDEMPOTENCY_KEY"),
+        "{error:?}"
+    );
     assert_eq!(pg.ledger().len(), 2);
     let error = client.cancel("pk-unknown", "no such").await.unwrap_err();
     assert!(

@@ -48,7 +48,7 @@ impl Progress {
             return;
         }
         const WIDTH: usize = 40;
-        let filled = self.done * WIDTH / self.total.max(1);
+        let filled = self.done.min(self.total) * WIDTH / self.total.max(1);
         let bar = format!(
             "{} [{}{}] {}/{}",
             self.label,

@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod billing;
 mod model;
 mod settle;
 mod write;
@@ -30,18 +31,22 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row};
 
+pub use billing::{
+    BillingFault, BillingWrite, BillingWrites, ChargeSettlement, ChargeState, Subscription,
+    SubscriptionCharge,
+};
 pub use model::{Payment, PaymentState, Settlement, Settler};
 pub use write::{DbFault, Write, Writes};
 
 /// The schema, embedded in the binary: `migrations/` of this example.
-const MIGRATIONS: [(i64, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str); 3] = [
     (
         1,
         "orders and payments",
@@ -51,6 +56,11 @@ const MIGRATIONS: [(i64, &str, &str); 2] = [
         2,
         "settlement",
         include_str!("../../migrations/0002_settlement.sql"),
+    ),
+    (
+        3,
+        "durable compensation and subscriptions",
+        include_str!("../../migrations/0003_durable_compensation.sql"),
     ),
 ];
 
@@ -83,10 +93,23 @@ pub enum StoreError {
         /// What the operation needs.
         expected: &'static str,
     },
+    /// A subscription's charge attempt is not in a state the operation starts from.
+    WrongCharge {
+        /// The attempt's order id.
+        order_id: String,
+        /// Where it stands.
+        state: ChargeState,
+        /// What the operation needs.
+        expected: &'static str,
+    },
     /// The database URL names no driver compiled in.
     UnsupportedUrl(String),
     /// A fault injected by the chaos layer on the database writes: the write did not happen.
     Injected(breakwater::chaos::InjectedFault),
+    /// A fault injected by the chaos layer after the write committed: the caller is told it
+    /// failed, as when a connection breaks during the commit's answer. Whether it happened is
+    /// for a read to tell.
+    Ambiguous(breakwater::chaos::InjectedFault),
     /// The database failed.
     Database(sqlx::Error),
     /// The schema could not be brought up to date.
@@ -110,12 +133,23 @@ impl fmt::Display for StoreError {
                 f,
                 "the payment of order `{order_id}` is {state}: it must be {expected}"
             ),
+            StoreError::WrongCharge {
+                order_id,
+                state,
+                expected,
+            } => write!(
+                f,
+                "the charge `{order_id}` is {state}: it must be {expected}"
+            ),
             StoreError::UnsupportedUrl(url) => write!(
                 f,
                 "database URL `{url}` is not allowed: it must start with sqlite:, postgres: or \
                  postgresql:"
             ),
             StoreError::Injected(fault) => write!(f, "database write failed: {fault}"),
+            StoreError::Ambiguous(fault) => {
+                write!(f, "database write may or may not have committed: {fault}")
+            }
             StoreError::Database(e) => write!(f, "database error: {e}"),
             StoreError::Migration(e) => write!(f, "cannot migrate the database: {e}"),
         }
@@ -127,7 +161,7 @@ impl std::error::Error for StoreError {
         match self {
             StoreError::Database(e) => Some(e),
             StoreError::Migration(e) => Some(e),
-            StoreError::Injected(e) => Some(e),
+            StoreError::Injected(e) | StoreError::Ambiguous(e) => Some(e),
             _ => None,
         }
     }
@@ -180,6 +214,26 @@ pub enum Backend {
     Postgres,
 }
 
+/// How long the store waits, so that a stuck database fails a request instead of holding it
+/// (the seed's datasource: `connection-timeout: 1100`, `socketTimeout: 3000`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbTimeouts {
+    /// How long a request waits for a connection of the pool (1.1 s).
+    pub acquire: Duration,
+    /// How long one statement may run: PostgreSQL's `statement_timeout`; on SQLite the busy
+    /// timeout, how long a writer waits for the lock (3 s).
+    pub statement: Duration,
+}
+
+impl Default for DbTimeouts {
+    fn default() -> Self {
+        Self {
+            acquire: Duration::from_millis(1_100),
+            statement: Duration::from_secs(3),
+        }
+    }
+}
+
 /// The store: a pool of connections to one database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -196,6 +250,15 @@ impl Store {
     ///
     /// If the URL names no driver compiled in, or the database cannot be reached or migrated.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, DbTimeouts::default()).await
+    }
+
+    /// As [`open`](Self::open), with these timeouts.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub async fn open_with(url: &str, timeouts: DbTimeouts) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -204,13 +267,23 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
+        let statement_ms = timeouts.statement.as_millis();
         let pool = match backend {
-            Backend::Sqlite => Self::sqlite_pool(url).await?,
+            Backend::Sqlite => Self::sqlite_pool(url, timeouts).await?,
             // Enough for the concurrent confirmations of a chaos run; PostgreSQL serves each
             // connection with a process, so not many more.
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(16)
+                    .acquire_timeout(timeouts.acquire)
+                    .after_connect(move |connection, _| {
+                        Box::pin(async move {
+                            connection
+                                .execute(format!("SET statement_timeout = {statement_ms}").as_str())
+                                .await?;
+                            Ok(())
+                        })
+                    })
                     .connect(url)
                     .await?
             }
@@ -224,18 +297,24 @@ impl Store {
         Ok(Self { pool, backend })
     }
 
-    async fn sqlite_pool(url: &str) -> Result<AnyPool, sqlx::Error> {
+    async fn sqlite_pool(url: &str, timeouts: DbTimeouts) -> Result<AnyPool, sqlx::Error> {
+        let busy_ms = timeouts.statement.as_millis();
         AnyPoolOptions::new()
             .max_connections(4)
-            .after_connect(|connection, _| {
+            .acquire_timeout(timeouts.acquire)
+            .after_connect(move |connection, _| {
                 Box::pin(async move {
                     // WAL lets readers go on during a write; NORMAL syncs at checkpoints, not at
                     // every commit (a crash loses no committed transaction, a power cut may
-                    // lose the last few); the busy timeout queues writers instead of failing.
+                    // lose the last few); the busy timeout queues writers instead of failing,
+                    // for as long as a statement may take.
                     connection
                         .execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                            format!(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = {busy_ms}; PRAGMA foreign_keys = ON;"
+                            )
+                            .as_str(),
                         )
                         .await?;
                     Ok(())
@@ -248,6 +327,27 @@ impl Store {
     /// The database behind this store.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The database's clock in Unix milliseconds, as SQL: every time the store writes or
+    /// compares comes from the one database, never from an instance's clock.
+    pub(crate) fn now(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM statement_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+
+    /// The database's clock, read: Unix milliseconds.
+    ///
+    /// # Errors
+    ///
+    /// The database's error.
+    pub async fn clock(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(&format!("SELECT {} AS now", self.now()))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("now")?)
     }
 
     /// Opens (creating it if need be) the SQLite file at `path`.
@@ -275,16 +375,15 @@ impl Store {
         name: &str,
         amount: i64,
     ) -> Result<Payment, StoreError> {
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
+        let inserted = sqlx::query(&format!(
             "INSERT INTO orders (order_id, name, amount, state, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'created', $4, $4)",
-        )
+             VALUES ($1, $2, $3, 'created', {now}, {now})"
+        ))
         .bind(order_id)
         .bind(name)
         .bind(amount)
-        .bind(now)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -295,14 +394,13 @@ impl Store {
             }
             other => other?,
         };
-        sqlx::query(
+        sqlx::query(&format!(
             "INSERT INTO payments (payment_id, order_id, amount, state, attempts, created_at, \
-             updated_at) VALUES ($1, $2, $3, 'ready', 0, $4, $4)",
-        )
+             updated_at) VALUES ($1, $2, $3, 'ready', 0, {now}, {now})"
+        ))
         .bind(new_payment_id())
         .bind(order_id)
         .bind(amount)
-        .bind(now)
         .execute(&mut *tx)
         .await?;
         let payment = fetch(&mut tx, order_id).await?;
@@ -327,13 +425,13 @@ impl Store {
         // The write comes first: on SQLite a transaction that reads first and writes later
         // cannot wait for another writer (its upgrade fails at once with "database is
         // locked"); one that writes first waits its turn (the busy timeout).
-        let moved = sqlx::query(
+        let moved = sqlx::query(&format!(
             "UPDATE payments SET state = 'in_progress', payment_key = $1, \
-             attempts = attempts + 1, updated_at = $2 \
-             WHERE order_id = $3 AND state = 'ready' AND amount = $4",
-        )
+             attempts = attempts + 1, updated_at = {now}, prepared_at = {now} \
+             WHERE order_id = $2 AND state = 'ready' AND amount = $3",
+            now = self.now()
+        ))
         .bind(payment_key)
-        .bind(now_ms())
         .bind(order_id)
         .bind(amount)
         .execute(&mut *tx)
@@ -368,7 +466,7 @@ impl Store {
         order_id: &str,
         completion: Completion,
     ) -> Result<Payment, StoreError> {
-        let now = now_ms();
+        let now = self.now();
         let mut tx = self.pool.begin().await?;
         let (state, method, approve_no, code, message) = match completion {
             Completion::Approved { method, approve_no } => (
@@ -385,24 +483,23 @@ impl Store {
                 PaymentState::Unknown,
                 None,
                 None,
-                Some("PG_NO_ANSWER".to_owned()),
+                Some("PG_OUTCOME_UNKNOWN".to_owned()),
                 Some(detail),
             ),
             Completion::NotCalled => (PaymentState::Ready, None, None, None, None),
         };
         // `ready` (the PG was not called) is not settled: the customer may try again.
         let settled_by = (state != PaymentState::Ready).then_some(Settler::Confirm.as_str());
-        let moved = sqlx::query(
+        let moved = sqlx::query(&format!(
             "UPDATE payments SET state = $1, method = $2, approve_no = $3, fail_code = $4, \
-             fail_message = $5, updated_at = $6, settled_by = $7 \
-             WHERE order_id = $8 AND state = 'in_progress'",
-        )
+             fail_message = $5, updated_at = {now}, settled_by = $6 \
+             WHERE order_id = $7 AND state = 'in_progress'"
+        ))
         .bind(state.as_str())
         .bind(method)
         .bind(approve_no)
         .bind(code)
         .bind(message)
-        .bind(now)
         .bind(settled_by)
         .bind(order_id)
         .execute(&mut *tx)
@@ -433,13 +530,13 @@ impl Store {
         message: &str,
     ) -> Result<Payment, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let moved = sqlx::query(
+        let moved = sqlx::query(&format!(
             "UPDATE payments SET state = 'failed', fail_code = $1, fail_message = $2, \
-             updated_at = $3 WHERE order_id = $4 AND state = 'ready'",
-        )
+             updated_at = {} WHERE order_id = $3 AND state = 'ready'",
+            self.now()
+        ))
         .bind(code)
         .bind(message)
-        .bind(now_ms())
         .bind(order_id)
         .execute(&mut *tx)
         .await?;
@@ -485,7 +582,7 @@ impl Store {
 macro_rules! payment_columns {
     () => {
         "payment_id, order_id, amount, state, payment_key, method, approve_no, fail_code, \
-         fail_message, attempts, settled_by, created_at, updated_at"
+         fail_message, attempts, settled_by, created_at, updated_at, prepared_at, verified_at"
     };
 }
 
@@ -510,18 +607,20 @@ fn moved_from(
     }
 }
 
+/// Sets the order's state; `now` is the database's clock ([`Store::now`]).
 async fn set_order_state(
     connection: &mut sqlx::AnyConnection,
     order_id: &str,
     state: &str,
-    now: i64,
+    now: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE orders SET state = $1, updated_at = $2 WHERE order_id = $3")
-        .bind(state)
-        .bind(now)
-        .bind(order_id)
-        .execute(&mut *connection)
-        .await?;
+    sqlx::query(&format!(
+        "UPDATE orders SET state = $1, updated_at = {now} WHERE order_id = $2"
+    ))
+    .bind(state)
+    .bind(order_id)
+    .execute(&mut *connection)
+    .await?;
     Ok(())
 }
 
@@ -561,6 +660,8 @@ fn payment_of(row: &AnyRow) -> Result<Payment, StoreError> {
         settled_by: row.try_get("settled_by")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        prepared_at: row.try_get("prepared_at")?,
+        verified_at: row.try_get("verified_at")?,
     })
 }
 
@@ -568,13 +669,6 @@ fn parse_state(state: &str) -> Result<PaymentState, StoreError> {
     state
         .parse()
         .map_err(|e: String| StoreError::Database(sqlx::Error::Decode(e.into())))
-}
-
-/// Unix milliseconds, now.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// `pay_` and 24 hex digits: the time in nanoseconds and a counter, unique in a process and

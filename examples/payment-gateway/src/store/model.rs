@@ -19,20 +19,28 @@ pub enum PaymentState {
     Failed,
     /// Charged, then given back.
     Cancelled,
-    /// The PG was called but its answer never arrived: it may have charged. Settled by
-    /// asking the PG.
+    /// The PG was called and its outcome is not known (no answer, a 5xx, a request still
+    /// processed): it may have charged. Settled by asking the PG.
     Unknown,
+    /// Charged, but the charge could not be recorded: the refund is under way (the intent is
+    /// written before the cancel is sent; a worker retries it until the PG confirms).
+    CancelPending,
+    /// The PG's record cannot be settled by a rule (a partial cancel, an amount that
+    /// differs): someone must look.
+    ManualReview,
 }
 
 impl PaymentState {
     /// Every state, in the order above.
-    pub const ALL: [PaymentState; 6] = [
+    pub const ALL: [PaymentState; 8] = [
         PaymentState::Ready,
         PaymentState::InProgress,
         PaymentState::Done,
         PaymentState::Failed,
         PaymentState::Cancelled,
         PaymentState::Unknown,
+        PaymentState::CancelPending,
+        PaymentState::ManualReview,
     ];
 
     /// As the database spells it.
@@ -44,6 +52,8 @@ impl PaymentState {
             PaymentState::Failed => "failed",
             PaymentState::Cancelled => "cancelled",
             PaymentState::Unknown => "unknown",
+            PaymentState::CancelPending => "cancel_pending",
+            PaymentState::ManualReview => "manual_review",
         }
     }
 }
@@ -64,7 +74,7 @@ impl FromStr for PaymentState {
             .ok_or_else(|| {
                 format!(
                     "payment state `{s}` is not one of ready, in_progress, done, failed, \
-                     cancelled, unknown"
+                     cancelled, unknown, cancel_pending, manual_review"
                 )
             })
     }
@@ -96,10 +106,14 @@ pub struct Payment {
     pub attempts: i64,
     /// Who settled it: `confirm`, `compensation` or `reconciler` (see [`Settler`]).
     pub settled_by: Option<String>,
-    /// Unix milliseconds.
+    /// Unix milliseconds (the database's clock, as every time here).
     pub created_at: i64,
     /// Unix milliseconds.
     pub updated_at: i64,
+    /// When the last confirm was sent, Unix milliseconds.
+    pub prepared_at: Option<i64>,
+    /// When the reconciler found this `done` payment charged at the PG, Unix milliseconds.
+    pub verified_at: Option<i64>,
 }
 
 /// Who brought a payment to its final state.
@@ -124,18 +138,23 @@ impl Settler {
     }
 }
 
-/// What the PG says of a payment the reconciler settles.
+/// How the reconciler settles a payment it claimed, from what the PG says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
-    /// The PG holds the money: the payment is done and the order paid.
-    Charged {
-        /// How it was paid.
-        method: String,
-        /// The approval number.
-        approve_no: String,
-    },
-    /// The PG charged and gave the money back.
+    /// A `done` payment the PG holds charged: it stays `done`, verified.
+    Verified,
+    /// The PG gave the money back (the reconciler's cancel, or an earlier one): `cancelled`,
+    /// the order cancelled.
     Cancelled,
-    /// The PG has no charge for the order.
-    NotCharged,
+    /// The PG did not charge and never will: `failed` with this code (`NOT_CHARGED`,
+    /// `EXPIRED`, `ABORTED`).
+    NotCharged {
+        /// Why, as the PG's status says.
+        code: String,
+    },
+    /// No rule settles it: `manual_review`, with the reason.
+    ManualReview {
+        /// What someone must look at.
+        reason: String,
+    },
 }

@@ -1,61 +1,93 @@
-//! Settling payments after the confirm flow: the compensation's record of a cancel, and the
-//! reconciler's claims and settlements.
+//! Settling payments after the confirm flow: the compensation's intent and its record of a
+//! cancel, and the reconciler's claims and settlements.
 
 use std::time::Duration;
 
 use super::{
     Backend, PAYMENT_COLUMNS, Payment, PaymentState, Settlement, Settler, Store, StoreError, fetch,
-    moved_from, now_ms, payment_of, set_order_state,
+    moved_from, payment_of, set_order_state,
 };
 
-/// The states a reconciler settles: the PG may have charged, and the store does not know.
-const UNSETTLED: &str = "('in_progress', 'unknown')";
+/// The states the reconciler settles: the PG may have charged, and the store does not know,
+/// or a refund is under way.
+const UNSETTLED: &str = "('in_progress', 'unknown', 'cancel_pending')";
+
+/// Milliseconds, as the database stores them.
+pub(super) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
 
 impl Store {
-    /// Records that the PG cancelled (refunded) the payment of `order_id`: from
-    /// `in_progress`, `unknown` or `done` to `cancelled`, and the order cancelled, in one
-    /// transaction.
+    /// The compensation's intent, written before its cancel is sent: `in_progress` →
+    /// `cancel_pending`. From then on, whatever happens to the flow, the reconciler retries
+    /// the cancel until the PG confirms it.
     ///
     /// # Errors
     ///
-    /// Not found, or a payment in another state.
-    pub async fn cancelled(&self, order_id: &str, by: Settler) -> Result<Payment, StoreError> {
-        let now = now_ms();
+    /// Not found, or a payment not `in_progress`.
+    pub async fn cancel_pending(&self, order_id: &str) -> Result<Payment, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let moved = sqlx::query(
-            "UPDATE payments SET state = 'cancelled', settled_by = $1, updated_at = $2, \
-             claimed_by = NULL WHERE order_id = $3 \
-             AND state IN ('in_progress', 'unknown', 'done')",
-        )
-        .bind(by.as_str())
-        .bind(now)
+        let moved = sqlx::query(&format!(
+            "UPDATE payments SET state = 'cancel_pending', updated_at = {} \
+             WHERE order_id = $1 AND state = 'in_progress'",
+            self.now()
+        ))
         .bind(order_id)
         .execute(&mut *tx)
         .await?;
         let payment = moved_from(
             moved.rows_affected(),
             fetch(&mut tx, order_id).await?,
-            "in_progress, unknown or done",
+            "in_progress",
+        )?;
+        tx.commit().await?;
+        Ok(payment)
+    }
+
+    /// Records that the PG cancelled (refunded) the payment of `order_id`: from
+    /// `cancel_pending`, `in_progress` or `unknown` to `cancelled`, and the order cancelled,
+    /// in one transaction.
+    ///
+    /// # Errors
+    ///
+    /// Not found, or a payment in another state.
+    pub async fn cancelled(&self, order_id: &str, by: Settler) -> Result<Payment, StoreError> {
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(&format!(
+            "UPDATE payments SET state = 'cancelled', settled_by = $1, updated_at = {now}, \
+             claimed_by = NULL WHERE order_id = $2 AND state IN {UNSETTLED}"
+        ))
+        .bind(by.as_str())
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?;
+        let payment = moved_from(
+            moved.rows_affected(),
+            fetch(&mut tx, order_id).await?,
+            "cancel_pending, in_progress or unknown",
         )?;
         set_order_state(&mut tx, order_id, "cancelled", now).await?;
         tx.commit().await?;
         Ok(payment)
     }
 
-    /// Claims for `claimant`, until `lease` from now, up to `limit` payments that are
-    /// `in_progress` or `unknown`, unchanged for `grace` at least, and not claimed by a
-    /// reconciler whose lease runs still. Returns them, oldest first.
+    /// Claims for `claimant`, until `lease` from now, up to `limit` payments the reconciler
+    /// has to settle, unchanged for `grace` at least and not claimed by a reconciler whose
+    /// lease runs still: `in_progress`, `unknown` and `cancel_pending` ones, and `done` ones
+    /// not yet verified against the PG. Returns them, oldest first. Every time is the
+    /// database's.
     ///
     /// On PostgreSQL the rows are chosen `FOR UPDATE SKIP LOCKED`: reconcilers claiming at the
     /// same time take different rows instead of waiting for each other. On SQLite, writers
     /// take turns: the second sees the first one's claims. Either way, a payment has one
     /// claimant at a time.
     ///
+    /// Only orders whose id starts with `scope` are claimed (`""` for all).
+    ///
     /// # Errors
     ///
     /// The database's error.
-    ///
-    /// Only orders whose id starts with `scope` are claimed (`""` for all).
     pub async fn claim(
         &self,
         claimant: &str,
@@ -64,28 +96,27 @@ impl Store {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<Payment>, StoreError> {
-        let now = now_ms();
-        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let now = self.now();
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        let wanted = format!("(state IN {UNSETTLED} OR (state = 'done' AND verified_at IS NULL))");
         // The claim is checked again on the row itself: under PostgreSQL's READ COMMITTED, a
         // row another claimant changed meanwhile is re-read before it is updated.
         let sql = format!(
-            "UPDATE payments SET claimed_by = $1, claimed_until = $2 \
-             WHERE claimed_until < $3 AND state IN {UNSETTLED} AND payment_id IN \
-             (SELECT payment_id FROM payments WHERE state IN {UNSETTLED} AND updated_at <= $4 \
-              AND claimed_until < $3 AND substr(order_id, 1, CAST($6 AS INTEGER)) = $7 \
-              ORDER BY updated_at, payment_id LIMIT $5{lock}) \
+            "UPDATE payments SET claimed_by = $1, claimed_until = {now} + $2 \
+             WHERE claimed_until < {now} AND {wanted} AND payment_id IN \
+             (SELECT payment_id FROM payments WHERE {wanted} AND updated_at <= {now} - $3 \
+              AND claimed_until < {now} AND substr(order_id, 1, CAST($5 AS INTEGER)) = $6 \
+              ORDER BY updated_at, payment_id LIMIT $4{lock}) \
              RETURNING {PAYMENT_COLUMNS}"
         );
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(&sql)
             .bind(claimant)
-            .bind(now.saturating_add(millis(lease)))
-            .bind(now)
-            .bind(now.saturating_sub(millis(grace)))
+            .bind(millis(lease))
+            .bind(millis(grace))
             .bind(i64::from(limit))
             .bind(i64::try_from(scope.len()).unwrap_or(i64::MAX))
             .bind(scope)
@@ -97,45 +128,88 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Ends `claimant`'s claim on the payment of `order_id` without settling it, so that the
+    /// next pass tries it again at once instead of after the lease.
+    ///
+    /// # Errors
+    ///
+    /// The database's error.
+    pub async fn release(&self, order_id: &str, claimant: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE payments SET claimed_by = NULL, claimed_until = 0 \
+             WHERE order_id = $1 AND claimed_by = $2",
+        )
+        .bind(order_id)
+        .bind(claimant)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Settles a payment `claimant` claimed, as the PG says it stands; the claim ends.
     ///
     /// # Errors
     ///
-    /// Not found, or the payment is no longer `in_progress` or `unknown` under this claim
-    /// (settled meanwhile, or claimed by another after the lease ran out): nothing changes.
+    /// Not found, or the payment is no longer in a state this settlement starts from under
+    /// this claim (settled meanwhile, or claimed by another after the lease ran out): nothing
+    /// changes.
     pub async fn settle(
         &self,
         order_id: &str,
         claimant: &str,
         settlement: Settlement,
     ) -> Result<Payment, StoreError> {
-        let now = now_ms();
-        let (state, method, approve_no, code, order_state) = match settlement {
-            Settlement::Charged { method, approve_no } => (
+        let now = self.now();
+        let (state, code, message, order_state, from, expected) = match settlement {
+            Settlement::Verified => (
                 PaymentState::Done,
-                Some(method),
-                Some(approve_no),
                 None,
-                Some("paid"),
+                None,
+                None,
+                "('done')",
+                "done, claimed by this reconciler",
             ),
-            Settlement::Cancelled => (PaymentState::Cancelled, None, None, None, Some("cancelled")),
-            Settlement::NotCharged => (PaymentState::Failed, None, None, Some("NOT_CHARGED"), None),
+            Settlement::Cancelled => (
+                PaymentState::Cancelled,
+                None,
+                None,
+                Some("cancelled"),
+                "('in_progress', 'unknown', 'cancel_pending', 'done')",
+                "unsettled or done, claimed by this reconciler",
+            ),
+            Settlement::NotCharged { code } => (
+                PaymentState::Failed,
+                Some(code),
+                None,
+                None,
+                "('in_progress', 'unknown')",
+                "in_progress or unknown, claimed by this reconciler",
+            ),
+            Settlement::ManualReview { reason } => (
+                PaymentState::ManualReview,
+                None,
+                Some(reason),
+                None,
+                "('in_progress', 'unknown', 'cancel_pending', 'done')",
+                "unsettled or done, claimed by this reconciler",
+            ),
         };
         let mut tx = self.pool.begin().await?;
+        // A verified payment keeps who settled it (the confirm flow) and gains verified_at.
         let sql = format!(
-            "UPDATE payments SET state = $1, method = COALESCE($2, method), \
-             approve_no = COALESCE($3, approve_no), fail_code = COALESCE($4, fail_code), \
-             settled_by = $5, updated_at = $6, claimed_by = NULL \
-             WHERE order_id = $7 AND claimed_by = $8 AND claimed_until >= $6 \
-             AND state IN {UNSETTLED}"
+            "UPDATE payments SET state = $1, fail_code = COALESCE($2, fail_code), \
+             fail_message = COALESCE($4, fail_message), \
+             settled_by = CASE WHEN $1 = 'done' THEN settled_by ELSE $3 END, \
+             verified_at = CASE WHEN $1 = 'done' THEN {now} ELSE verified_at END, \
+             updated_at = {now}, claimed_by = NULL \
+             WHERE order_id = $5 AND claimed_by = $6 AND claimed_until >= {now} \
+             AND state IN {from}"
         );
         let moved = sqlx::query(&sql)
             .bind(state.as_str())
-            .bind(method)
-            .bind(approve_no)
             .bind(code)
             .bind(Settler::Reconciler.as_str())
-            .bind(now)
+            .bind(message)
             .bind(order_id)
             .bind(claimant)
             .execute(&mut *tx)
@@ -143,7 +217,7 @@ impl Store {
         let payment = moved_from(
             moved.rows_affected(),
             fetch(&mut tx, order_id).await?,
-            "in_progress or unknown, claimed by this reconciler",
+            expected,
         )?;
         if let Some(order_state) = order_state {
             set_order_state(&mut tx, order_id, order_state, now).await?;

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use breakwater::chaos::{Chaos, ChaosService, Injected, InjectedFault};
+use breakwater::chaos::{Chaos, ChaosService, FaultKind, Injected, InjectedFault};
 use tower::{Layer, Service};
 
 use super::{Completion, Payment, Settlement, Settler, Store, StoreError};
@@ -28,6 +28,11 @@ pub enum Write {
         order_id: String,
         /// How the PG call ended.
         completion: Completion,
+    },
+    /// [`Store::cancel_pending`]: the compensation's intent.
+    CancelPending {
+        /// The order.
+        order_id: String,
     },
     /// [`Store::cancelled`].
     Cancelled {
@@ -53,6 +58,7 @@ impl Write {
         match self {
             Write::Prepare { order_id, .. }
             | Write::Complete { order_id, .. }
+            | Write::CancelPending { order_id }
             | Write::Cancelled { order_id, .. }
             | Write::Settle { order_id, .. } => order_id,
         }
@@ -83,6 +89,7 @@ impl Service<Write> for Store {
                     order_id,
                     completion,
                 } => store.complete(&order_id, completion).await,
+                Write::CancelPending { order_id } => store.cancel_pending(&order_id).await,
                 Write::Cancelled { order_id, by } => store.cancelled(&order_id, by).await,
                 Write::Settle {
                     order_id,
@@ -94,17 +101,28 @@ impl Service<Write> for Store {
     }
 }
 
-/// The fault of a database write under chaos: [`StoreError::Injected`], the write not made.
+/// The fault of a database write under chaos: a failure is [`StoreError::Injected`], the
+/// write not made; a lost response is [`StoreError::Ambiguous`], the write committed and the
+/// caller told it failed.
 pub type DbFault = fn(Injected) -> Result<Payment, StoreError>;
 
 /// The payment flow's writes: the store behind a chaos layer (disabled unless configured).
 pub type Writes = ChaosService<Store, DbFault>;
 
+/// The error a database chaos answers for `injected`.
+pub(crate) fn db_fault(injected: Injected) -> StoreError {
+    match injected.kind {
+        FaultKind::ResponseLost => StoreError::Ambiguous(InjectedFault::new(injected)),
+        _ => StoreError::Injected(InjectedFault::new(injected)),
+    }
+}
+
 impl Store {
     /// This store's writes behind `chaos`: a failed write is [`StoreError::Injected`] and
-    /// changes nothing.
+    /// changes nothing; a lost answer (the chaos's response loss) is
+    /// [`StoreError::Ambiguous`], the write committed.
     pub fn writes(&self, chaos: &Chaos) -> Writes {
-        let fault: DbFault = |injected| Err(StoreError::Injected(InjectedFault::new(injected)));
+        let fault: DbFault = |injected| Err(db_fault(injected));
         chaos.layer(fault).layer(self.clone())
     }
 }
