@@ -8,10 +8,13 @@
 //! | `GET /v1/payments/{orderId}` | `200` the payment; `404 PAYMENT_NOT_FOUND` |
 //! | `POST /v1/payments/callback/success?orderId=&paymentKey=&amount=` | `200` the payment, `done`; `400 PAYMENT_REJECTED` (the PG refused: `failed`); `502 PAYMENT_EXTERNAL_API_FAIL` (`failed`, or `unknown` if the PG may have charged); `503 PAYMENT_EXTERNAL_API_UNAVAILABLE` with `Retry-After` (breaker open, PG not called: `ready` again); `400 INVALID_AMOUNT`; `404 PAYMENT_NOT_FOUND`; `409 PAYMENT_NOT_READY` |
 //! | `POST /v1/payments/callback/fail?orderId=&code=&message=` | `200` the payment, `failed`; `404`; `409 PAYMENT_NOT_READY` |
-//! | `GET /health` | `200` `{"status": "up", "breakers": [...]}`, `503` when a breaker is open (`"down"`) |
+//! | `GET /health/live` | `200` `{"status": "up"}` while the process serves (liveness: restart it when this fails) |
+//! | `GET /health/ready` | `200` `{"status": "up", "database": {"status": "up"}, "breakerStatus", "breakers": [...]}`; `503` with `"status": "down"` and the database's error when the database does not answer `SELECT 1` within 500 ms (readiness). An open breaker shows in `breakerStatus` (`up`, `degraded`, `down`) and `breakers` (each breaker's state and window) but does not make it `503`: every instance shares the PG, so pulling them all would turn a PG outage into a full one |
+//! | `GET /health` | as `/health/ready` |
 //! | `GET /metrics` | `200` Prometheus text: breakwater's breaker metrics and `payment_confirmations_total{outcome}` |
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -20,9 +23,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use breakwater::Registry;
-use breakwater::registry::HealthStatus;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::confirm::{ConfirmError, PaymentConfirm};
 use crate::pg_client::PgError;
@@ -53,7 +55,9 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/v1/payments/{order_id}", get(payment))
         .route("/v1/payments/callback/success", post(success))
         .route("/v1/payments/callback/fail", post(fail))
-        .route("/health", get(health))
+        .route("/health", get(ready))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -249,15 +253,45 @@ async fn fail(
     }
 }
 
-async fn health(State(state): State<AppState>) -> Response {
-    let report = state.registry.health();
-    let status = if report.status == HealthStatus::Down {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
+/// How long readiness waits for the database: under the 1 s a Kubernetes probe waits by
+/// default, so that a slow database reads as not ready rather than as a probe timeout.
+const READINESS_DATABASE_TIMEOUT: Duration = Duration::from_millis(500);
+
+async fn live() -> Response {
+    (StatusCode::OK, Json(json!({ "status": "up" }))).into_response()
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let database =
+        tokio::time::timeout(READINESS_DATABASE_TIMEOUT, state.confirm.store().ping()).await;
+    let (ready, database) = match database {
+        Ok(Ok(())) => (true, json!({ "status": "up" })),
+        Ok(Err(e)) => (false, json!({ "status": "down", "error": e.to_string() })),
+        Err(_) => (
+            false,
+            json!({
+                "status": "down",
+                "error": format!(
+                    "no answer within {} ms",
+                    READINESS_DATABASE_TIMEOUT.as_millis()
+                ),
+            }),
+        ),
     };
-    let body: Value = serde_json::to_value(&report)
-        .unwrap_or_else(|e| json!({ "status": report.status.as_str(), "error": e.to_string() }));
+    // Reported, never a reason to be pulled: see the module docs.
+    let breakers = state.registry.health();
+    let body = json!({
+        "status": if ready { "up" } else { "down" },
+        "database": database,
+        "breakerStatus": breakers.status.as_str(),
+        "breakers": serde_json::to_value(&breakers.breakers)
+            .unwrap_or_else(|e| json!({ "error": e.to_string() })),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body)).into_response()
 }
 
