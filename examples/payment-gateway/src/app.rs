@@ -3,6 +3,7 @@
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use breakwater::Registry;
 use tokio::net::TcpListener;
@@ -94,6 +95,27 @@ impl App {
         match (&mut self.serving).await {
             Ok(result) => result,
             Err(join) => Err(std::io::Error::other(join)),
+        }
+    }
+
+    /// Stops accepting connections, lets the requests in flight finish for up to `drain`,
+    /// then returns how serving ended. Requests still running after `drain` are cut off.
+    ///
+    /// # Errors
+    ///
+    /// If serving failed, or requests were still running after `drain`
+    /// ([`ErrorKind::TimedOut`](std::io::ErrorKind::TimedOut)).
+    pub async fn stop(mut self, drain: Duration) -> std::io::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match tokio::time::timeout(drain, &mut self.serving).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(std::io::Error::other(join)),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("requests still in flight after {} ms", drain.as_millis()),
+            )),
         }
     }
 }
