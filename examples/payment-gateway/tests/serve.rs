@@ -4,11 +4,13 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use breakwater::CircuitState;
 use http::{Method, StatusCode};
+use payment_gateway::demo::CONFIG;
 use payment_gateway::mock_pg::{Fault, MockPg};
 use payment_gateway::serve::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, ServeError, ServeOptions, Server,
@@ -54,6 +56,32 @@ impl Running {
             .await
             .expect("serve stops within its bound")
             .unwrap()
+    }
+}
+
+/// A configuration file of its own, removed when dropped.
+struct ConfigFile(PathBuf);
+
+impl ConfigFile {
+    fn new(text: &str) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "payment-gateway-serve-{}-{}.yml",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, text).unwrap();
+        ConfigFile(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -181,38 +209,81 @@ async fn shutdown_refuses_new_connections_and_finishes_the_requests_in_flight() 
 }
 
 #[tokio::test]
-async fn the_pg_timeouts_come_from_the_options_else_the_defaults() {
+async fn the_pg_timeouts_come_from_the_options_over_the_file_over_the_defaults() {
     let pg = MockPg::start().await.unwrap();
     let db = TempDb::new();
     let timeouts = |server: &Server| {
         let pg = server.pg_settings();
         (pg.connect_timeout, pg.read_timeout)
     };
+
+    // The built-in application.yml gives the defaults' values.
     let server = Server::start(options(&pg, &db)).await.unwrap();
-    assert_eq!(
-        timeouts(&server),
-        (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT)
-    );
     assert_eq!(
         timeouts(&server),
         (Duration::from_millis(1100), Duration::from_secs(3))
     );
     drop(server);
 
-    let mut given = options(&pg, &db);
-    given.connect_timeout = Some(Duration::from_millis(700));
-    given.read_timeout = Some(Duration::from_millis(1500));
-    let server = Server::start(given).await.unwrap();
+    let file = ConfigFile::new(
+        &CONFIG
+            .replace("connect-timeout: 1100ms", "connect-timeout: 2s")
+            .replace("read-timeout: 3s", "read-timeout: 1500"),
+    );
+    let mut with_file = options(&pg, &db);
+    with_file.config = Some(file.path().to_owned());
+    let server = Server::start(with_file.clone()).await.unwrap();
+    assert_eq!(
+        timeouts(&server),
+        (Duration::from_secs(2), Duration::from_millis(1500))
+    );
+    drop(server);
+
+    with_file.connect_timeout = Some(Duration::from_millis(700));
+    let server = Server::start(with_file).await.unwrap();
     assert_eq!(
         timeouts(&server),
         (Duration::from_millis(700), Duration::from_millis(1500))
     );
+    drop(server);
+
+    // A file silent on them: the defaults.
+    let silent = ConfigFile::new(
+        "resilience4j.circuitbreaker:\n  instances:\n    beeceptor-payment:\n      \
+         sliding-window-size: 10\n",
+    );
+    let mut with_silent = options(&pg, &db);
+    with_silent.config = Some(silent.path().to_owned());
+    let server = Server::start(with_silent).await.unwrap();
+    assert_eq!(
+        timeouts(&server),
+        (DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT)
+    );
 }
 
 #[tokio::test]
-async fn a_bad_setting_stops_start_up_naming_it_the_value_and_what_is_allowed() {
+async fn a_bad_setting_stops_start_up_naming_the_key_the_value_and_what_is_allowed() {
     let pg = MockPg::start().await.unwrap();
     let db = TempDb::new();
+    let text = CONFIG.replace("read-timeout: 3s", "read-timeout: 3 seconds");
+    let line = text
+        .lines()
+        .position(|l| l.contains("read-timeout: 3 seconds"))
+        .unwrap()
+        + 1;
+    let file = ConfigFile::new(&text);
+    let mut bad = options(&pg, &db);
+    bad.config = Some(file.path().to_owned());
+    assert_eq!(
+        Server::start(bad).await.unwrap_err().to_string(),
+        format!(
+            "`payment-gateway.pg.read-timeout` at line {line} of {} is `3 seconds`: it must be \
+             a duration from 1ms to 10m: whole milliseconds (`3000`) or a whole number with a \
+             unit of ms, s or m (`1100ms`, `3s`)",
+            file.path().display()
+        )
+    );
+
     let mut zero = options(&pg, &db);
     zero.read_timeout = Some(Duration::ZERO);
     assert_eq!(

