@@ -18,6 +18,7 @@
 //! 30 s open wait. The run prints a timeline (phases, outcomes, PG hits, p50/p99, log lines,
 //! state transitions), checks the PG's ledger against the database, and writes an SVG chart.
 
+mod axis;
 mod chart;
 mod driver;
 mod report;
