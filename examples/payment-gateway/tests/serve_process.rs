@@ -43,6 +43,7 @@ struct Serve {
 impl Serve {
     /// Spawns `serve` with `args` and `env`, its stdout and stderr piped (not a terminal).
     fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
+        assert_this_build();
         let mut command = Command::new(BINARY);
         command.arg("serve").args(args);
         for name in VARIABLES.iter().chain(&["NO_COLOR"]) {
@@ -119,6 +120,22 @@ impl Drop for Serve {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Fails at once, saying why, when the binary is not the one these tests were built with:
+/// a target directory shared with another checkout may have replaced it since.
+fn assert_this_build() {
+    let help = Command::new(BINARY)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("PAYMENT_GATEWAY_SHUTDOWN_TIMEOUT_MS"),
+        "{BINARY} is not this build (its `serve --help` has no \
+         PAYMENT_GATEWAY_SHUTDOWN_TIMEOUT_MS): was it rebuilt from another checkout sharing \
+         the target directory?\n{help}"
+    );
 }
 
 fn sqlite(db: &TempDb) -> String {
