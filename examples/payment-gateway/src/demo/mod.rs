@@ -238,8 +238,14 @@ pub async fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoRepor
             if d.breaker.state() != CircuitState::Open || wait.is_zero() {
                 return Ok(());
             }
+            // Close to the end of the wait, a confirmation would race the breaker and might
+            // be let through as the first probe: sleep the rest out (phase 6 sends the probes).
+            if wait < every * 2 {
+                tokio::time::sleep(wait).await;
+                return Ok(());
+            }
             d.confirm_new(amount).await?;
-            tokio::time::sleep(wait.min(every)).await;
+            tokio::time::sleep(every).await;
         }
     })
     .await?;
