@@ -3,6 +3,7 @@
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use breakwater::Registry;
 use tokio::net::TcpListener;
@@ -10,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
+use crate::billing::Billing;
 use crate::confirm::PaymentConfirm;
 use crate::pg_client::{PgClient, PgSettings};
 use crate::store::Store;
@@ -20,6 +22,7 @@ use crate::telemetry;
 pub struct App {
     addr: SocketAddr,
     confirm: PaymentConfirm,
+    billing: Billing,
     registry: Registry,
     shutdown: Option<oneshot::Sender<()>>,
     serving: JoinHandle<std::io::Result<()>>,
@@ -43,9 +46,15 @@ impl App {
     ) -> std::io::Result<Self> {
         let _ = telemetry::prometheus();
         let client = PgClient::new(&registry, pg);
+        let billing = Billing::new(store.clone(), client.clone(), instance_name("billing"))
+            .with_db_chaos(&registry.chaos(crate::DB_CHAOS));
         let confirm =
             PaymentConfirm::new(store, client).with_db_chaos(&registry.chaos(crate::DB_CHAOS));
-        let router = api::router(AppState::new(confirm.clone(), registry.clone()));
+        let router = api::router(AppState::new(
+            confirm.clone(),
+            billing.clone(),
+            registry.clone(),
+        ));
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -59,6 +68,7 @@ impl App {
         Ok(Self {
             addr,
             confirm,
+            billing,
             registry,
             shutdown: Some(shutdown),
             serving,
@@ -80,6 +90,11 @@ impl App {
         &self.confirm
     }
 
+    /// The subscriptions' scheduler and its reconciler, over the same PG client.
+    pub fn billing(&self) -> &Billing {
+        &self.billing
+    }
+
     /// The registry of its breakers.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -96,6 +111,27 @@ impl App {
             Err(join) => Err(std::io::Error::other(join)),
         }
     }
+
+    /// Stops accepting connections, lets the requests in flight finish for up to `drain`,
+    /// then returns how serving ended. Requests still running after `drain` are cut off.
+    ///
+    /// # Errors
+    ///
+    /// If serving failed, or requests were still running after `drain`
+    /// ([`ErrorKind::TimedOut`](std::io::ErrorKind::TimedOut)).
+    pub async fn stop(mut self, drain: Duration) -> std::io::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match tokio::time::timeout(drain, &mut self.serving).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(std::io::Error::other(join)),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("requests still in flight after {} ms", drain.as_millis()),
+            )),
+        }
+    }
 }
 
 impl Drop for App {
@@ -105,4 +141,16 @@ impl Drop for App {
         }
         self.serving.abort();
     }
+}
+
+/// A name unique across processes and replicas (the pid alone is 1 in every container): a
+/// claimant's.
+pub fn instance_name(role: &str) -> String {
+    format!(
+        "{role}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    )
 }

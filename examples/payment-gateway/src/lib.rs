@@ -21,6 +21,8 @@
 //! - [`chaos_run`]: N confirmations under faults, then an audit of the DB against the PG.
 //! - [`api`]: the service's HTTP API, `/health` and `/metrics`.
 //! - [`demo`]: the phases, the timeline and the chart.
+//! - [`serve`]: the service as a team runs it: settings from flags, environment and file,
+//!   health, metrics, logs and graceful shutdown.
 //!
 //! Run with: `cargo run -p payment-gateway`.
 
@@ -35,6 +37,7 @@ pub mod mock_pg;
 pub mod pg_answer;
 pub mod pg_client;
 pub mod reconcile;
+pub mod serve;
 pub mod store;
 pub mod telemetry;
 

@@ -2,20 +2,20 @@
 //!
 //! `demo` (the default) runs the whole system on loopback through a PG outage and writes a
 //! chart; `chaos` runs confirmations under injected faults and audits the money; `serve` runs
-//! the payment service (and its reconciler); `mock-pg` runs the mock PG.
+//! the payment service (and its reconciler; see `payment_gateway::serve`); `mock-pg` runs the
+//! mock PG.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use breakwater::Registry;
 use clap::{Parser, Subcommand};
 use payment_gateway::chaos_run::{self, ChaosOptions, Flow};
 use payment_gateway::demo::{self, DemoOptions};
 use payment_gateway::mock_pg::{Fault, MockPg};
-use payment_gateway::reconcile::Reconciler;
-use payment_gateway::{App, PgClient, PgSettings, Store, telemetry};
+use payment_gateway::serve::{self, ServeArgs, ServeOptions, Server};
+use payment_gateway::telemetry;
 
 #[derive(Parser)]
 #[command(
@@ -100,29 +100,10 @@ enum Command {
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
         concurrency: u32,
     },
-    /// Runs the payment service, and its reconciler every 10 s.
-    Serve {
-        /// Where to listen.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        addr: SocketAddr,
-        /// The PG's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:9090")]
-        pg_url: String,
-        /// The database: `sqlite://...` or `postgres://...`.
-        #[arg(
-            long,
-            env = "DATABASE_URL",
-            default_value = "sqlite://payments.db?mode=rwc"
-        )]
-        database_url: String,
-        /// The breakers' configuration (YAML or TOML); the example's application.yml if
-        /// not given.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// The PG client's read timeout, in milliseconds.
-        #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
-        read_timeout_ms: u64,
-    },
+    /// Runs the payment service and its reconciler until SIGTERM or Ctrl-C, then lets the
+    /// requests in flight finish. Every setting may also come from the environment variable
+    /// named with it; the flag wins.
+    Serve(ServeArgs),
     /// Runs the mock PG; switch its faults with `PUT /mock/fault`.
     MockPg {
         /// Where to listen.
@@ -204,13 +185,7 @@ async fn main() -> ExitCode {
                 )),
             }
         }
-        Command::Serve {
-            addr,
-            pg_url,
-            database_url,
-            config,
-            read_timeout_ms,
-        } => serve(addr, pg_url, &database_url, config, read_timeout_ms).await,
+        Command::Serve(args) => run_serve(args.into()).await,
         Command::MockPg {
             addr,
             fault,
@@ -291,50 +266,14 @@ async fn run_compare(options: &ChaosOptions) -> Result<(), String> {
     }
 }
 
-async fn serve(
-    addr: SocketAddr,
-    pg_url: String,
-    database_url: &str,
-    config: Option<PathBuf>,
-    read_timeout_ms: u64,
-) -> Result<(), String> {
-    telemetry::init_logs(true);
-    let registry = match config {
-        Some(path) => Registry::from_path(&path)
-            .map_err(|e| format!("cannot load {}: {e}", path.display()))?,
-        None => Registry::from_yaml(demo::CONFIG).map_err(|e| e.to_string())?,
-    }
-    // Its breakers' counters and state gauges go to `/metrics`.
-    .with_metrics(true);
-    let store = Store::open(database_url)
-        .await
-        .map_err(|e| format!("cannot open {database_url}: {e}"))?;
-    let mut settings = PgSettings::new(pg_url);
-    settings.read_timeout = Duration::from_millis(read_timeout_ms);
-    let reconciler = Reconciler::new(
-        store.clone(),
-        PgClient::new(&registry, settings.clone()),
-        // Unique across replicas: the pid alone is 1 in every container.
-        format!(
-            "serve-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ),
-    )
-    .with_db_chaos(&registry.chaos(payment_gateway::DB_CHAOS));
-    let app = App::start(addr, registry, store, settings)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    tracing::info!("payment service on {}", app.url());
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    tokio::select! {
-        served = app.wait() => served.map_err(|e| e.to_string()),
-        () = reconciler.run_until(Duration::from_secs(10), stop) => Ok(()),
-    }
+async fn run_serve(options: ServeOptions) -> Result<(), String> {
+    // Before anything else: a SIGTERM from now on drains instead of killing.
+    let shutdown =
+        serve::shutdown_signal().map_err(|e| format!("cannot listen for signals: {e}"))?;
+    let server = Server::start(options).await.map_err(|e| e.to_string())?;
+    // The line a supervisor (or a test) reads to learn the port of `--addr 127.0.0.1:0`.
+    println!("listening on {}", server.url());
+    server.run(shutdown).await.map_err(|e| e.to_string())
 }
 
 async fn mock_pg(

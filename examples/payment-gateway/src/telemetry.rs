@@ -1,5 +1,6 @@
 //! Metrics (Prometheus, through the `metrics` facade) and logs (`tracing`).
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -70,23 +71,53 @@ impl<S: Subscriber> Layer<S> for CountLevels {
     }
 }
 
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// A line of text per event, coloured only when stderr is a terminal and `NO_COLOR` is
+    /// not set: a file or a pipe gets plain text, without escape sequences.
+    #[default]
+    Text,
+    /// A JSON object per line (`timestamp`, `level`, `target`, `message` and the event's
+    /// fields), for a log collector.
+    Json,
+}
+
 /// Installs the global `tracing` subscriber once: log lines are counted (see
-/// [`log_counts`]) and, if `print` is set, written to stderr filtered by `RUST_LOG` (in
+/// [`log_counts`]) and, if `print` is set, written to stderr as text (see
+/// [`init_logs_as`]). Later calls do nothing.
+pub fn init_logs(print: bool) {
+    init_logs_as(print.then_some(LogFormat::Text));
+}
+
+/// Installs the global `tracing` subscriber once: log lines are counted (see
+/// [`log_counts`]) and, with a `format`, written to stderr in it, filtered by `RUST_LOG` (in
 /// `tracing-subscriber`'s `Targets` syntax: `info`, `payment_gateway=debug,breakwater=info`),
 /// `info` by default. Later calls do nothing.
-pub fn init_logs(print: bool) {
+pub fn init_logs_as(format: Option<LogFormat>) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|spec| spec.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
-    let printed = print.then(|| {
+    let colours = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let text = (format == Some(LogFormat::Text)).then(|| {
         tracing_subscriber::fmt::layer()
+            .with_ansi(colours)
+            .with_writer(std::io::stderr)
+            .with_filter(filter.clone())
+    });
+    let json = (format == Some(LogFormat::Json)).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
             .with_writer(std::io::stderr)
             .with_filter(filter)
     });
     // Another subscriber installed first (a test's, say) keeps its place.
     let _ = tracing_subscriber::registry()
         .with(CountLevels)
-        .with(printed)
+        .with(text)
+        .with(json)
         .try_init();
 }

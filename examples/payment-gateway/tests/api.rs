@@ -255,18 +255,21 @@ async fn an_open_breaker_answers_503_with_retry_after() {
 }
 
 #[tokio::test]
-async fn health_reports_the_breakers_and_goes_503_when_one_is_open() {
+async fn health_reports_an_open_breaker_and_stays_200() {
     let api = Api::start().await;
     let (status, body) = api.json(Method::GET, "/health", "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "up");
+    assert_eq!(body["breakerStatus"], "up");
     assert_eq!(body["breakers"][0]["name"], PG_BREAKER);
     assert_eq!(body["breakers"][0]["state"], "closed");
 
+    // Reported, not a reason to be pulled (readiness: see serve.rs).
     api.app.registry().circuit_breaker(PG_BREAKER).force_open();
     let (status, body) = api.json(Method::GET, "/health", "").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body["status"], "down");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "up");
+    assert_eq!(body["breakerStatus"], "down");
     assert_eq!(body["breakers"][0]["state"], "forced_open");
 }
 
@@ -291,4 +294,85 @@ async fn metrics_are_prometheus_text_with_the_breaker_and_the_confirmations() {
     ] {
         assert!(text.contains(line), "no `{line}` in\n{text}");
     }
+}
+
+#[tokio::test]
+async fn a_retried_success_callback_answers_the_payment_and_a_concurrent_one_is_in_progress() {
+    let api = Api::start().await;
+    api.create("o-1", 25_000).await;
+    api.pg
+        .set_fault(Fault::Slow(std::time::Duration::from_millis(300)));
+    let (first, second) = tokio::join!(api.success("o-1", 25_000), async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        api.success("o-1", 25_000).await
+    });
+    assert_eq!(first.0, StatusCode::OK, "{}", first.1);
+    assert_eq!(second.0, StatusCode::CONFLICT, "{}", second.1);
+    assert_eq!(second.1["error"]["code"], "PAYMENT_IN_PROGRESS");
+    api.pg.set_fault(Fault::None);
+    let (status, body) = api.success("o-1", 25_000).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"], first.1["data"], "the same payment");
+    assert_eq!(api.pg.ledger().len(), 1, "one charge");
+}
+
+#[tokio::test]
+async fn a_subscription_is_made_charged_once_per_period_and_read() {
+    let api = Api::start().await;
+    let body = json!({
+        "subscriptionId": "sub-1",
+        "customerKey": "customer-1",
+        "authKey": "auth-1",
+        "name": "monthly plan",
+        "amount": 9_900,
+        "periodDays": 30,
+    });
+    let (status, created) = api
+        .json(Method::POST, "/v1/subscriptions", &body.to_string())
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["data"]["paidPeriods"], 0);
+    assert_eq!(created["data"]["state"], "active");
+    let (status, again) = api
+        .json(Method::POST, "/v1/subscriptions", &body.to_string())
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert_eq!(again["error"]["code"], "SUBSCRIPTION_EXISTS");
+
+    // The scheduler's round charges the due period once; a second round finds nothing due.
+    let charged = api.app.billing().run_due().await.unwrap();
+    assert_eq!(charged.len(), 1);
+    assert!(api.app.billing().run_due().await.unwrap().is_empty());
+    let (status, read) = api.json(Method::GET, "/v1/subscriptions/sub-1", "").await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    let subscription = &read["data"]["subscription"];
+    assert_eq!(subscription["paidPeriods"], 1);
+    assert_eq!(
+        subscription["nextChargeAt"].as_i64().unwrap()
+            - subscription["createdAt"].as_i64().unwrap(),
+        30 * 24 * 3600 * 1000
+    );
+    let charges = read["data"]["charges"].as_array().unwrap();
+    assert_eq!(charges.len(), 1);
+    assert_eq!(charges[0]["orderId"], "sub-1-p1-a1");
+    assert_eq!(charges[0]["state"], "paid");
+    let ledger = api.pg.ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].order_id, "sub-1-p1-a1");
+    assert_eq!(ledger[0].amount, 9_900);
+
+    let (status, missing) = api.json(Method::GET, "/v1/subscriptions/nope", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(missing["error"]["code"], "SUBSCRIPTION_NOT_FOUND");
+    let mut bad = body.clone();
+    bad["subscriptionId"] = json!("sub-2");
+    bad["periodDays"] = json!(0);
+    let (status, refused) = api
+        .json(Method::POST, "/v1/subscriptions", &bad.to_string())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        refused["error"]["message"],
+        "periodDays 0 is not allowed: it must be from 1 to 366"
+    );
 }

@@ -104,5 +104,56 @@ async fn the_demo_runs_every_phase_and_writes_its_chart() {
         svg.matches("<circle").count(),
         report.phases.iter().map(|p| p.calls).sum::<usize>()
     );
+    // Every phase is readable: 60 px at least of the 910 (from 70 to 980).
+    let number = |value: &str| -> f64 { value.parse().unwrap() };
+    let starts: Vec<f64> = attributes(&svg, "<line class=\"phase-start\"", "x1")
+        .into_iter()
+        .map(number)
+        .collect();
+    assert_eq!(starts.len(), 8, "{svg}");
+    let mut ends = starts[1..].to_vec();
+    ends.push(980.0);
+    for (i, (start, end)) in starts.iter().zip(&ends).enumerate() {
+        assert!(
+            end - start >= 60.0 - 0.05,
+            "phase {} is {:.1} px wide",
+            i + 1,
+            end - start
+        );
+    }
+    // Phase 8's headline: its timeouts (red) stand apart from the fast failures (orange)
+    // that follow them, which spread over the phase instead of a few pixels.
+    let calls: Vec<(f64, &str)> = attributes(&svg, "<circle", "cx")
+        .into_iter()
+        .map(number)
+        .zip(attributes(&svg, "<circle", "fill"))
+        .collect();
+    let in_phase_8 = |fill: &str| -> Vec<f64> {
+        calls
+            .iter()
+            .filter(|&&(x, colour)| x >= starts[7] && colour == fill)
+            .map(|&(x, _)| x)
+            .collect()
+    };
+    let (timeouts, fast) = (in_phase_8("#c62828"), in_phase_8("#ef6c00"));
+    assert_eq!((timeouts.len(), fast.len()), (10, 20));
+    let last_timeout = timeouts.iter().copied().fold(f64::MIN, f64::max);
+    let first_fast = fast.iter().copied().fold(f64::MAX, f64::min);
+    let last_fast = fast.iter().copied().fold(f64::MIN, f64::max);
+    assert!(first_fast >= last_timeout, "{timeouts:?} {fast:?}");
+    assert!(last_fast - first_fast >= 30.0, "{fast:?}");
     let _ = std::fs::remove_file(chart);
+}
+
+/// The values of the attribute `name` of every element that starts with `element`, in
+/// order.
+fn attributes<'a>(svg: &'a str, element: &str, name: &str) -> Vec<&'a str> {
+    let key = format!(" {name}=\"");
+    svg.match_indices(element)
+        .map(|(at, _)| {
+            let tag = &svg[at..at + svg[at..].find('>').unwrap()];
+            let start = tag.find(&key).unwrap() + key.len();
+            &tag[start..start + tag[start..].find('"').unwrap()]
+        })
+        .collect()
 }

@@ -1,15 +1,16 @@
 //! The demo's chart, as SVG written by hand: confirmation latency over time (log scale), the
 //! breaker's state under it, the phases across both.
 //!
-//! The time axis is linear within each phase but gives every phase at least a share of the
-//! width: the 30 s open wait would otherwise squeeze the phases that last milliseconds into
-//! a line. The phase boundaries are labelled with their real times.
+//! The time axis (see [`super::axis`]) gives every phase a readable width and shortens the
+//! stretches in which no call ends (shaded); the phase boundaries are labelled with their
+//! real times, and round times inside the phases are ticked.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use breakwater::CircuitState;
 
+use super::axis::TimeAxis;
 use super::driver::Sample;
 use super::report::{Outcome, PhaseReport, Transition};
 
@@ -21,8 +22,6 @@ const PLOT_HEIGHT: f64 = 300.0;
 const STRIP_TOP: f64 = 375.0;
 const STRIP_HEIGHT: f64 = 24.0;
 const HEIGHT: f64 = 515.0;
-/// The least share of the width a phase gets.
-const MIN_SHARE: f64 = 0.07;
 /// The latency axis: 0.1 ms to 10 s.
 const LOG_MIN: f64 = -4.0;
 const LOG_MAX: f64 = 1.0;
@@ -52,7 +51,9 @@ pub(crate) fn render(
     phases: &[PhaseReport],
     total: Duration,
 ) -> String {
-    let axis = TimeAxis::new(phases, total);
+    let starts: Vec<Duration> = phases.iter().map(|p| p.started).collect();
+    let ends: Vec<Duration> = samples.iter().map(|s| s.at + s.latency).collect();
+    let axis = TimeAxis::new(&starts, total, &ends, LEFT, WIDTH - RIGHT);
     let x = |t: Duration| axis.x(t);
     let y = |latency: Duration| {
         let log = latency
@@ -90,15 +91,35 @@ pub(crate) fn render(
             gy + 4.0
         );
     }
-    // Phases: a line and a number at each start.
-    for phase in phases {
-        let px = x(phase.started);
-        let width = x(phase.started + phase.took) - px;
+    // Stretches without calls, shortened: shaded, with a break mark on the axis.
+    for piece in axis.pieces.iter().filter(|p| p.idle) {
         let _ = writeln!(
             svg,
-            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{PLOT_TOP}" y2="{}" stroke="#9e9e9e" stroke-dasharray="4 3"/><text x="{:.1}" y="{}" text-anchor="middle" fill="#333">{}</text>"##,
+            r##"<rect class="idle" x="{:.1}" y="{PLOT_TOP}" width="{:.1}" height="{PLOT_HEIGHT}" fill="#eeeeee"><title>{:.2} s to {:.2} s: no call ended (shortened)</title></rect>"##,
+            piece.x0,
+            piece.x1 - piece.x0,
+            piece.t0.as_secs_f64(),
+            piece.t1.as_secs_f64()
+        );
+        let bottom = STRIP_TOP + STRIP_HEIGHT;
+        for mark in [piece.x0 + 3.0, piece.x1 - 7.0] {
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{mark:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#555"/>"##,
+                mark + 4.0,
+                bottom + 5.0,
+                bottom - 5.0
+            );
+        }
+    }
+    // Phases: a line at each start, and the number over the middle.
+    for (phase, pair) in phases.iter().zip(axis.bounds.windows(2)) {
+        let (px, end) = (pair[0].1, pair[1].1);
+        let _ = writeln!(
+            svg,
+            r##"<line class="phase-start" x1="{px:.1}" x2="{px:.1}" y1="{PLOT_TOP}" y2="{}" stroke="#9e9e9e" stroke-dasharray="4 3"/><text x="{:.1}" y="{}" text-anchor="middle" fill="#333">{}</text>"##,
             STRIP_TOP + STRIP_HEIGHT,
-            px + width / 2.0,
+            (px + end) / 2.0,
             PLOT_TOP - 6.0,
             phase.number
         );
@@ -137,18 +158,31 @@ pub(crate) fn render(
         LEFT - 6.0,
         STRIP_TOP + 16.0
     );
-    // Time axis: the real time at each phase boundary.
-    for (i, &(t, bx)) in axis.bounds.iter().enumerate() {
+    // Time axis: the real time at each phase boundary, then round times inside the phases
+    // on a second row.
+    let bottom = STRIP_TOP + STRIP_HEIGHT;
+    for &(t, bx) in &axis.bounds {
         let _ = writeln!(
             svg,
-            r##"<text x="{bx:.1}" y="{}" text-anchor="middle" fill="#555">{:.2}</text>"##,
-            STRIP_TOP + STRIP_HEIGHT + 14.0 + if i % 2 == 1 { 12.0 } else { 0.0 },
+            r##"<text x="{bx:.1}" y="{}" text-anchor="middle" fill="#333">{:.2}</text>"##,
+            bottom + 14.0,
             t.as_secs_f64()
+        );
+    }
+    for tick in axis.ticks() {
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{0:.1}" x2="{0:.1}" y1="{bottom}" y2="{1}" stroke="#999"/><text x="{0:.1}" y="{2}" text-anchor="middle" fill="#888" font-size="10">{3:.4$}</text>"##,
+            tick.x,
+            bottom + 4.0,
+            bottom + 27.0,
+            tick.t.as_secs_f64(),
+            tick.decimals
         );
     }
     let _ = writeln!(
         svg,
-        r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">seconds since the demo started, when each confirmation ended (each phase stretched to be seen)</text>"##,
+        r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">seconds since the demo started, when each confirmation ended (phases widened to be seen; shaded: no call ended, shortened)</text>"##,
         (LEFT + WIDTH - RIGHT) / 2.0,
         STRIP_TOP + STRIP_HEIGHT + 44.0
     );
@@ -191,93 +225,9 @@ pub(crate) fn render(
     svg
 }
 
-/// Time to x: linear within each phase, each phase at least [`MIN_SHARE`] of the width.
-struct TimeAxis {
-    /// Each phase boundary: its time and its x.
-    bounds: Vec<(Duration, f64)>,
-}
-
-impl TimeAxis {
-    fn new(phases: &[PhaseReport], total: Duration) -> Self {
-        // The first phase starts the axis at zero (the set-up before it shows nothing).
-        let mut edges: Vec<Duration> = phases.iter().map(|p| p.started).collect();
-        match edges.first_mut() {
-            Some(first) => *first = Duration::ZERO,
-            None => edges.push(Duration::ZERO),
-        }
-        edges.push(total);
-        let span = total.as_secs_f64().max(1e-3);
-        let shares: Vec<f64> = edges
-            .windows(2)
-            .map(|w| ((w[1].saturating_sub(w[0])).as_secs_f64() / span).max(MIN_SHARE))
-            .collect();
-        let sum: f64 = shares.iter().sum::<f64>().max(1e-9);
-        let mut bx = LEFT;
-        let mut bounds = vec![(edges[0], bx)];
-        for (share, &edge) in shares.iter().zip(&edges[1..]) {
-            bx += share / sum * (WIDTH - LEFT - RIGHT);
-            bounds.push((edge, bx));
-        }
-        Self { bounds }
-    }
-
-    fn x(&self, t: Duration) -> f64 {
-        for pair in self.bounds.windows(2) {
-            let ((t0, x0), (t1, x1)) = (pair[0], pair[1]);
-            if t <= t1 {
-                let span = t1.saturating_sub(t0).as_secs_f64();
-                if span <= 0.0 {
-                    return x0;
-                }
-                let within = t.saturating_sub(t0).as_secs_f64() / span;
-                return x0 + within.clamp(0.0, 1.0) * (x1 - x0);
-            }
-        }
-        self.bounds.last().map_or(LEFT, |&(_, x)| x)
-    }
-}
-
 /// Text safe inside an SVG element.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_time_axis_gives_short_phases_room_and_keeps_order() {
-        let phase = |number, started: u64, took: u64| PhaseReport {
-            number,
-            name: "phase",
-            started: Duration::from_millis(started),
-            took: Duration::from_millis(took),
-            calls: 0,
-            approved: 0,
-            rejected: 0,
-            failed: 0,
-            unavailable: 0,
-            pg_hits: 0,
-            p50: Duration::ZERO,
-            p99: Duration::ZERO,
-            logs: crate::telemetry::LogCounts::default(),
-            state_after: CircuitState::Closed,
-        };
-        let phases = [phase(1, 0, 10), phase(2, 10, 29_990), phase(3, 30_000, 10)];
-        let axis = TimeAxis::new(&phases, Duration::from_millis(30_010));
-        let width = WIDTH - LEFT - RIGHT;
-        let first = axis.x(Duration::from_millis(10)) - axis.x(Duration::ZERO);
-        assert!(first >= width * 0.06, "a 10 ms phase gets {first} px");
-        assert_eq!(axis.x(Duration::ZERO), LEFT);
-        assert!((axis.x(Duration::from_millis(30_010)) - (WIDTH - RIGHT)).abs() < 1e-6);
-        let mut last = 0.0;
-        for ms in (0..=30_010).step_by(5) {
-            let x = axis.x(Duration::from_millis(ms));
-            assert!(x >= last, "x goes back at {ms} ms");
-            last = x;
-        }
-    }
 }

@@ -18,6 +18,7 @@
 //! 30 s open wait. The run prints a timeline (phases, outcomes, PG hits, p50/p99, log lines,
 //! state transitions), checks the PG's ledger against the database, and writes an SVG chart.
 
+mod axis;
 mod chart;
 mod driver;
 mod report;
@@ -237,8 +238,14 @@ pub async fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoRepor
             if d.breaker.state() != CircuitState::Open || wait.is_zero() {
                 return Ok(());
             }
+            // Close to the end of the wait, a confirmation would race the breaker and might
+            // be let through as the first probe: sleep the rest out (phase 6 sends the probes).
+            if wait < every * 2 {
+                tokio::time::sleep(wait).await;
+                return Ok(());
+            }
             d.confirm_new(amount).await?;
-            tokio::time::sleep(wait.min(every)).await;
+            tokio::time::sleep(every).await;
         }
     })
     .await?;

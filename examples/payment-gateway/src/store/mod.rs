@@ -576,6 +576,18 @@ impl Store {
         }
         Ok(counts)
     }
+
+    /// Whether the database answers: `SELECT 1` on a pooled connection, for a readiness
+    /// check. Acquiring a connection may wait (for the pool's acquire timeout): bound the
+    /// call with a timeout of the check's own.
+    ///
+    /// # Errors
+    ///
+    /// The database's error; the pool's if the store is closed.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
 }
 
 /// The columns of a payment, in [`payment_of`]'s order (a macro, for `concat!`).
