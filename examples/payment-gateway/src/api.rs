@@ -103,9 +103,9 @@ fn store_error(e: &StoreError) -> Response {
             state: PaymentState::InProgress | PaymentState::Unknown | PaymentState::CancelPending,
             ..
         } => (StatusCode::CONFLICT, "PAYMENT_IN_PROGRESS"),
-        StoreError::WrongState { .. } | StoreError::WrongCharge { .. } => {
-            (StatusCode::CONFLICT, "PAYMENT_NOT_READY")
-        }
+        StoreError::WrongState { .. }
+        | StoreError::WrongCharge { .. }
+        | StoreError::NotDue { .. } => (StatusCode::CONFLICT, "PAYMENT_NOT_READY"),
         StoreError::UnsupportedUrl(_)
         | StoreError::Database(_)
         | StoreError::Migration(_)
@@ -171,7 +171,27 @@ fn validate(request: &CreatePayment) -> Result<(), String> {
             request.amount
         ));
     }
+    if charge_shaped(id) {
+        return Err(format!(
+            "orderId `{id}` is not allowed: ids ending in -p<digits>-a<digits> are the \
+             subscriptions' charges"
+        ));
+    }
     Ok(())
+}
+
+/// Whether `id` ends like a subscription's charge (`{subscriptionId}-p{period}-a{attempt}`):
+/// such order ids are the scheduler's, so a payment cannot share one with a charge.
+fn charge_shaped(id: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mut parts = id.rsplitn(3, '-');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(attempt), Some(period), Some(_)) => {
+            attempt.strip_prefix('a').is_some_and(digits)
+                && period.strip_prefix('p').is_some_and(digits)
+        }
+        _ => false,
+    }
 }
 
 async fn payment(State(state): State<AppState>, Path(order_id): Path<String>) -> Response {

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::billing::Billing;
-use crate::confirm::PaymentConfirm;
+use crate::confirm::{PaymentConfirm, Timing};
 use crate::pg_client::{PgClient, PgSettings};
 use crate::store::Store;
 use crate::telemetry;
@@ -45,11 +45,17 @@ impl App {
         pg: PgSettings,
     ) -> std::io::Result<Self> {
         let _ = telemetry::prometheus();
+        // See `Timing`: the deadlines, graces and leases follow the read timeout.
+        let timing = Timing::for_read_timeout(pg.read_timeout);
         let client = PgClient::new(&registry, pg);
         let billing = Billing::new(store.clone(), client.clone(), instance_name("billing"))
-            .with_db_chaos(&registry.chaos(crate::DB_CHAOS));
-        let confirm =
-            PaymentConfirm::new(store, client).with_db_chaos(&registry.chaos(crate::DB_CHAOS));
+            .with_db_chaos(&registry.chaos(crate::DB_CHAOS))
+            .with_deadline(timing.deadline)
+            .grace(timing.grace)
+            .lease(timing.lease);
+        let confirm = PaymentConfirm::new(store, client)
+            .with_db_chaos(&registry.chaos(crate::DB_CHAOS))
+            .with_deadline(timing.deadline);
         let router = api::router(AppState::new(
             confirm.clone(),
             billing.clone(),

@@ -129,6 +129,7 @@ pub struct Billing {
     lease: Duration,
     grace: Duration,
     batch: u32,
+    deadline: Duration,
 }
 
 impl Billing {
@@ -147,7 +148,16 @@ impl Billing {
             lease: Duration::from_secs(30),
             grace: Duration::from_secs(60),
             batch: 100,
+            deadline: crate::confirm::FLOW_DEADLINE,
         }
+    }
+
+    /// The deadline of one period's charge (the confirm flow's, 20 s, by default): keep it
+    /// shorter than the grace.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// Its writes behind `chaos`.
@@ -252,16 +262,28 @@ impl Billing {
     /// A claim failed (the database is down): what was done before stays done.
     pub async fn run_due(&self) -> Result<Vec<(String, ChargeOutcome)>, StoreError> {
         let mut outcomes = Vec::new();
+        // Each subscription once a round: one whose charge failed (a refused card, an open
+        // breaker, a refunded save) is due again, and waits for the next round.
+        let mut tried = std::collections::HashSet::new();
         loop {
-            let due = self
+            let claimed = self
                 .store
                 .claim_due_subscriptions(&self.claimant, &self.scope, self.lease, self.batch)
                 .await?;
+            let (due, again): (Vec<_>, Vec<_>) = claimed
+                .into_iter()
+                .partition(|s| !tried.contains(&s.subscription_id));
+            for subscription in &again {
+                self.store
+                    .release_subscription(&subscription.subscription_id, &self.claimant)
+                    .await?;
+            }
             if due.is_empty() {
                 return Ok(outcomes);
             }
             let mut charging = JoinSet::new();
             for subscription in due {
+                tried.insert(subscription.subscription_id.clone());
                 let billing = self.clone();
                 charging.spawn(async move {
                     let outcome = billing.charge_period(&subscription).await;
@@ -318,12 +340,23 @@ impl Billing {
         crashed
     }
 
-    /// Charges the next period of `subscription`, claimed by this scheduler.
+    /// Charges the next period of `subscription`, claimed by this scheduler, within the
+    /// deadline (see [`with_deadline`](Self::with_deadline)): past it, the flow is dropped
+    /// where it stands and its attempt left to the reconciler, whose grace is longer.
     pub async fn charge_period(&self, subscription: &Subscription) -> ChargeOutcome {
-        let outcome = if self.auto_refund {
-            self.charge_protected(subscription).await
-        } else {
-            self.charge_unprotected(subscription).await
+        let charge = async {
+            if self.auto_refund {
+                self.charge_protected(subscription).await
+            } else {
+                self.charge_unprotected(subscription).await
+            }
+        };
+        let Ok(outcome) = tokio::time::timeout(self.deadline, charge).await else {
+            tracing::error!(
+                subscription = subscription.subscription_id,
+                "[BILLING_DEADLINE] the charge was dropped; left to the reconciler"
+            );
+            return ChargeOutcome::Unknown;
         };
         if !matches!(outcome, ChargeOutcome::Paid | ChargeOutcome::Crashed) {
             let _ = self
@@ -608,7 +641,41 @@ impl Billing {
                     ..ChargePass::default()
                 },
             ),
+            (Some(receipt), _)
+                if charge
+                    .payment_key
+                    .as_deref()
+                    .is_some_and(|key| key != receipt.payment_key) =>
+            {
+                (
+                    ChargeSettlement::ManualReview {
+                        reason: format!(
+                            "the PG's payment for the order has the key {}, the charge {:?}",
+                            receipt.payment_key, charge.payment_key
+                        ),
+                    },
+                    ChargePass {
+                        manual_review: 1,
+                        ..ChargePass::default()
+                    },
+                )
+            }
             (Some(receipt), _) if receipt.status == "DONE" => {
+                // The intent first, under the claim: a save that lands late can no longer
+                // record a period this refunds.
+                if charge.state == ChargeState::Charging {
+                    let intent = BillingWrite::RefundIntent {
+                        order_id: order_id.to_owned(),
+                        claimant: self.claimant.clone(),
+                    };
+                    if let Err(error) = self.write(intent).await {
+                        tracing::warn!(
+                            order_id,
+                            "[RECONCILE] cannot record the refund's intent: {error}; later"
+                        );
+                        return left;
+                    }
+                }
                 match self.pg.cancel(&receipt.payment_key, REFUND_REASON).await {
                     Ok(_) => (
                         ChargeSettlement::Refunded,

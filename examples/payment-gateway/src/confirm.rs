@@ -26,7 +26,8 @@
 //! **A charge the flow could not record as `done` is refunded**, on every path: by the flow's
 //! compensation, by the reconciler for a payment a crash left `in_progress` or `unknown`, and
 //! by the reconciler's retries of a `cancel_pending`. The customer's callback did not answer
-//! "paid", so the money goes back, and a new attempt is a new payment. Only the flow, having
+//! "paid", so the money goes back and the order is cancelled (the customer orders again). Only
+//! the flow, having
 //! heard the PG's approval, writes `done`; the reconciler checks every `done` against the PG
 //! and follows the PG's record if it was cancelled there.
 //!
@@ -254,6 +255,46 @@ pub struct PaymentConfirm {
 /// compensation's cancels (4 tries and 0.7 s of waits) and the writes' own timeouts fit well
 /// within it, and the reconciler's grace (60 s) is three times longer.
 pub const FLOW_DEADLINE: Duration = Duration::from_secs(20);
+
+/// How long the flows and the reconcilers give each other for a PG client with this read
+/// timeout: every time here grows with it, so that a longer read timeout (Toss recommends 60
+/// s) never lets a reconciler touch a flow still running.
+///
+/// ```
+/// use std::time::Duration;
+/// use payment_gateway::confirm::Timing;
+///
+/// let seed = Timing::for_read_timeout(Duration::from_secs(3));
+/// assert_eq!(seed.deadline, Duration::from_secs(20));
+/// assert_eq!(seed.grace, Duration::from_secs(60));
+/// assert_eq!(seed.lease, Duration::from_secs(30));
+/// let toss = Timing::for_read_timeout(Duration::from_secs(60));
+/// assert_eq!(toss.deadline, Duration::from_secs(362));
+/// assert!(toss.grace > toss.deadline && toss.lease > 2 * Duration::from_secs(60));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// A confirmation's (and a period's charge's) deadline: its PG call and up to five more
+    /// (the refund's cancels), and the waits between them; [`FLOW_DEADLINE`] at least.
+    pub deadline: Duration,
+    /// The reconciler's grace: three deadlines, 60 s at least.
+    pub grace: Duration,
+    /// A claim's lease: a batch settles each payment in a look-up and a cancel at once, so
+    /// two read timeouts and the writes' own; 30 s at least.
+    pub lease: Duration,
+}
+
+impl Timing {
+    /// The times for a PG client with `read_timeout`.
+    pub fn for_read_timeout(read_timeout: Duration) -> Self {
+        let deadline = FLOW_DEADLINE.max(read_timeout * 6 + Duration::from_secs(2));
+        Self {
+            deadline,
+            grace: Duration::from_secs(60).max(deadline * 3),
+            lease: Duration::from_secs(30).max(read_timeout * 2 + Duration::from_secs(10)),
+        }
+    }
+}
 
 impl PaymentConfirm {
     /// A confirm flow over `store` and `pg`, its writes without chaos.

@@ -13,12 +13,20 @@
 //!
 //! - [`mock_pg`]: the PG, on loopback, with switchable faults and a ledger.
 //! - [`pg_client`]: the protected client, whose outcomes are [`PgError::Rejected`] (4xx, not
-//!   counted by the breaker), [`PgError::ExternalApiFailed`] (5xx, timeout, transport: counted)
-//!   and [`PgError::Unavailable`] (the breaker is open: no request made).
-//! - [`store`]: orders and payments with explicit states.
-//! - [`confirm`]: prepare → PG → complete, and compensation when a charge cannot be recorded.
-//! - [`reconcile`]: settles what the flow left unsettled, by asking the PG.
-//! - [`chaos_run`]: N confirmations under faults, then an audit of the DB against the PG.
+//!   counted by the breaker), [`PgError::ExternalApiFailed`] (5xx, timeout, transport: counted;
+//!   the PG may have charged), [`PgError::InProgress`] (the PG still processes a request with
+//!   the same idempotency key) and [`PgError::Unavailable`] (the breaker is open: no request
+//!   made).
+//! - [`store`]: orders, payments and subscriptions with explicit states; times from the
+//!   database's clock.
+//! - [`confirm`]: prepare → PG → complete, and the refund (its intent written first) when a
+//!   charge cannot be recorded: the one policy for a charge not recorded.
+//! - [`reconcile`]: settles what the flow left unsettled by asking the PG, retries refunds,
+//!   checks `done` payments.
+//! - [`billing`]: seed 2's subscriptions, charged with a billing key once per period.
+//! - [`crash`]: crashes injected at the flows' step boundaries.
+//! - [`chaos_run`]: N confirmations (or subscriptions) under faults, then an audit of the DB
+//!   against the PG's ledger.
 //! - [`api`]: the service's HTTP API, `/health` and `/metrics`.
 //! - [`demo`]: the phases, the timeline and the chart.
 //! - [`serve`]: the service as a team runs it: settings from flags, environment and file,

@@ -53,10 +53,10 @@ enum Command {
         /// Which flow: `confirm` (seed 1) or `subscription` (seed 2's billing-key charges).
         #[arg(long, default_value = "confirm")]
         flow: String,
-        /// Subscriptions: refund a charge whose period cannot be saved (`on`), or not (`off`:
-        /// the seed's "before").
-        #[arg(long, default_value = "on")]
-        auto_refund: String,
+        /// Subscriptions: refund a charge whose period cannot be saved (`on`, the default), or
+        /// not (`off`: the seed's "before").
+        #[arg(long)]
+        auto_refund: Option<String>,
         /// Subscriptions: run auto-refund off, then on, with the same seed, side by side.
         #[arg(long)]
         compare: bool,
@@ -169,18 +169,28 @@ async fn main() -> ExitCode {
             options.latency_rate = latency_rate;
             options.concurrency = concurrency as usize;
             options.progress = true;
-            match (Flow::parse(&flow), auto_refund.as_str()) {
+            match (Flow::parse(&flow), auto_refund.as_deref()) {
                 (Err(message), _) => Err(message),
-                (Ok(flow), "on" | "off") => {
+                (Ok(Flow::Confirm), Some(_)) => Err(
+                    "--auto-refund is not allowed with --flow confirm: it is a setting of \
+                     --flow subscription"
+                        .to_owned(),
+                ),
+                (Ok(Flow::Confirm), None) if compare => Err(
+                    "--compare is not allowed with --flow confirm: it compares --flow \
+                     subscription with --auto-refund off and on"
+                        .to_owned(),
+                ),
+                (Ok(flow), None | Some("on" | "off")) => {
                     options.flow = flow;
-                    options.auto_refund = auto_refund == "on";
+                    options.auto_refund = auto_refund.as_deref() != Some("off");
                     if compare {
                         run_compare(&options).await
                     } else {
                         run_chaos(&options).await
                     }
                 }
-                (Ok(_), other) => Err(format!(
+                (Ok(_), Some(other)) => Err(format!(
                     "--auto-refund {other} is not allowed: it must be on or off"
                 )),
             }

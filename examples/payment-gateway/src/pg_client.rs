@@ -40,7 +40,7 @@ use crate::{PG_BREAKER, PG_CHAOS};
 
 /// The reason every refund of a charge not recorded gives the PG: one text, so that the
 /// flow's, the reconciler's and the scheduler's cancels of one payment are one request under
-/// its idempotency key (`cancel-{paymentKey}`), never a key reused with another body.
+/// one idempotency key.
 pub const REFUND_REASON: &str = "charge not recorded";
 
 /// Where the PG is and how long to wait for it.
@@ -145,6 +145,15 @@ pub enum Cancelled {
     Now(PgReceipt),
     /// Cancelled before.
     Already,
+}
+
+/// The idempotency key of a cancel: the payment's key and a hash (FNV-1a, 32 bits) of the
+/// reason, so that one cancel is one request and another reason never reuses its key.
+fn cancel_key(payment_key: &str, reason: &str) -> String {
+    let hash = reason.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("cancel-{payment_key}-{hash:08x}")
 }
 
 /// Whether `bytes` is an answer of the PG's API: a payment, or a billing key.
@@ -407,8 +416,10 @@ impl PgClient {
     }
 
     /// Asks the PG to cancel (refund) a payment (`POST /v1/payments/{paymentKey}/cancel`),
-    /// with the idempotency key `cancel-{paymentKey}`. A payment cancelled before (the PG
-    /// answers `400 ALREADY_CANCELED_PAYMENT`) is [`Cancelled::Already`]: the money is back.
+    /// with the idempotency key `cancel-{paymentKey}-{hash of the reason}`: the same cancel
+    /// again is answered again, and a cancel for another reason is a request of its own. A
+    /// payment cancelled before (the PG answers `400 ALREADY_CANCELED_PAYMENT`) is
+    /// [`Cancelled::Already`]: the money is back.
     ///
     /// # Errors
     ///
@@ -418,7 +429,7 @@ impl PgClient {
         let body = serde_json::to_vec(&serde_json::json!({ "cancelReason": reason }))
             .map_err(|e| malformed(&e))?;
         let path = format!("/v1/payments/{payment_key}/cancel");
-        let key = format!("cancel-{payment_key}");
+        let key = cancel_key(payment_key, reason);
         let cancelled = match self.send(Method::POST, &path, Some(body), Some(&key)).await {
             Ok(bytes) => receipt(&bytes).map(Cancelled::Now),
             Err(PgError::Rejected { code, .. }) if code == "ALREADY_CANCELED_PAYMENT" => {
@@ -494,7 +505,11 @@ impl PgClient {
         let path = format!("/v1/payments/orders/{order_id}");
         let found = match self.send(Method::GET, &path, None, None).await {
             Ok(bytes) => receipt(&bytes).map(Some),
-            Err(PgError::Rejected { status: 404, .. }) => Ok(None),
+            // Only the PG's own "no such payment": a 404 from a proxy or a wrong path is an
+            // error, never "not charged".
+            Err(PgError::Rejected {
+                status: 404, code, ..
+            }) if code == "NOT_FOUND_PAYMENT" => Ok(None),
             Err(other) => Err(other),
         };
         log("look-up", order_id, &found);

@@ -11,14 +11,14 @@
 //!
 //! | the payment | the PG says | the payment becomes |
 //! |---|---|---|
-//! | `in_progress`, `unknown`, `cancel_pending` | charged (`DONE`) | refunded (cancel, idempotency key `cancel-{paymentKey}`), then `cancelled` |
+//! | `in_progress`, `unknown`, `cancel_pending` | charged (`DONE`) | `cancel_pending` (the intent, under the claim, so that a late completion cannot record it), refunded, then `cancelled` |
 //! | `in_progress`, `unknown`, `cancel_pending` | `CANCELED` | `cancelled` |
 //! | `in_progress`, `unknown` | `EXPIRED`, `ABORTED` | `failed` (`EXPIRED`, `ABORTED`) |
 //! | `in_progress`, `unknown` | `IN_PROGRESS` | unchanged: the confirm window is open, a confirm may still arrive |
 //! | `in_progress`, `unknown` | no payment | `failed` (`NOT_CHARGED`) once the confirm window has passed since the confirm was sent (the database's clock); unchanged before |
 //! | `done` | `DONE`, the same amount | `done`, verified |
 //! | `done` | `CANCELED` | `cancelled`: the PG's record wins (logged `REFUNDED_BUT_DONE`) |
-//! | any | `PARTIAL_CANCELED`, another amount, anything else | `manual_review` |
+//! | any | `PARTIAL_CANCELED`, another amount or payment key, anything else | `manual_review` |
 //!
 //! A payment the PG cannot be asked about (an error, an open breaker), or whose settlement
 //! cannot be written, is released for the next pass (or, if the release fails too, keeps its
@@ -253,6 +253,21 @@ impl Reconciler {
         let (settlement, counted) = match self.decide(payment, at_pg.as_ref(), now) {
             Decision::Settle(settlement, counted) => (settlement, counted),
             Decision::Refund(payment_key) => {
+                // The intent first, under the claim: a late completion can no longer record
+                // a charge this refunds.
+                if payment.state != PaymentState::CancelPending {
+                    let intent = Write::RefundIntent {
+                        order_id: order_id.to_owned(),
+                        claimant: self.claimant.clone(),
+                    };
+                    if let Err(error) = self.writes.clone().oneshot(intent).await {
+                        tracing::warn!(
+                            order_id,
+                            "[RECONCILE] cannot record the refund's intent: {error}; later"
+                        );
+                        return left;
+                    }
+                }
                 match self.pg.cancel(&payment_key, REFUND_REASON).await {
                     Ok(Cancelled::Now(_) | Cancelled::Already) => (
                         Settlement::Cancelled,
@@ -336,6 +351,13 @@ impl Reconciler {
                 )),
             };
         };
+        if payment.payment_key.as_deref() != Some(receipt.payment_key.as_str()) {
+            return review(format!(
+                "the PG's payment for the order has the key {}, the payment {}",
+                receipt.payment_key,
+                payment.payment_key.as_deref().unwrap_or("none")
+            ));
+        }
         if receipt.total_amount != payment.amount {
             return review(format!(
                 "the PG's amount {} is not the payment's {}",

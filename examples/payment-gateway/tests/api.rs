@@ -135,6 +135,17 @@ async fn bad_requests_name_what_is_wrong() {
         cases[1].0.1["error"]["message"],
         "orderId `o 2` is not allowed: it must be 1 to 64 letters, digits, - or _"
     );
+    let (status, body) = api.create("sub-1-p1-a1", 25_000).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "orderId `sub-1-p1-a1` is not allowed: ids ending in -p<digits>-a<digits> are the \
+         subscriptions' charges"
+    );
+    assert_eq!(
+        api.create("sub-1-p1-ax", 25_000).await.0,
+        StatusCode::CREATED
+    );
     assert_eq!(
         cases[2].0.1["error"]["message"],
         "amount 0 is not allowed: it must be above 0"

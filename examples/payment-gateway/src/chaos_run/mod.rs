@@ -546,7 +546,7 @@ async fn run_confirm(options: &ChaosOptions) -> Result<ChaosReport, ChaosRunErro
         .into_iter()
         .filter(|p| p.order_id.starts_with(&rig.run_id))
         .collect();
-    let audit = Audit::of_payments(&payments, &rig.pg.ledger());
+    let audit = Audit::of_payments(&payments, &rig.pg.ledger(), &rig.run_id);
     Ok(rig
         .finish(options, audit, outcomes, reconciled, start)
         .await)

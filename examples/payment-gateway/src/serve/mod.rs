@@ -95,6 +95,7 @@ use tokio::sync::oneshot;
 pub use self::args::ServeArgs;
 pub use self::file::{CONNECT_TIMEOUT_KEY, FileSettings, MAX_TIMEOUT, READ_TIMEOUT_KEY};
 use crate::app::App;
+use crate::confirm::Timing;
 use crate::pg_client::{PgClient, PgSettings};
 use crate::reconcile::Reconciler;
 use crate::store::Store;
@@ -214,21 +215,17 @@ impl Server {
         let mut pg = PgSettings::new(options.pg_url);
         pg.connect_timeout = connect_timeout;
         pg.read_timeout = read_timeout;
+        // The flows' deadline, the reconciler's grace and its lease grow with the read
+        // timeout: the reconciler never touches a payment whose flow may still run.
+        let timing = Timing::for_read_timeout(read_timeout);
         let reconciler = Reconciler::new(
             store.clone(),
             PgClient::new(&registry, pg.clone()),
             crate::app::instance_name("serve"),
         )
-        .with_db_chaos(&registry.chaos(crate::DB_CHAOS));
-        // The reconciler never touches a payment whose flow may still run.
-        if reconciler.grace_period() <= crate::confirm::FLOW_DEADLINE {
-            return Err(ServeError(format!(
-                "the reconciler's grace ({} ms) must be longer than the confirm flow's \
-                 deadline ({} ms)",
-                millis(reconciler.grace_period()),
-                millis(crate::confirm::FLOW_DEADLINE)
-            )));
-        }
+        .with_db_chaos(&registry.chaos(crate::DB_CHAOS))
+        .grace(timing.grace)
+        .lease(timing.lease);
         let addr = options.addr;
         let app = App::start(addr, registry, store.clone(), pg.clone())
             .await

@@ -444,10 +444,10 @@ impl Store {
             .await?;
         match row {
             Some(row) => charge_of(&row),
-            None => Err(StoreError::WrongState {
-                order_id: subscription_id.to_owned(),
-                state: crate::store::PaymentState::Ready,
-                expected: "active, due for this period, claimed by this scheduler",
+            None => Err(StoreError::NotDue {
+                subscription_id: subscription_id.to_owned(),
+                expected: "active, due for this period with no attempt open or paid, and \
+                           claimed by this scheduler",
             }),
         }
     }
@@ -520,8 +520,14 @@ impl Store {
             detail,
             by,
             claimant,
+            keep_claim,
         } = step;
         let now = self.now();
+        let release = if keep_claim {
+            ""
+        } else {
+            ", claimed_by = NULL"
+        };
         let claim = if claimant.is_some() {
             format!(" AND claimed_by = $5 AND claimed_until >= {now}")
         } else {
@@ -530,7 +536,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let moved = sqlx::query(&format!(
             "UPDATE subscription_charges SET state = $1, detail = COALESCE($2, detail), \
-             settled_by = COALESCE($3, settled_by), updated_at = {now}, claimed_by = NULL \
+             settled_by = COALESCE($3, settled_by), updated_at = {now}{release} \
              WHERE order_id = $4 AND state IN {from}{claim}"
         ))
         .bind(to.as_str())
@@ -633,9 +639,8 @@ async fn advance(
     if moved.rows_affected() == 1 {
         Ok(())
     } else {
-        Err(StoreError::WrongState {
-            order_id: charge.subscription_id.clone(),
-            state: crate::store::PaymentState::Done,
+        Err(StoreError::NotDue {
+            subscription_id: charge.subscription_id.clone(),
             expected: "due for the period charged",
         })
     }
@@ -649,6 +654,8 @@ struct Move<'a> {
     detail: Option<String>,
     by: Option<&'a str>,
     claimant: Option<&'a str>,
+    /// Whether the claim stays (an intent) or ends (a settlement).
+    keep_claim: bool,
 }
 
 fn wrong_charge_state(charge: &SubscriptionCharge, expected: &'static str) -> StoreError {
@@ -701,6 +708,13 @@ pub enum BillingWrite {
     RefundPending {
         /// The attempt.
         order_id: String,
+    },
+    /// The reconciler's intent, under its claim: `charging` → `refund_pending`.
+    RefundIntent {
+        /// The attempt.
+        order_id: String,
+        /// The reconciler holding the claim.
+        claimant: String,
     },
     /// The PG refunded it: `refunded`.
     Refunded {
@@ -767,6 +781,7 @@ impl Service<BillingWrite> for Store {
                                 detail: Some(detail),
                                 by: Some("scheduler"),
                                 claimant: None,
+                                keep_claim: false,
                             },
                         )
                         .await
@@ -782,6 +797,23 @@ impl Service<BillingWrite> for Store {
                                 detail: None,
                                 by: None,
                                 claimant: None,
+                                keep_claim: false,
+                            },
+                        )
+                        .await
+                }
+                BillingWrite::RefundIntent { order_id, claimant } => {
+                    store
+                        .move_charge(
+                            &order_id,
+                            Move {
+                                to: ChargeState::RefundPending,
+                                from: "('charging')",
+                                expected: "charging, claimed by this reconciler",
+                                detail: None,
+                                by: None,
+                                claimant: Some(&claimant),
+                                keep_claim: true,
                             },
                         )
                         .await
@@ -797,6 +829,7 @@ impl Service<BillingWrite> for Store {
                                 detail: None,
                                 by: Some(by),
                                 claimant: None,
+                                keep_claim: false,
                             },
                         )
                         .await
@@ -831,6 +864,7 @@ impl Service<BillingWrite> for Store {
                                 detail,
                                 by: Some("reconciler"),
                                 claimant: Some(&claimant),
+                                keep_claim: false,
                             },
                         )
                         .await

@@ -102,6 +102,13 @@ pub enum StoreError {
         /// What the operation needs.
         expected: &'static str,
     },
+    /// A subscription is not in the state the operation needs.
+    NotDue {
+        /// The subscription.
+        subscription_id: String,
+        /// What the operation needs.
+        expected: &'static str,
+    },
     /// The database URL names no driver compiled in.
     UnsupportedUrl(String),
     /// A fault injected by the chaos layer on the database writes: the write did not happen.
@@ -141,6 +148,10 @@ impl fmt::Display for StoreError {
                 f,
                 "the charge `{order_id}` is {state}: it must be {expected}"
             ),
+            StoreError::NotDue {
+                subscription_id,
+                expected,
+            } => write!(f, "the subscription `{subscription_id}` is not {expected}"),
             StoreError::UnsupportedUrl(url) => write!(
                 f,
                 "database URL `{url}` is not allowed: it must start with sqlite:, postgres: or \

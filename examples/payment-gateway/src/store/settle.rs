@@ -44,6 +44,38 @@ impl Store {
         Ok(payment)
     }
 
+    /// The reconciler's intent to refund a payment it claimed, written before its cancel is
+    /// sent: `in_progress` or `unknown` → `cancel_pending` (a `cancel_pending` one stays so),
+    /// under the claim. A flow that outlived its deadline can no longer complete it.
+    ///
+    /// # Errors
+    ///
+    /// Not found, or the payment is not unsettled under this claim.
+    pub async fn refund_intent(
+        &self,
+        order_id: &str,
+        claimant: &str,
+    ) -> Result<Payment, StoreError> {
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(&format!(
+            "UPDATE payments SET state = 'cancel_pending', updated_at = {now} \
+             WHERE order_id = $1 AND claimed_by = $2 AND claimed_until >= {now} \
+             AND state IN {UNSETTLED}"
+        ))
+        .bind(order_id)
+        .bind(claimant)
+        .execute(&mut *tx)
+        .await?;
+        let payment = moved_from(
+            moved.rows_affected(),
+            fetch(&mut tx, order_id).await?,
+            "unsettled, claimed by this reconciler",
+        )?;
+        tx.commit().await?;
+        Ok(payment)
+    }
+
     /// Records that the PG cancelled (refunded) the payment of `order_id`: from
     /// `cancel_pending`, `in_progress` or `unknown` to `cancelled`, and the order cancelled,
     /// in one transaction.

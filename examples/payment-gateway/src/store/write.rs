@@ -34,6 +34,13 @@ pub enum Write {
         /// The order.
         order_id: String,
     },
+    /// [`Store::refund_intent`]: the reconciler's intent.
+    RefundIntent {
+        /// The order.
+        order_id: String,
+        /// The reconciler holding the claim.
+        claimant: String,
+    },
     /// [`Store::cancelled`].
     Cancelled {
         /// The order.
@@ -59,6 +66,7 @@ impl Write {
             Write::Prepare { order_id, .. }
             | Write::Complete { order_id, .. }
             | Write::CancelPending { order_id }
+            | Write::RefundIntent { order_id, .. }
             | Write::Cancelled { order_id, .. }
             | Write::Settle { order_id, .. } => order_id,
         }
@@ -90,6 +98,9 @@ impl Service<Write> for Store {
                     completion,
                 } => store.complete(&order_id, completion).await,
                 Write::CancelPending { order_id } => store.cancel_pending(&order_id).await,
+                Write::RefundIntent { order_id, claimant } => {
+                    store.refund_intent(&order_id, &claimant).await
+                }
                 Write::Cancelled { order_id, by } => store.cancelled(&order_id, by).await,
                 Write::Settle {
                     order_id,
