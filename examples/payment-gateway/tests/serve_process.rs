@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 const BINARY: &str = env!("CARGO_BIN_EXE_payment-gateway");
 
 /// Every variable `serve` reads, so that none leaks in from the test's environment.
-const VARIABLES: [&str; 9] = [
+const VARIABLES: [&str; 10] = [
     "PAYMENT_GATEWAY_ADDR",
     "PAYMENT_GATEWAY_PG_URL",
     "DATABASE_URL",
@@ -30,6 +30,7 @@ const VARIABLES: [&str; 9] = [
     "PAYMENT_GATEWAY_READ_TIMEOUT_MS",
     "PAYMENT_GATEWAY_SHUTDOWN_TIMEOUT_MS",
     "PAYMENT_GATEWAY_RECONCILE_EVERY_MS",
+    "PAYMENT_GATEWAY_CONFIRM_WINDOW_MS",
     "PAYMENT_GATEWAY_LOG_FORMAT",
 ];
 

@@ -66,6 +66,16 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(100..=86_400_000)
     )]
     pub reconcile_every_ms: u64,
+    /// The PG's confirm window, in milliseconds (Toss: 10 minutes): the reconciler calls a
+    /// payment the PG has no record of "not charged" only once this has passed since its
+    /// confirm was sent.
+    #[arg(
+        long,
+        env = "PAYMENT_GATEWAY_CONFIRM_WINDOW_MS",
+        default_value_t = 600_000,
+        value_parser = clap::value_parser!(u64).range(1..=86_400_000)
+    )]
+    pub confirm_window_ms: u64,
     /// How log lines are written to stderr: `text` (plain when stderr is not a terminal)
     /// or `json` (one object per line).
     #[arg(
@@ -88,6 +98,7 @@ impl From<ServeArgs> for ServeOptions {
             read_timeout: args.read_timeout_ms.map(Duration::from_millis),
             shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
             reconcile_every: Duration::from_millis(args.reconcile_every_ms),
+            confirm_window: Duration::from_millis(args.confirm_window_ms),
             log_format: Some(args.log_format),
         }
     }

@@ -37,6 +37,7 @@
 //! | `--read-timeout-ms` | `PAYMENT_GATEWAY_READ_TIMEOUT_MS` | the file's `payment-gateway.pg.read-timeout`, else 3000 |
 //! | `--shutdown-timeout-ms` | `PAYMENT_GATEWAY_SHUTDOWN_TIMEOUT_MS` | 30000 |
 //! | `--reconcile-every-ms` | `PAYMENT_GATEWAY_RECONCILE_EVERY_MS` | 10000 |
+//! | `--confirm-window-ms` | `PAYMENT_GATEWAY_CONFIRM_WINDOW_MS` | 600000 (Toss's 10 minutes): how long the PG lets a payment key wait for its confirm |
 //! | `--log-format` | `PAYMENT_GATEWAY_LOG_FORMAT` | `text` (or `json`) |
 //!
 //! `RUST_LOG` filters the log lines (see [`telemetry::init_logs_as`]). The configuration file
@@ -127,6 +128,8 @@ pub struct ServeOptions {
     pub shutdown_timeout: Duration,
     /// How often the reconciler runs.
     pub reconcile_every: Duration,
+    /// The PG's confirm window, as the reconciler assumes it.
+    pub confirm_window: Duration,
     /// How to write log lines to stderr; `None` installs no subscriber (a test's, or none).
     pub log_format: Option<LogFormat>,
 }
@@ -143,6 +146,7 @@ impl Default for ServeOptions {
             read_timeout: None,
             shutdown_timeout: Duration::from_secs(30),
             reconcile_every: Duration::from_secs(10),
+            confirm_window: crate::mock_pg::CONFIRM_WINDOW,
             log_format: Some(LogFormat::Text),
         }
     }
@@ -225,7 +229,8 @@ impl Server {
         )
         .with_db_chaos(&registry.chaos(crate::DB_CHAOS))
         .grace(timing.grace)
-        .lease(timing.lease);
+        .lease(timing.lease)
+        .confirm_window(options.confirm_window);
         let addr = options.addr;
         let app = App::start(addr, registry, store.clone(), pg.clone())
             .await

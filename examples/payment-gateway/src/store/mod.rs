@@ -299,12 +299,24 @@ impl Store {
                     .await?
             }
         };
-        Migrator::new(Embedded)
-            .await
-            .map_err(StoreError::Migration)?
-            .run(&pool)
+        let migrator = Migrator::new(Embedded)
             .await
             .map_err(StoreError::Migration)?;
+        match backend {
+            // The statement timeout is for the service's queries, not for a migration that
+            // copies a table: migrate on a connection of its own, without it.
+            Backend::Postgres => {
+                let plain = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(timeouts.acquire)
+                    .connect(url)
+                    .await?;
+                let migrated = migrator.run(&plain).await;
+                plain.close().await;
+                migrated.map_err(StoreError::Migration)?;
+            }
+            Backend::Sqlite => migrator.run(&pool).await.map_err(StoreError::Migration)?,
+        }
         Ok(Self { pool, backend })
     }
 
