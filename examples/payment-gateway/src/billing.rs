@@ -255,35 +255,35 @@ impl Billing {
     }
 
     /// One round: claims the due subscriptions a batch at a time and charges each one's
-    /// period (a batch at once), until none is due. Returns how each charge ended.
+    /// period (a batch at once), until none is due. Each subscription is tried once a round:
+    /// one whose charge did not end paid (a refused card, an open breaker, a refunded save)
+    /// stays claimed until the round ends, then is released, due for the next round. Returns
+    /// how each charge ended.
+    ///
+    /// The claims last the lease, and at least a charge's deadline and 10 s: a claim never
+    /// runs out while its charge may still run.
     ///
     /// # Errors
     ///
-    /// A claim failed (the database is down): what was done before stays done.
+    /// A claim failed (the database is down): what was done before stays done, and the
+    /// claims of the round run out with their lease.
     pub async fn run_due(&self) -> Result<Vec<(String, ChargeOutcome)>, StoreError> {
         let mut outcomes = Vec::new();
-        // Each subscription once a round: one whose charge failed (a refused card, an open
-        // breaker, a refunded save) is due again, and waits for the next round.
-        let mut tried = std::collections::HashSet::new();
-        loop {
-            let claimed = self
+        let lease = self
+            .lease
+            .max(self.deadline.saturating_add(Duration::from_secs(10)));
+        let claimed = loop {
+            let due = match self
                 .store
-                .claim_due_subscriptions(&self.claimant, &self.scope, self.lease, self.batch)
-                .await?;
-            let (due, again): (Vec<_>, Vec<_>) = claimed
-                .into_iter()
-                .partition(|s| !tried.contains(&s.subscription_id));
-            for subscription in &again {
-                self.store
-                    .release_subscription(&subscription.subscription_id, &self.claimant)
-                    .await?;
-            }
-            if due.is_empty() {
-                return Ok(outcomes);
-            }
+                .claim_due_subscriptions(&self.claimant, &self.scope, lease, self.batch)
+                .await
+            {
+                Ok(due) if due.is_empty() => break Ok(()),
+                Ok(due) => due,
+                Err(error) => break Err(error),
+            };
             let mut charging = JoinSet::new();
             for subscription in due {
-                tried.insert(subscription.subscription_id.clone());
                 let billing = self.clone();
                 charging.spawn(async move {
                     let outcome = billing.charge_period(&subscription).await;
@@ -295,7 +295,24 @@ impl Billing {
                     outcomes.push(done);
                 }
             }
+        };
+        // The round is over: what did not end paid is due again (a save that ended paid
+        // ended its claim itself; a crashed one's claim runs out with its lease).
+        for (subscription_id, outcome) in &outcomes {
+            if !matches!(outcome, ChargeOutcome::Paid | ChargeOutcome::Crashed) {
+                if let Err(error) = self
+                    .store
+                    .release_subscription(subscription_id, &self.claimant)
+                    .await
+                {
+                    tracing::warn!(
+                        subscription_id,
+                        "[BILLING] cannot release: {error}; the lease will run out"
+                    );
+                }
+            }
         }
+        claimed.map(|()| outcomes)
     }
 
     /// Runs rounds and reconciler passes every `every` until `stop` resolves.
@@ -342,7 +359,8 @@ impl Billing {
 
     /// Charges the next period of `subscription`, claimed by this scheduler, within the
     /// deadline (see [`with_deadline`](Self::with_deadline)): past it, the flow is dropped
-    /// where it stands and its attempt left to the reconciler, whose grace is longer.
+    /// where it stands and its attempt left to the reconciler, whose grace is longer. The
+    /// claim stays: [`run_due`](Self::run_due) releases it at the end of its round.
     pub async fn charge_period(&self, subscription: &Subscription) -> ChargeOutcome {
         let charge = async {
             if self.auto_refund {
@@ -358,12 +376,6 @@ impl Billing {
             );
             return ChargeOutcome::Unknown;
         };
-        if !matches!(outcome, ChargeOutcome::Paid | ChargeOutcome::Crashed) {
-            let _ = self
-                .store
-                .release_subscription(&subscription.subscription_id, &self.claimant)
-                .await;
-        }
         outcome
     }
 
@@ -641,25 +653,6 @@ impl Billing {
                     ..ChargePass::default()
                 },
             ),
-            (Some(receipt), _)
-                if charge
-                    .payment_key
-                    .as_deref()
-                    .is_some_and(|key| key != receipt.payment_key) =>
-            {
-                (
-                    ChargeSettlement::ManualReview {
-                        reason: format!(
-                            "the PG's payment for the order has the key {}, the charge {:?}",
-                            receipt.payment_key, charge.payment_key
-                        ),
-                    },
-                    ChargePass {
-                        manual_review: 1,
-                        ..ChargePass::default()
-                    },
-                )
-            }
             (Some(receipt), _) if receipt.status == "DONE" => {
                 // The intent first, under the claim: a save that lands late can no longer
                 // record a period this refunds.

@@ -274,8 +274,8 @@ pub const FLOW_DEADLINE: Duration = Duration::from_secs(20);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
-    /// A confirmation's (and a period's charge's) deadline: its PG call and up to five more
-    /// (the refund's cancels), and the waits between them; [`FLOW_DEADLINE`] at least.
+    /// A confirmation's (and a period's charge's) deadline: its PG call and, with margin, the
+    /// refund's cancels and the waits between them; [`FLOW_DEADLINE`] at least.
     pub deadline: Duration,
     /// The reconciler's grace: three deadlines, 60 s at least.
     pub grace: Duration,
@@ -287,11 +287,19 @@ pub struct Timing {
 impl Timing {
     /// The times for a PG client with `read_timeout`.
     pub fn for_read_timeout(read_timeout: Duration) -> Self {
-        let deadline = FLOW_DEADLINE.max(read_timeout * 6 + Duration::from_secs(2));
+        let deadline = FLOW_DEADLINE.max(
+            read_timeout
+                .saturating_mul(6)
+                .saturating_add(Duration::from_secs(2)),
+        );
         Self {
             deadline,
-            grace: Duration::from_secs(60).max(deadline * 3),
-            lease: Duration::from_secs(30).max(read_timeout * 2 + Duration::from_secs(10)),
+            grace: Duration::from_secs(60).max(deadline.saturating_mul(3)),
+            lease: Duration::from_secs(30).max(
+                read_timeout
+                    .saturating_mul(2)
+                    .saturating_add(Duration::from_secs(10)),
+            ),
         }
     }
 }

@@ -736,6 +736,10 @@ async fn a_crash_at_each_step_is_finished_by_the_reconciler() {
 }
 
 async fn subscribe(billing: &Billing, ids: &[&str]) {
+    subscribe_for(billing, ids, 9_900).await;
+}
+
+async fn subscribe_for(billing: &Billing, ids: &[&str], amount: i64) {
     for id in ids {
         billing
             .subscribe(
@@ -743,11 +747,171 @@ async fn subscribe(billing: &Billing, ids: &[&str]) {
                 &format!("customer-{id}"),
                 &format!("auth-{id}"),
                 "monthly plan",
-                9_900,
+                amount,
                 Duration::from_secs(30 * 24 * 3600),
             )
             .await
             .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_cards_do_not_keep_a_round_from_the_other_subscriptions() {
+    for database in databases().await {
+        let r = rig(&database.url, &[], &[]).await;
+        // Claims of two at a time; the first two in the claim's order are over the card's
+        // limit, refused every time.
+        let billing = Billing::new(r.store.clone(), r.client.clone(), "scheduler").batch(2);
+        subscribe_for(&billing, &["a-over", "b-over"], 20_000_000).await;
+        subscribe_for(&billing, &["c-fine", "d-fine", "e-fine"], 9_900).await;
+        let mut round = billing.run_due().await.unwrap();
+        round.sort();
+        assert_eq!(
+            round,
+            [
+                ("a-over".to_owned(), ChargeOutcome::NotCharged),
+                ("b-over".to_owned(), ChargeOutcome::NotCharged),
+                ("c-fine".to_owned(), ChargeOutcome::Paid),
+                ("d-fine".to_owned(), ChargeOutcome::Paid),
+                ("e-fine".to_owned(), ChargeOutcome::Paid),
+            ]
+        );
+        // The refused ones are due again at the next round, and tried once more.
+        let mut next = billing.run_due().await.unwrap();
+        next.sort();
+        assert_eq!(
+            next,
+            [
+                ("a-over".to_owned(), ChargeOutcome::NotCharged),
+                ("b-over".to_owned(), ChargeOutcome::NotCharged),
+            ]
+        );
+        assert_eq!(r.pg.ledger().len(), 3);
+        r.store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_or_save_that_lands_after_the_reconcilers_intent_is_refused() {
+    use payment_gateway::pg_client::BillingCharge;
+    use payment_gateway::store::{BillingWrite, Completion, StoreError};
+    use tower::ServiceExt;
+    for database in databases().await {
+        let r = rig(&database.url, &[], &[]).await;
+        // A payment whose flow outlived its deadline: charged, still `in_progress`.
+        r.store
+            .create_payment("late", "hoodie", 1_000)
+            .await
+            .unwrap();
+        r.store.prepare("late", "pk-late", 1_000).await.unwrap();
+        let receipt = r
+            .client
+            .confirm(&ConfirmCommand {
+                payment_key: "pk-late".into(),
+                order_id: "late".into(),
+                amount: 1_000,
+            })
+            .await
+            .unwrap();
+        let claimed = r
+            .store
+            .claim("rec", "late", Duration::ZERO, Duration::from_secs(30), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        r.store.refund_intent("late", "rec").await.unwrap();
+        let late = r
+            .store
+            .complete(
+                "late",
+                Completion::Approved {
+                    method: receipt.method,
+                    approve_no: receipt.approve_no,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                late,
+                StoreError::WrongState {
+                    state: PaymentState::CancelPending,
+                    ..
+                }
+            ),
+            "{late}"
+        );
+
+        // A period's save that lands after the billing reconciler's intent.
+        let billing = Billing::new(r.store.clone(), r.client.clone(), "scheduler");
+        subscribe(&billing, &["s-late"]).await;
+        let due = r
+            .store
+            .claim_due_subscriptions("scheduler", "s-late", Duration::from_secs(30), 10)
+            .await
+            .unwrap();
+        let attempt = r
+            .store
+            .clone()
+            .oneshot(BillingWrite::Begin {
+                subscription_id: "s-late".into(),
+                period: 1,
+                claimant: "scheduler".into(),
+            })
+            .await
+            .unwrap();
+        let charged = r
+            .client
+            .charge_billing(
+                &due[0].billing_key,
+                &BillingCharge {
+                    customer_key: due[0].customer_key.clone(),
+                    amount: due[0].amount,
+                    order_id: attempt.order_id.clone(),
+                    order_name: due[0].name.clone(),
+                },
+                &format!("billing-{}", attempt.order_id),
+            )
+            .await
+            .unwrap();
+        let open = r
+            .store
+            .claim_charges("rec", "s-late", Duration::ZERO, Duration::from_secs(30), 10)
+            .await
+            .unwrap();
+        assert_eq!(open.len(), 1);
+        r.store
+            .clone()
+            .oneshot(BillingWrite::RefundIntent {
+                order_id: attempt.order_id.clone(),
+                claimant: "rec".into(),
+            })
+            .await
+            .unwrap();
+        let late = r
+            .store
+            .clone()
+            .oneshot(BillingWrite::Save {
+                order_id: attempt.order_id.clone(),
+                payment_key: charged.payment_key,
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                late,
+                StoreError::WrongCharge {
+                    state: ChargeState::RefundPending,
+                    ..
+                }
+            ),
+            "{late}"
+        );
+        assert_eq!(
+            r.store.subscription("s-late").await.unwrap().paid_periods,
+            0
+        );
+        r.store.close().await;
     }
 }
 

@@ -523,10 +523,12 @@ impl Store {
             keep_claim,
         } = step;
         let now = self.now();
-        let release = if keep_claim {
-            ""
+        // An intent keeps the claim, and `updated_at` (the grace passed already: a cancel
+        // that fails is retried by the next pass, not a grace later).
+        let (touch, release) = if keep_claim {
+            (String::new(), "")
         } else {
-            ", claimed_by = NULL"
+            (format!(", updated_at = {now}"), ", claimed_by = NULL")
         };
         let claim = if claimant.is_some() {
             format!(" AND claimed_by = $5 AND claimed_until >= {now}")
@@ -536,7 +538,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let moved = sqlx::query(&format!(
             "UPDATE subscription_charges SET state = $1, detail = COALESCE($2, detail), \
-             settled_by = COALESCE($3, settled_by), updated_at = {now}{release} \
+             settled_by = COALESCE($3, settled_by){touch}{release} \
              WHERE order_id = $4 AND state IN {from}{claim}"
         ))
         .bind(to.as_str())

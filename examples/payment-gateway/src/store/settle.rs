@@ -58,8 +58,10 @@ impl Store {
     ) -> Result<Payment, StoreError> {
         let now = self.now();
         let mut tx = self.pool.begin().await?;
+        // `updated_at` stays: the grace has passed already, and a cancel that fails is
+        // retried by the next pass, not a grace later.
         let moved = sqlx::query(&format!(
-            "UPDATE payments SET state = 'cancel_pending', updated_at = {now} \
+            "UPDATE payments SET state = 'cancel_pending' \
              WHERE order_id = $1 AND claimed_by = $2 AND claimed_until >= {now} \
              AND state IN {UNSETTLED}"
         ))
