@@ -33,6 +33,7 @@ use tower::ServiceExt;
 use crate::confirm::Backoff;
 use crate::crash::{Crashes, Step};
 use crate::pg_client::{BillingCharge, Cancelled, PgClient, PgError, REFUND_REASON};
+use crate::reconcile::Pass;
 use crate::store::{
     BillingWrite, BillingWrites, ChargeSettlement, ChargeState, Store, StoreError, Subscription,
     SubscriptionCharge,
@@ -71,21 +72,6 @@ impl ChargeOutcome {
             ChargeOutcome::Crashed => "crashed",
         }
     }
-}
-
-/// What one reconciler pass over open attempts did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChargePass {
-    /// Attempts claimed.
-    pub claimed: usize,
-    /// Refunded (charged, not saved), or found refunded.
-    pub refunded: usize,
-    /// Not charged.
-    pub not_charged: usize,
-    /// Set aside for someone to look at.
-    pub manual_review: usize,
-    /// Claimed but not settled: for a later pass.
-    pub left: usize,
 }
 
 /// Why a subscription could not be made.
@@ -563,8 +549,8 @@ impl Billing {
     /// # Errors
     ///
     /// A claim failed.
-    pub async fn reconcile_once(&self) -> Result<ChargePass, StoreError> {
-        let mut pass = ChargePass::default();
+    pub async fn reconcile_once(&self) -> Result<Pass, StoreError> {
+        let mut pass = Pass::default();
         let mut left = Vec::new();
         loop {
             let claimed = self
@@ -596,17 +582,13 @@ impl Billing {
                         }
                         settled
                     }
-                    Err(_) => ChargePass {
+                    Err(_) => Pass {
                         claimed: 1,
                         left: 1,
-                        ..ChargePass::default()
+                        ..Pass::default()
                     },
                 };
-                pass.claimed += settled.claimed;
-                pass.refunded += settled.refunded;
-                pass.not_charged += settled.not_charged;
-                pass.manual_review += settled.manual_review;
-                pass.left += settled.left;
+                pass.add(settled);
             }
         }
         // Left for the next pass at once (claimed until now, so this pass did not take them
@@ -617,11 +599,11 @@ impl Billing {
         Ok(pass)
     }
 
-    async fn settle(&self, charge: &SubscriptionCharge) -> ChargePass {
-        let left = ChargePass {
+    async fn settle(&self, charge: &SubscriptionCharge) -> Pass {
+        let left = Pass {
             claimed: 1,
             left: 1,
-            ..ChargePass::default()
+            ..Pass::default()
         };
         let order_id = charge.order_id.as_str();
         let at_pg = match self.pg.payment_of(order_id).await {
@@ -636,9 +618,9 @@ impl Billing {
                 ChargeSettlement::NotCharged {
                     code: "NOT_CHARGED".to_owned(),
                 },
-                ChargePass {
+                Pass {
                     not_charged: 1,
-                    ..ChargePass::default()
+                    ..Pass::default()
                 },
             ),
             (Some(receipt), _) if receipt.total_amount != charge.amount => (
@@ -648,9 +630,9 @@ impl Billing {
                         receipt.total_amount, charge.amount
                     ),
                 },
-                ChargePass {
+                Pass {
                     manual_review: 1,
-                    ..ChargePass::default()
+                    ..Pass::default()
                 },
             ),
             (Some(receipt), _) if receipt.status == "DONE" => {
@@ -672,9 +654,9 @@ impl Billing {
                 match self.pg.cancel(&receipt.payment_key, REFUND_REASON).await {
                     Ok(_) => (
                         ChargeSettlement::Refunded,
-                        ChargePass {
+                        Pass {
                             refunded: 1,
-                            ..ChargePass::default()
+                            ..Pass::default()
                         },
                     ),
                     Err(error) => {
@@ -685,9 +667,9 @@ impl Billing {
             }
             (Some(receipt), _) if receipt.status == "CANCELED" => (
                 ChargeSettlement::Refunded,
-                ChargePass {
+                Pass {
                     refunded: 1,
-                    ..ChargePass::default()
+                    ..Pass::default()
                 },
             ),
             (at_pg, state) => (
@@ -697,9 +679,9 @@ impl Billing {
                         at_pg.as_ref().map_or("nothing", |r| r.status.as_str())
                     ),
                 },
-                ChargePass {
+                Pass {
                     manual_review: 1,
-                    ..ChargePass::default()
+                    ..Pass::default()
                 },
             ),
         };
@@ -709,7 +691,7 @@ impl Billing {
             settlement,
         };
         match self.write(write).await {
-            Ok(_) => ChargePass {
+            Ok(_) => Pass {
                 claimed: 1,
                 ..counted
             },

@@ -116,11 +116,6 @@ impl Reconciler {
         self
     }
 
-    /// Its grace period.
-    pub fn grace_period(&self) -> Duration {
-        self.grace
-    }
-
     /// Its writes behind `chaos`.
     #[must_use]
     pub fn with_db_chaos(mut self, chaos: &Chaos) -> Self {

@@ -665,10 +665,7 @@ async fn run_subscription(options: &ChaosOptions) -> Result<ChaosReport, ChaosRu
                 .await
                 .map_err(|e| ChaosRunError::new("the reconciler cannot claim", e))?;
             passes += 1;
-            total.claimed += pass.claimed;
-            total.refunded += pass.refunded;
-            total.not_charged += pass.not_charged;
-            total.manual_review += pass.manual_review;
+            total.add(pass);
             let open = rig
                 .store
                 .subscription_charges(&rig.run_id)

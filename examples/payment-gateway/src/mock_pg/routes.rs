@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::ledger::Refusal;
+use super::ledger::{Ledger, Refusal};
 use super::{CARD_LIMIT, Fault, PgPayment, Shared};
 
 /// Marks a response the server must not send: it drops the connection instead.
@@ -359,31 +359,33 @@ async fn cancel(
 }
 
 async fn by_key(State(shared): State<Arc<Shared>>, Path(payment_key): Path<String>) -> Response {
-    if let Some(response) = before(&shared).await {
-        return response;
-    }
-    let found = shared
-        .ledger()
-        .by_key(&payment_key, Instant::now(), shared.window());
-    let answer = match found {
-        Some(payment) => payment_body(&payment),
-        None => refused(&Refusal::NotFound),
-    };
-    deliver(&shared, answer, false).await
+    look_up(&shared, |ledger, now, window| {
+        ledger.by_key(&payment_key, now, window)
+    })
+    .await
 }
 
 async fn by_order(State(shared): State<Arc<Shared>>, Path(order_id): Path<String>) -> Response {
-    if let Some(response) = before(&shared).await {
+    look_up(&shared, |ledger, now, window| {
+        ledger.by_order(&order_id, now, window)
+    })
+    .await
+}
+
+/// A look-up: the payment `find` finds, its status as of now, or `404 NOT_FOUND_PAYMENT`.
+async fn look_up(
+    shared: &Shared,
+    find: impl FnOnce(&Ledger, Instant, std::time::Duration) -> Option<PgPayment>,
+) -> Response {
+    if let Some(response) = before(shared).await {
         return response;
     }
-    let found = shared
-        .ledger()
-        .by_order(&order_id, Instant::now(), shared.window());
+    let found = find(&shared.ledger(), Instant::now(), shared.window());
     let answer = match found {
         Some(payment) => payment_body(&payment),
         None => refused(&Refusal::NotFound),
     };
-    deliver(&shared, answer, false).await
+    deliver(shared, answer, false).await
 }
 
 async fn issue_billing_key(

@@ -16,7 +16,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tower::{Layer, Service};
 
-use super::settle::millis;
+use super::settle::{millis, prefix_len};
 use super::{Backend, Store, StoreError};
 
 /// A subscription, as stored.
@@ -269,7 +269,7 @@ impl Store {
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
              WHERE substr(subscription_id, 1, CAST($1 AS INTEGER)) = $2 ORDER BY subscription_id"
         ))
-        .bind(i64::try_from(scope.len()).unwrap_or(i64::MAX))
+        .bind(prefix_len(scope))
         .bind(scope)
         .fetch_all(&self.pool)
         .await?;
@@ -289,7 +289,7 @@ impl Store {
             "SELECT {CHARGE_COLUMNS} FROM subscription_charges \
              WHERE substr(subscription_id, 1, CAST($1 AS INTEGER)) = $2 ORDER BY order_id"
         ))
-        .bind(i64::try_from(scope.len()).unwrap_or(i64::MAX))
+        .bind(prefix_len(scope))
         .bind(scope)
         .fetch_all(&self.pool)
         .await?;
@@ -359,7 +359,7 @@ impl Store {
             .bind(claimant)
             .bind(millis(lease))
             .bind(i64::from(limit))
-            .bind(i64::try_from(scope.len()).unwrap_or(i64::MAX))
+            .bind(prefix_len(scope))
             .bind(scope)
             .fetch_all(&mut *tx)
             .await?;
@@ -382,15 +382,13 @@ impl Store {
         subscription_id: &str,
         claimant: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE subscriptions SET claimed_by = NULL, claimed_until = 0 \
-             WHERE subscription_id = $1 AND claimed_by = $2",
+        self.release_claim(
+            "subscriptions",
+            "subscription_id",
+            subscription_id,
+            claimant,
         )
-        .bind(subscription_id)
-        .bind(claimant)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Ends `claimant`'s claim on the attempt `order_id` without settling it.
@@ -399,15 +397,8 @@ impl Store {
     ///
     /// The database's error.
     pub async fn release_charge(&self, order_id: &str, claimant: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE subscription_charges SET claimed_by = NULL, claimed_until = 0 \
-             WHERE order_id = $1 AND claimed_by = $2",
-        )
-        .bind(order_id)
-        .bind(claimant)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.release_claim("subscription_charges", "order_id", order_id, claimant)
+            .await
     }
 
     async fn begin_charge(
@@ -592,7 +583,7 @@ impl Store {
             .bind(millis(lease))
             .bind(millis(grace))
             .bind(i64::from(limit))
-            .bind(i64::try_from(scope.len()).unwrap_or(i64::MAX))
+            .bind(prefix_len(scope))
             .bind(scope)
             .fetch_all(&mut *tx)
             .await?;

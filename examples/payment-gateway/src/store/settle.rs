@@ -12,6 +12,11 @@ use super::{
 /// or a refund is under way.
 const UNSETTLED: &str = "('in_progress', 'unknown', 'cancel_pending')";
 
+/// The length of a scope prefix, as the queries compare it (`substr(id, 1, len) = scope`).
+pub(super) fn prefix_len(scope: &str) -> i64 {
+    i64::try_from(scope.len()).unwrap_or(i64::MAX)
+}
+
 /// Milliseconds, as the database stores them.
 pub(super) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -152,7 +157,7 @@ impl Store {
             .bind(millis(lease))
             .bind(millis(grace))
             .bind(i64::from(limit))
-            .bind(i64::try_from(scope.len()).unwrap_or(i64::MAX))
+            .bind(prefix_len(scope))
             .bind(scope)
             .fetch_all(&mut *tx)
             .await?;
@@ -169,11 +174,24 @@ impl Store {
     ///
     /// The database's error.
     pub async fn release(&self, order_id: &str, claimant: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE payments SET claimed_by = NULL, claimed_until = 0 \
-             WHERE order_id = $1 AND claimed_by = $2",
-        )
-        .bind(order_id)
+        self.release_claim("payments", "order_id", order_id, claimant)
+            .await
+    }
+
+    /// Ends `claimant`'s claim on the row of `table` whose `key` is `id`: the one release of
+    /// the three claimable tables (payments, subscriptions, subscription charges).
+    pub(super) async fn release_claim(
+        &self,
+        table: &'static str,
+        key: &'static str,
+        id: &str,
+        claimant: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "UPDATE {table} SET claimed_by = NULL, claimed_until = 0 \
+             WHERE {key} = $1 AND claimed_by = $2"
+        ))
+        .bind(id)
         .bind(claimant)
         .execute(&self.pool)
         .await?;
