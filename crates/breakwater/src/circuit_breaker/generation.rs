@@ -24,7 +24,8 @@ use super::policy::slot::{Owner, Slot};
 use super::policy::snapshot::MetricsSnapshot;
 use super::policy::state::CircuitState;
 use super::policy::{
-    Admission, Config, Effects, Next, Policy, Rejection, Transition, TransitionCause, seed,
+    Admission, Config, Coordinated, Effects, Next, Policy, Rejection, Transition, TransitionCause,
+    seed,
 };
 pub(crate) use super::shared::Shared;
 use super::timer;
@@ -181,6 +182,16 @@ impl Core {
         self.emit_per_call(EventKind::CallNotPermitted {
             state: rejection.state(),
         });
+    }
+
+    /// A transition a coordinator asks for (see [`Coordinated`]), on this generation or, once
+    /// it is retired, on the breaker's latest. `true` if the breaker moved.
+    pub(crate) fn coordinate(&self, step: impl Fn(&Policy, &Self) -> Coordinated) -> bool {
+        match step(&self.policy, self) {
+            Coordinated::Moved => true,
+            Coordinated::Declined => false,
+            Coordinated::Retired => self.successor().is_some_and(|next| next.coordinate(step)),
+        }
     }
 
     /// Moves the breaker to `target` by hand (its successor, if this one is retired).
@@ -387,6 +398,11 @@ impl Effects for Core {
 
     fn permit_returned(&self) {
         self.notify.notify_waiters();
+    }
+
+    #[inline]
+    fn held_until(&self) -> u64 {
+        self.shared.hold.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The handle: [`CircuitBreaker`], what a user holds, builds layers from and drives by hand.
 
 use std::fmt;
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, PoisonError, Weak};
 
 use super::generation::{Core, Latest, Shared};
 use super::observe::Metering;
@@ -82,6 +82,18 @@ impl CircuitBreaker {
             .latest
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A handle that does not keep the breaker alive: see [`WeakCircuitBreaker`].
+    pub fn downgrade(&self) -> WeakCircuitBreaker {
+        WeakCircuitBreaker {
+            root: Arc::downgrade(&self.root),
+        }
+    }
+
+    /// What every generation of the breaker shares.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.root.shared
     }
 
     /// The breaker's name.
@@ -328,6 +340,49 @@ impl CircuitBreaker {
     /// ```
     pub fn layer_with<C>(&self, classifier: C) -> CircuitBreakerLayer<C> {
         CircuitBreakerLayer::new(self, classifier)
+    }
+}
+
+/// A handle that does not keep its breaker alive: [`CircuitBreaker::downgrade`].
+///
+/// For whatever follows a breaker without owning it (a fleet that publishes its state): once
+/// every [`CircuitBreaker`] handle of the breaker is dropped, [`upgrade`](Self::upgrade) gives
+/// `None`. (Services and layers keep their breaker working, but not this handle's breaker:
+/// keep a `CircuitBreaker` as long as something should follow it, as a registry does.)
+///
+/// # Example
+///
+/// ```
+/// use breakwater::CircuitBreaker;
+///
+/// let breaker = CircuitBreaker::builder("pg").build()?;
+/// let weak = breaker.downgrade();
+/// assert_eq!(weak.upgrade().as_ref(), Some(&breaker));
+/// drop(breaker);
+/// assert!(weak.upgrade().is_none());
+/// # Ok::<(), breakwater::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct WeakCircuitBreaker {
+    root: Weak<Root>,
+}
+
+impl WeakCircuitBreaker {
+    /// The breaker, if a [`CircuitBreaker`] handle of it still exists.
+    pub fn upgrade(&self) -> Option<CircuitBreaker> {
+        self.root.upgrade().map(|root| CircuitBreaker { root })
+    }
+}
+
+impl fmt::Debug for WeakCircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.upgrade() {
+            Some(breaker) => f
+                .debug_tuple("WeakCircuitBreaker")
+                .field(&breaker.name())
+                .finish(),
+            None => f.write_str("WeakCircuitBreaker(dropped)"),
+        }
     }
 }
 

@@ -137,6 +137,7 @@
 
 mod body;
 mod config;
+mod coordinate;
 mod error;
 pub mod future;
 mod generation;
@@ -159,7 +160,7 @@ pub mod tower_http;
 pub use self::body::{ClassifyEnd, RecordingBody};
 pub use self::config::{Builder, ConfigError};
 pub use self::error::CircuitOpen;
-pub use self::handle::CircuitBreaker;
+pub use self::handle::{CircuitBreaker, WeakCircuitBreaker};
 pub use self::health::{BreakerHealth, HealthReport, HealthStatus};
 pub use self::keyed::KeyedCircuitBreakerLayer;
 pub use self::layer::CircuitBreakerLayer;

@@ -36,6 +36,10 @@ pub(crate) struct Shared {
     /// The key this breaker serves, for a breaker of a keyed layer (it changes when the layer
     /// recycles the breaker for another key); read by logs only.
     pub(crate) key: Mutex<Option<Arc<str>>>,
+    /// Until when (nanoseconds since the breaker was built) a coordinator holds an open
+    /// breaker whose wait is over from moving to half-open; 0: nothing holds it. Shared by
+    /// every generation, so a reconfiguration keeps it.
+    pub(crate) hold: ProcessWide,
 }
 
 impl Shared {
@@ -57,6 +61,7 @@ impl Shared {
             },
             events: Events::default(),
             key: Mutex::new(None),
+            hold: ProcessWide::new(0),
         }
     }
 

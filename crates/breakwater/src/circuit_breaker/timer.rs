@@ -88,6 +88,11 @@ pub(super) fn schedule_half_open<H: Host>(core: &H, this: &Weak<H>, open: Word) 
                 }
                 let now = core.now();
                 if now >= until {
+                    // A coordinator holds the move (another instance probes for the fleet): it
+                    // moves the breaker itself, or, once its hold lapses, the next call does.
+                    if now < core.held_until() {
+                        return;
+                    }
                     let next = Word::half_open(open.epoch().next(), Probes::default());
                     if core.policy().swap(open, next).is_ok() {
                         let cause = TransitionCause::WaitElapsed;

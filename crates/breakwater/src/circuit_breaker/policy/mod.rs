@@ -11,6 +11,7 @@
 
 mod admission;
 pub(crate) mod config;
+mod coordinate;
 mod manual;
 mod record;
 pub(crate) mod slot;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use self::admission::{ADMITTED, PROBE, RETIRED};
 pub(crate) use self::admission::{Admission, Next, Rejection};
 pub(crate) use self::config::Config;
+pub(crate) use self::coordinate::Coordinated;
 use self::slot::Slot;
 use self::state::{CircuitState, Epoch, Probes, Word};
 pub use self::transition::TransitionCause;
@@ -53,6 +55,12 @@ pub(crate) trait Effects {
     fn threshold_exceeded(&self, cause: TransitionCause);
     /// A half-open permit was given back: a waiting call may take it.
     fn permit_returned(&self);
+    /// Until when (nanoseconds since the breaker was built) an open breaker whose wait is over
+    /// stays open, its move to half-open held by a coordinator (a fleet that lets one instance
+    /// probe at a time); 0 when nothing holds it.
+    fn held_until(&self) -> u64 {
+        0
+    }
 }
 
 /// A state the breaker entered: from, to, why and when (nanoseconds since it was built).
@@ -198,6 +206,13 @@ impl Policy {
                     let now = fx.now();
                     if now < until_ms.saturating_mul(NANOS_PER_MS) {
                         return (Word::plain(CircuitState::Open, epoch), until_ms);
+                    }
+                    // The wait is over here, but a coordinator holds the move to half-open
+                    // (another instance probes for the fleet): still open, until it says.
+                    let held = fx.held_until();
+                    if now < held {
+                        let held_ms = held.div_ceil(NANOS_PER_MS);
+                        return (Word::plain(CircuitState::Open, epoch), held_ms);
                     }
                     if !take_probe {
                         return (Word::plain(CircuitState::Open, epoch), PROBE);

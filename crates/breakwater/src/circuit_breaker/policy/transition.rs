@@ -251,4 +251,14 @@ pub enum TransitionCause {
     /// [`reconfigure`](crate::CircuitBreaker::reconfigure): the breaker restarts closed
     /// (unless it was in a manual state).
     Reconfigured,
+    /// Closed to open on the word of a fleet of instances (breakwater-fleet): this many live
+    /// instances reported the breaker open, at least the fleet's quorum. See
+    /// [`open_by_fleet`](crate::CircuitBreaker::open_by_fleet).
+    FleetQuorum {
+        /// The live instances that reported the breaker open.
+        reporting: u32,
+    },
+    /// Open to closed: this breaker's wait was over, and the probe calls another instance made
+    /// for the fleet succeeded. See [`close_by_fleet`](crate::CircuitBreaker::close_by_fleet).
+    FleetProbesSucceeded,
 }
