@@ -540,7 +540,7 @@ fn every_other_mistake_is_explained() {
             "spring.application.name: payments
 ",
             "resilience4j.circuitbreaker: missing: the file has no `resilience4j.circuitbreaker` \
-             (or `circuitbreaker`) section, nor a `breakwater.chaos` section",
+             (or `circuitbreaker`) section, nor a `breakwater` section",
         ),
         (
             "resilience4j.circuitbreaker.instances.pg.sliding-window-size: 5

@@ -102,8 +102,7 @@ impl CircuitBreaker {
     /// this instance probes for the fleet. `false`, and nothing happens, if the breaker is not
     /// open or its wait is not over.
     pub fn start_probing(&self) -> bool {
-        self.core()
-            .coordinate(Policy::probe_now)
+        self.core().coordinate(Policy::probe_now)
     }
 
     /// Closes an open breaker whose wait is over (cause
@@ -127,8 +126,7 @@ impl CircuitBreaker {
     /// # Ok::<(), breakwater::ConfigError>(())
     /// ```
     pub fn close_by_fleet(&self) -> bool {
-        self.core()
-            .coordinate(Policy::close_held)
+        self.core().coordinate(Policy::close_held)
     }
 
     /// Whether the breaker is [`Open`](CircuitState::Open) with its wait over: it would let

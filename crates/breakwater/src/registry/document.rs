@@ -33,11 +33,13 @@ pub(crate) fn templates(roots: &[Node]) -> Result<Templates, LoadError> {
         }
     }
     let chaos = super::chaos::instances(roots)?;
+    let sections = super::section::sections(roots)?;
     let Some(section) = found else {
-        if !chaos.is_empty() {
+        if !chaos.is_empty() || !sections.is_empty() {
             // Chaos settings alone: every breaker gets breakwater's defaults.
             return Ok(Templates {
                 chaos,
+                sections,
                 ..Templates::default()
             });
         }
@@ -45,12 +47,13 @@ pub(crate) fn templates(roots: &[Node]) -> Result<Templates, LoadError> {
             "resilience4j.circuitbreaker",
             0,
             "missing: the file has no `resilience4j.circuitbreaker` (or `circuitbreaker`) \
-             section, nor a `breakwater.chaos` section"
+             section, nor a `breakwater` section"
                 .into(),
         ));
     };
     Ok(Templates {
         chaos,
+        sections,
         ..resolve(&section)?
     })
 }
@@ -174,6 +177,7 @@ fn resolve(section: &Section<'_>) -> Result<Templates, LoadError> {
         configs: shared,
         instances: named,
         chaos: BTreeMap::new(),
+        sections: BTreeMap::new(),
     })
 }
 

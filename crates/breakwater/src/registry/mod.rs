@@ -146,6 +146,8 @@ mod error;
 #[cfg(any(feature = "yaml", feature = "toml"))]
 mod exceptions;
 #[cfg(any(feature = "yaml", feature = "toml"))]
+mod section;
+#[cfg(any(feature = "yaml", feature = "toml"))]
 mod settings;
 #[cfg(any(feature = "yaml", feature = "toml"))]
 mod tree;
@@ -155,6 +157,9 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
 pub use self::error::LoadError;
+#[cfg(any(feature = "yaml", feature = "toml"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
+pub use self::section::{Entry, Section};
 pub use crate::circuit_breaker::{BreakerHealth, HealthReport, HealthStatus};
 
 use crate::CircuitBreaker;
@@ -204,6 +209,9 @@ pub(crate) struct Templates {
     pub(crate) instances: BTreeMap<String, Template>,
     /// The `breakwater.chaos` instances, checked.
     pub(crate) chaos: BTreeMap<String, ChaosBuilder>,
+    /// The other `breakwater.NAME` sections, kept for the crates that read them.
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    pub(crate) sections: BTreeMap<String, Section>,
 }
 
 impl Templates {
@@ -561,6 +569,17 @@ impl Registry {
         }
         state.templates = templates;
         reconfigured
+    }
+
+    /// The file's `breakwater.NAME` section (`fleet` for `breakwater.fleet`), kept as data
+    /// for the crate that reads it: breakwater-fleet reads `breakwater.fleet`. `None` if the
+    /// file has none (or the registry has no file). `breakwater.chaos` is the registry's own
+    /// ([`chaos`](Self::chaos)). After a [`reload`](Self::reload), the reloaded file's.
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
+    pub fn section(&self, name: &str) -> Option<Section> {
+        let name = settings::canonical(name);
+        self.read().templates.sections.get(&name).cloned()
     }
 
     /// Every breaker made so far, by name.

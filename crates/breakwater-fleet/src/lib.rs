@@ -1,0 +1,616 @@
+//! Breakers of the same name on several instances, one fleet breaker: state shared over
+//! Redis, local-first, with a quorum and one prober for the fleet.
+//!
+//! Without a fleet, each instance's breaker learns alone: with N instances, a failing
+//! downstream takes N times `minimum_calls` failed calls before every instance stops calling
+//! it, an instance with little traffic may never reach `minimum_calls`, and at recovery every
+//! instance sends its own probes. Joined to a [`Fleet`], breakers of the same name on every
+//! instance (each process with its own [`instance`](FleetBuilder::instance) id) act as one:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use breakwater::CircuitBreaker;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let breaker = CircuitBreaker::builder("pg-payment").build()?;
+//! let fleet = breakwater_fleet::Fleet::builder("redis://127.0.0.1:6379")
+//!     .instance("pay-1")                    // unique per process
+//!     .heartbeat(Duration::from_secs(1))    // publish at every transition and this often
+//!     .quorum(2)                            // open here when 2 live instances report open
+//!     .connect().await?;
+//! fleet.join(&breaker);                     // the same name on every instance is one fleet breaker
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What the fleet does
+//!
+//! - **Nothing on the call path.** Admission and recording stay the breaker's own, lock-free,
+//!   local. A background task publishes this instance's snapshot of each joined breaker (state,
+//!   generation, how long it stays open, its window's counts) to Redis with a TTL
+//!   ([`ttl`](FleetBuilder::ttl), three heartbeats by default) at every transition and every
+//!   heartbeat, and reads the other live instances' snapshots in the same round trip. The
+//!   fleet listens to transitions only ([`CircuitBreaker::on_state_transition`]), so per-call
+//!   events stay off, and it holds each breaker weakly: it does not keep a dropped breaker
+//!   alive (see [`breakwater::circuit_breaker::WeakCircuitBreaker`]).
+//! - **Quorum, not contagion.** A closed breaker opens here when at least
+//!   [`quorum`](FleetBuilder::quorum) live instances report it open on their own evidence
+//!   with time left (their window or their probes opened it: an opening the fleet made does
+//!   not count, so no opening feeds on itself; nor does one whose wait is over and waits for
+//!   the fleet's probe, so a prober whose probes succeeded is not opened again by the
+//!   instances waiting on it). Its state is [`Open`](breakwater::CircuitState::Open), its
+//!   transition event's cause is
+//!   [`FleetQuorum`](breakwater::circuit_breaker::TransitionCause::FleetQuorum) with the
+//!   count, and it stays open for the longest time the reporters have left: each publishes
+//!   "open for N more ms", and the reader subtracts the snapshot's age as Redis counts it
+//!   (no instant crosses machines, whose clocks may differ), capped by
+//!   [`max_open`](FleetBuilder::max_open). One instance whose own network path fails opens
+//!   alone, as it should, and cuts off nobody else (with a quorum above 1).
+//! - **One prober for the fleet.** A joined breaker whose open wait is over does not probe on
+//!   its own: the fleet [holds](breakwater::CircuitBreaker::hold_probes) it and asks Redis
+//!   for the fleet's probe (`SET NX PX`). The instance that gets it goes half-open and lets its
+//!   `permitted_calls_in_half_open` probes through; the others stay open. If the probes
+//!   succeed, the prober leaves a "closed" mark, and every held instance closes on it when
+//!   its own wait is over, with the cause
+//!   [`FleetProbesSucceeded`](breakwater::circuit_breaker::TransitionCause::FleetProbesSucceeded);
+//!   if they fail, the prober opens again and gives the probe back. The mark stands until an
+//!   instance opens again on its own evidence (at most [`max_open`](FleetBuilder::max_open)),
+//!   so instances whose waits end later close on it too. So a recovering downstream
+//!   sees `permitted_calls_in_half_open` probes in total, not per instance. A prober that dies
+//!   loses the probe when its lease (the TTL) runs out, and a prober that gets no traffic
+//!   gives it up after [`max_probe_time`](FleetBuilder::max_probe_time).
+//! - **The fleet never shortens an open wait.** It opens only closed breakers, and closes
+//!   only a breaker whose own wait is over and that was held while another instance probed
+//!   for all (the evidence its own probes would have given). A breaker open here stays open
+//!   for its full wait whatever the others report.
+//!
+//! # Faults
+//!
+//! - **Redis down, slow or unreachable never blocks or fails a call**: calls never touch it.
+//!   Each round is bounded by a heartbeat. Once the last successful round is older than the
+//!   TTL, the fleet goes *local-only*: it lets go of every hold (each breaker probes on its
+//!   own again), stops applying others' reports, and says so: a [`FleetEvent::LocalOnly`], a
+//!   `warn` log line, and the gauge `breakwater_fleet_connected` at 0. When a round succeeds
+//!   again it rejoins ([`FleetEvent::Rejoined`], an `info` line, the gauge at 1).
+//! - **An instance that dies stops counting once its TTL passes**: its snapshot expires in
+//!   Redis (Redis's clock), and so does a dead prober's lease.
+//! - **Clocks may differ**: generations order one instance's snapshots (a late write of an
+//!   older generation of the same run is ignored); wall time is used only for TTLs, by Redis.
+//! - **A malformed or hostile value** in the fleet's keys (another shape, a number out of
+//!   range, a key of another type, a prober's lease with no TTL) is ignored with a `warn` log
+//!   line (once per value), a [`FleetEvent::Ignored`] and the counter
+//!   `breakwater_fleet_ignored_total`; it never panics and never blocks the other reports.
+//!
+//! # Redis
+//!
+//! One Redis server (or a primary with replicas; not Redis Cluster: a round reads keys it
+//! finds in a set), reached through the `redis` crate's
+//! [`ConnectionManager`](redis::aio::ConnectionManager), which reconnects by itself. Keys,
+//! for a breaker `B` under the [`key_prefix`](FleetBuilder::key_prefix) `P`:
+//! `P:B:i:INSTANCE` (a snapshot), `P:B:members` (a set of instance ids), `P:B:probe` (the
+//! fleet's prober). A round costs one script call per joined breaker per heartbeat, plus one
+//! when a breaker's wait is over or it probes.
+//!
+//! # The registry's file
+//!
+//! A `breakwater.fleet` section beside resilience4j's, in the file a
+//! [`Registry`](breakwater::Registry) reads (the core keeps it as data; this crate reads it):
+//!
+//! ```yaml
+//! breakwater:
+//!   fleet:
+//!     redis-url: redis://127.0.0.1:6379   # required
+//!     quorum: 2                           # the other keys are optional, as the builder's
+//!     heartbeat: 1s                       # ttl, key-prefix, max-open, max-probe-time
+//! ```
+//!
+//! [`FleetBuilder::from_registry`] reads it (an unknown key or a value out of range is an
+//! error naming the key path, the line, the value and what is allowed), and
+//! [`Fleet::join_registry`] joins every breaker the registry has made. A reload of the
+//! registry does not rebuild a fleet.
+//!
+//! # Lifetime
+//!
+//! A [`Fleet`] is a handle; clones share one background task. When the last handle is dropped
+//! (or [`leave`](Fleet::leave) is awaited) the task lets go of every hold, unsubscribes from
+//! the breakers, deletes this instance's snapshots and gives back a probe it held, and ends.
+//!
+//! # Metrics
+//!
+//! Through the [`metrics`](https://docs.rs/metrics) facade, labelled `instance`:
+//! `breakwater_fleet_connected` (gauge: 1 joined, 0 local-only),
+//! `breakwater_fleet_ignored_total` (counter: values ignored), and
+//! `breakwater_fleet_rounds_failed_total` (counter: rounds Redis did not answer in time).
+
+#[cfg(any(feature = "yaml", feature = "toml"))]
+mod registry;
+mod scripts;
+mod snapshot;
+mod task;
+mod view;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use breakwater::CircuitBreaker;
+use breakwater::circuit_breaker::{EventKind, SubscriptionId, TransitionCause, WeakCircuitBreaker};
+use tokio::sync::{Notify, broadcast};
+
+#[cfg(any(feature = "yaml", feature = "toml"))]
+pub use self::registry::RegistryFleetError;
+pub use self::view::Peer;
+
+/// The shortest heartbeat (a round trip to Redis takes a fraction of a millisecond on
+/// loopback, but every joined breaker costs one per heartbeat).
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+
+/// Builds a [`Fleet`]: [`Fleet::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct FleetBuilder {
+    url: String,
+    instance: Option<String>,
+    heartbeat: Duration,
+    ttl: Option<Duration>,
+    quorum: u32,
+    prefix: String,
+    max_open: Duration,
+    max_probe_time: Duration,
+}
+
+/// A setting of a [`FleetBuilder`] that cannot be used, or a Redis URL that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FleetError {
+    /// A setting out of range: which, the value given, and what is allowed.
+    Setting {
+        /// The setting's name, as the builder's method (and the registry's key) spells it.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
+    /// The Redis URL cannot be read (the `redis` crate's message).
+    Url {
+        /// The URL given.
+        url: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
+}
+
+impl fmt::Display for FleetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Setting {
+                setting,
+                value,
+                allowed,
+            } => write!(f, "fleet setting `{setting}` = {value:?}: {allowed}"),
+            Self::Url { url, reason } => write!(f, "fleet setting `redis-url` = {url:?}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for FleetError {}
+
+/// What the fleet itself reports (the breakers report their own transitions):
+/// [`Fleet::events`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FleetEvent {
+    /// The last fleet view is older than the TTL (Redis down, slow or unreachable): every
+    /// joined breaker decides alone until Redis answers again.
+    LocalOnly {
+        /// Why the last round failed.
+        error: String,
+    },
+    /// Redis answers again: the breakers are back in the fleet.
+    Rejoined,
+    /// A value in the fleet's keys was ignored: the key and why.
+    Ignored {
+        /// The Redis key.
+        key: String,
+        /// Why it was ignored.
+        reason: String,
+    },
+}
+
+impl fmt::Display for FleetEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::LocalOnly { error } => {
+                write!(
+                    f,
+                    "fleet view older than its TTL ({error}): breakers decide alone"
+                )
+            }
+            Self::Rejoined => f.write_str("Redis answers again: breakers rejoined the fleet"),
+            Self::Ignored { key, reason } => write!(f, "ignored {key}: {reason}"),
+        }
+    }
+}
+
+impl FleetBuilder {
+    /// This process's id in the fleet: unique per process (two processes with one id
+    /// overwrite each other's reports). 1 to 64 characters of `A-Z a-z 0-9 . _ -`. Required.
+    pub fn instance(mut self, id: impl Into<String>) -> Self {
+        self.instance = Some(id.into());
+        self
+    }
+
+    /// How often snapshots are published and the others' read, besides at every transition
+    /// (default 1 s; at least [`MIN_HEARTBEAT`]). Instances agree within two heartbeats.
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// How long a snapshot lives in Redis, and how old the last fleet view may get before the
+    /// breakers go local-only (default three heartbeats; at least two).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// How many live instances must report a breaker open (on their own evidence) for it to
+    /// open here (default 2; at least 1: with 1, one instance's opening opens every instance).
+    pub fn quorum(mut self, instances: u32) -> Self {
+        self.quorum = instances;
+        self
+    }
+
+    /// The prefix of the fleet's Redis keys (default `breakwater`): fleets sharing a Redis
+    /// server under different prefixes do not see each other.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The longest the fleet opens a breaker for, whatever the reports say (default 10 min):
+    /// a hostile or broken report cannot open the fleet for a day.
+    pub fn max_open(mut self, wait: Duration) -> Self {
+        self.max_open = wait;
+        self
+    }
+
+    /// How long a prober keeps the fleet's probe while its probes do not finish (default
+    /// 30 s): a prober that gets no traffic gives the probe to another instance (its own
+    /// half-open state goes on locally).
+    pub fn max_probe_time(mut self, time: Duration) -> Self {
+        self.max_probe_time = time;
+        self
+    }
+
+    fn validate(self) -> Result<(task::Config, redis::Client), FleetError> {
+        let setting = |setting, value: String, allowed| FleetError::Setting {
+            setting,
+            value,
+            allowed,
+        };
+        let instance = self.instance.unwrap_or_default();
+        if instance.is_empty()
+            || instance.len() > 64
+            || !instance
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(setting(
+                "instance",
+                instance,
+                "must be 1 to 64 characters of A-Z a-z 0-9 . _ - (and unique per process)",
+            ));
+        }
+        if self.heartbeat < MIN_HEARTBEAT || self.heartbeat > Duration::from_secs(3_600) {
+            return Err(setting(
+                "heartbeat",
+                format!("{:?}", self.heartbeat),
+                "must be from 10ms to 1h",
+            ));
+        }
+        let ttl = self.ttl.unwrap_or(self.heartbeat * 3);
+        if ttl < self.heartbeat * 2 || ttl > Duration::from_secs(86_400) {
+            return Err(setting(
+                "ttl",
+                format!("{ttl:?}"),
+                "must be at least two heartbeats, and at most a day",
+            ));
+        }
+        if self.quorum == 0 {
+            return Err(setting("quorum", "0".to_owned(), "must be at least 1"));
+        }
+        if self.prefix.is_empty() || self.prefix.len() > 64 {
+            return Err(setting(
+                "key-prefix",
+                self.prefix,
+                "must be 1 to 64 characters",
+            ));
+        }
+        if self.max_open < Duration::from_millis(1) || self.max_open > Duration::from_secs(86_400) {
+            return Err(setting(
+                "max-open",
+                format!("{:?}", self.max_open),
+                "must be from 1ms to a day",
+            ));
+        }
+        if self.max_probe_time < self.heartbeat {
+            return Err(setting(
+                "max-probe-time",
+                format!("{:?}", self.max_probe_time),
+                "must be at least one heartbeat",
+            ));
+        }
+        let client = redis::Client::open(self.url.as_str()).map_err(|e| FleetError::Url {
+            url: self.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let config = task::Config {
+            instance,
+            incarnation: incarnation(),
+            heartbeat: self.heartbeat,
+            ttl,
+            quorum: self.quorum,
+            prefix: self.prefix,
+            max_open: self.max_open,
+            max_probe_time: self.max_probe_time,
+        };
+        Ok((config, client))
+    }
+
+    /// Checks the settings, starts the fleet's background task (on the current tokio
+    /// runtime), and makes a first round trip to Redis, bounded by the TTL.
+    ///
+    /// Redis being down is not an error: the fleet starts local-only (and says so, see
+    /// [`FleetEvent::LocalOnly`]) and joins when Redis answers; [`Fleet::is_connected`]
+    /// tells which.
+    ///
+    /// # Errors
+    ///
+    /// [`FleetError`] for a setting out of range or a URL that cannot be read, naming the
+    /// setting, the value and what is allowed.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (it spawns its task there), like `tokio::spawn`.
+    pub async fn connect(self) -> Result<Fleet, FleetError> {
+        let (config, client) = self.validate()?;
+        let inner = Arc::new(Inner::new(config));
+        let handle = task::spawn(Arc::clone(&inner), client).await;
+        Ok(Fleet {
+            handle: Arc::new(Handle {
+                inner,
+                task: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+}
+
+/// A run of this process: tells its snapshots from an earlier run's under the same id.
+fn incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    std::process::id().hash(&mut hasher);
+    std::time::SystemTime::now().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A fleet of instances sharing breaker state through Redis: see the [crate docs](crate).
+///
+/// Cheap to clone; the clones share one background task, which ends when the last is dropped.
+#[derive(Clone)]
+pub struct Fleet {
+    handle: Arc<Handle>,
+}
+
+/// What the handles share; dropping the last stops the task.
+struct Handle {
+    inner: Arc<Inner>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.inner.stop();
+    }
+}
+
+/// What the handles and the background task share.
+pub(crate) struct Inner {
+    pub(crate) config: task::Config,
+    /// The joined breakers.
+    pub(crate) members: Mutex<Vec<Arc<Member>>>,
+    /// Wakes the task: a transition, a join, or the end.
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) connected: AtomicBool,
+    pub(crate) events: broadcast::Sender<FleetEvent>,
+}
+
+impl Inner {
+    fn new(config: task::Config) -> Self {
+        Self {
+            config,
+            members: Mutex::new(Vec::new()),
+            wake: Arc::new(Notify::new()),
+            stopping: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+            events: broadcast::channel(64).0,
+        }
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn members(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Member>>> {
+        self.members.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A joined breaker, as the fleet follows it.
+pub(crate) struct Member {
+    pub(crate) name: Arc<str>,
+    pub(crate) breaker: WeakCircuitBreaker,
+    /// This instance's transitions of the breaker (its snapshots' generation).
+    pub(crate) generation: AtomicU64,
+    /// Whether the breaker's latest opening was the fleet's (a quorum), not its own.
+    pub(crate) fleet_opened: AtomicBool,
+    /// Set when the breaker opens on its own evidence, taken by the next round: the fleet's
+    /// last "probes succeeded" is out of date.
+    pub(crate) opened_locally: AtomicBool,
+    pub(crate) subscription: Mutex<Option<SubscriptionId>>,
+    /// The others' last reports, for [`Fleet::view`].
+    pub(crate) peers: Mutex<Vec<Peer>>,
+}
+
+impl Member {
+    /// What a transition tells the fleet (called by the breaker, on its transition's path:
+    /// atomics and a wake-up only).
+    fn transitioned(&self, event: &breakwater::circuit_breaker::Event, wake: &Notify) {
+        let (to, fleet) = match event.kind() {
+            EventKind::StateTransition { to, cause, .. } => {
+                (*to, matches!(cause, TransitionCause::FleetQuorum { .. }))
+            }
+            EventKind::Reset | EventKind::Reconfigured => (breakwater::CircuitState::Closed, false),
+            _ => return,
+        };
+        let open = to == breakwater::CircuitState::Open;
+        self.fleet_opened.store(open && fleet, Ordering::Release);
+        if open && !fleet {
+            self.opened_locally.store(true, Ordering::Release);
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        wake.notify_one();
+    }
+}
+
+impl Fleet {
+    /// Starts building a fleet on the Redis server at `url` (`redis://HOST:PORT/DB`, with
+    /// `redis://:PASSWORD@...` or `rediss://` as the `redis` crate reads them).
+    pub fn builder(url: impl Into<String>) -> FleetBuilder {
+        FleetBuilder {
+            url: url.into(),
+            instance: None,
+            heartbeat: Duration::from_secs(1),
+            ttl: None,
+            quorum: 2,
+            prefix: "breakwater".to_owned(),
+            max_open: Duration::from_secs(600),
+            max_probe_time: Duration::from_secs(30),
+        }
+    }
+
+    /// Joins `breaker` to the fleet: breakers of its name on every instance are one fleet
+    /// breaker. Held weakly (dropping every handle of the breaker leaves the fleet), followed
+    /// through its transitions only. Published at once.
+    ///
+    /// `false`, and nothing changes, if this breaker, or another of the same name, is joined
+    /// already (one instance has one report per name; the second is logged).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn run(fleet: breakwater_fleet::Fleet) -> Result<(), breakwater::ConfigError> {
+    /// let breaker = breakwater::CircuitBreaker::builder("pg-payment").build()?;
+    /// assert!(fleet.join(&breaker));
+    /// assert!(!fleet.join(&breaker)); // once is enough
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn join(&self, breaker: &CircuitBreaker) -> bool {
+        let inner = &self.handle.inner;
+        let member = {
+            let mut members = inner.members();
+            if let Some(other) = members.iter().find(|m| &*m.name == breaker.name()) {
+                let same = other.breaker.upgrade().as_ref() == Some(breaker);
+                if !same {
+                    tracing::warn!(
+                        breaker = breaker.name(),
+                        instance = %inner.config.instance,
+                        "another breaker of this name is joined to the fleet already: this one stays local"
+                    );
+                }
+                return false;
+            }
+            let member = Arc::new(Member {
+                name: breaker.name().into(),
+                breaker: breaker.downgrade(),
+                generation: AtomicU64::new(0),
+                fleet_opened: AtomicBool::new(false),
+                opened_locally: AtomicBool::new(false),
+                subscription: Mutex::new(None),
+                peers: Mutex::new(Vec::new()),
+            });
+            members.push(Arc::clone(&member));
+            member
+        };
+        let (listener, wake) = (Arc::clone(&member), Arc::clone(&inner.wake));
+        let id = breaker.on_state_transition(move |event| listener.transitioned(event, &wake));
+        *member
+            .subscription
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(id);
+        inner.wake.notify_one();
+        true
+    }
+
+    /// This process's id in the fleet.
+    pub fn instance(&self) -> &str {
+        &self.handle.inner.config.instance
+    }
+
+    /// Whether the fleet view is fresh (the last round trip to Redis is within the TTL):
+    /// `false` while local-only.
+    pub fn is_connected(&self) -> bool {
+        self.handle.inner.connected.load(Ordering::Acquire)
+    }
+
+    /// The other live instances' last reports of the breaker `name`, as of the last round;
+    /// `None` if no breaker of that name is joined. Empty while local-only.
+    pub fn view(&self, name: &str) -> Option<Vec<Peer>> {
+        let members = self.handle.inner.members();
+        let member = members.iter().find(|m| &*m.name == name)?;
+        let peers = member.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(peers.clone())
+    }
+
+    /// What the fleet itself reports from now on: going local-only, rejoining, ignored
+    /// values. A receiver that falls 64 events behind skips ahead.
+    pub fn events(&self) -> broadcast::Receiver<FleetEvent> {
+        self.handle.inner.events.subscribe()
+    }
+
+    /// Leaves the fleet now and waits (up to a TTL) until this instance's reports are
+    /// deleted and any probe it held is given back. Other handles stop working with the
+    /// fleet too.
+    pub async fn leave(self) {
+        self.handle.inner.stop();
+        let task = self
+            .handle
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(self.handle.inner.config.ttl, task).await;
+        }
+    }
+}
+
+impl fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.handle.inner;
+        f.debug_struct("Fleet")
+            .field("instance", &inner.config.instance)
+            .field("quorum", &inner.config.quorum)
+            .field("heartbeat", &inner.config.heartbeat)
+            .field("connected", &self.is_connected())
+            .field("joined", &inner.members().len())
+            .finish()
+    }
+}

@@ -1,0 +1,516 @@
+//! The fleet's background task: a round per heartbeat (and per transition) publishes each
+//! joined breaker's snapshot, reads the others', applies the quorum, and plays the fleet's
+//! prober; Redis failing only makes the breakers local-only.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use breakwater::{CircuitBreaker, CircuitState};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::time::Instant;
+
+use crate::scripts::{HEARTBEAT, PROBE};
+use crate::snapshot::{self, Origin, Snapshot};
+use crate::view::{Report, Seen, quorum_open};
+use crate::{FleetEvent, Inner, Member};
+
+/// The fleet's settings, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) instance: String,
+    pub(crate) incarnation: u64,
+    pub(crate) heartbeat: Duration,
+    pub(crate) ttl: Duration,
+    pub(crate) quorum: u32,
+    pub(crate) prefix: String,
+    pub(crate) max_open: Duration,
+    pub(crate) max_probe_time: Duration,
+}
+
+impl Config {
+    fn key(&self, breaker: &str, rest: &str) -> String {
+        format!("{}:{breaker}:{rest}", self.prefix)
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(snapshot::MAX_MS)
+    }
+
+    /// What this instance writes in the probe key while it probes, and once its probes
+    /// succeeded.
+    fn probe_value(&self, what: &str) -> String {
+        format!("{what} {} {:016x}", self.instance, self.incarnation)
+    }
+
+    /// How long one round may take: a heartbeat (a Redis slower than that is as good as
+    /// down), but never less than 50 ms, a scheduling hiccup on a loaded machine.
+    fn round_budget(&self) -> Duration {
+        self.heartbeat.max(Duration::from_millis(50))
+    }
+}
+
+/// Starts the task: a first round (bounded by the TTL), then the loop.
+pub(crate) async fn spawn(inner: Arc<Inner>, client: redis::Client) -> tokio::task::JoinHandle<()> {
+    let config = &inner.config;
+    let manager = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.round_budget()))
+        .set_response_timeout(Some(config.round_budget()))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(config.heartbeat);
+    let connection = match ConnectionManager::new_lazy_with_config(client, manager) {
+        Ok(connection) => Some(connection),
+        Err(error) => {
+            tracing::error!(%error, "breakwater-fleet: no Redis connection can be made: every breaker stays local");
+            None
+        }
+    };
+    let mut task = Task {
+        metrics: Metrics::new(&config.instance),
+        inner: Arc::clone(&inner),
+        connection,
+        seen: HashMap::new(),
+        probing: HashMap::new(),
+        ignored: HashMap::new(),
+        leaving: Vec::new(),
+        last_ok: None,
+        local_only: false,
+    };
+    task.metrics.connected.set(0.0);
+    let _ = tokio::time::timeout(inner.config.ttl, task.round()).await;
+    tokio::spawn(task.run())
+}
+
+struct Metrics {
+    connected: metrics::Gauge,
+    ignored: metrics::Counter,
+    failed: metrics::Counter,
+}
+
+impl Metrics {
+    fn new(instance: &str) -> Self {
+        let label = [("instance", instance.to_owned())];
+        Self {
+            connected: metrics::gauge!("breakwater_fleet_connected", &label),
+            ignored: metrics::counter!("breakwater_fleet_ignored_total", &label),
+            failed: metrics::counter!("breakwater_fleet_rounds_failed_total", &label),
+        }
+    }
+}
+
+struct Task {
+    inner: Arc<Inner>,
+    connection: Option<ConnectionManager>,
+    metrics: Metrics,
+    /// Per breaker: the run and generation last read from each instance.
+    seen: HashMap<Arc<str>, Seen>,
+    /// The breakers this instance probes for the fleet, and since when.
+    probing: HashMap<Arc<str>, Instant>,
+    /// The last value ignored in each key, so one bad value is reported once.
+    ignored: HashMap<String, String>,
+    /// Breakers dropped since the last round: their reports are deleted at the next.
+    leaving: Vec<Arc<str>>,
+    /// When Redis last answered a whole round.
+    last_ok: Option<Instant>,
+    /// Whether the fleet has said it went local-only (and not yet that it rejoined).
+    local_only: bool,
+}
+
+/// A joined breaker that still exists, for one round.
+struct Live {
+    member: Arc<Member>,
+    breaker: CircuitBreaker,
+}
+
+impl Task {
+    async fn run(mut self) {
+        loop {
+            if self.inner.stopping.load(Ordering::Acquire) {
+                self.finish().await;
+                return;
+            }
+            let started = Instant::now();
+            let next =
+                match tokio::time::timeout(self.inner.config.round_budget(), self.round()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.failed("Redis did not answer within a heartbeat".to_owned());
+                        self.inner.config.heartbeat
+                    }
+                };
+            let wake = self.inner.wake.notified();
+            tokio::select! {
+                () = wake => {}
+                () = tokio::time::sleep_until(started + next) => {}
+            }
+        }
+    }
+
+    /// One round; returns how long until the next (a heartbeat, or sooner when a breaker's
+    /// open wait ends before it).
+    async fn round(&mut self) -> Duration {
+        let live = self.live();
+        match self.exchange(&live).await {
+            Ok(()) => self.succeeded(&live),
+            Err(error) => self.failed(error.to_string()),
+        }
+        let heartbeat = self.inner.config.heartbeat;
+        live.iter()
+            .filter_map(|l| {
+                let m = l.breaker.metrics();
+                (m.state == CircuitState::Open).then_some(m.retry_after?)
+            })
+            .filter(|left| !left.is_zero())
+            .map(|left| left + Duration::from_millis(1))
+            .fold(heartbeat, Duration::min)
+    }
+
+    /// The joined breakers that still exist; the dropped ones leave.
+    fn live(&mut self) -> Vec<Live> {
+        let mut members = self.inner.members();
+        let mut live = Vec::with_capacity(members.len());
+        members.retain(|member| match member.breaker.upgrade() {
+            Some(breaker) => {
+                live.push(Live {
+                    member: Arc::clone(member),
+                    breaker,
+                });
+                true
+            }
+            None => {
+                self.leaving.push(Arc::clone(&member.name));
+                false
+            }
+        });
+        live
+    }
+
+    async fn exchange(&mut self, live: &[Live]) -> redis::RedisResult<()> {
+        let Some(mut connection) = self.connection.clone() else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "no Redis connection",
+            )));
+        };
+        for name in std::mem::take(&mut self.leaving) {
+            self.leave_breaker(&mut connection, &name).await?;
+        }
+        if live.is_empty() {
+            // Nothing to publish: still find out whether Redis answers.
+            return redis::cmd("PING").query_async(&mut connection).await;
+        }
+        let inner = Arc::clone(&self.inner);
+        let config = &inner.config;
+        for Live { member, breaker } in live {
+            let snapshot = own_snapshot(config, member, breaker);
+            let reply: redis::Value = HEARTBEAT
+                .key(config.key(&member.name, &format!("i:{}", config.instance)))
+                .key(config.key(&member.name, "members"))
+                .arg(snapshot.to_string())
+                .arg(config.ttl_ms())
+                .arg(&config.instance)
+                .arg(config.key(&member.name, "i:"))
+                .invoke_async(&mut connection)
+                .await?;
+            let reports = self.reports(&member.name, reply);
+            *member.peers.lock().unwrap_or_else(PoisonError::into_inner) =
+                reports.iter().map(Report::peer).collect();
+            if breaker.state() == CircuitState::Closed {
+                let floor = config.heartbeat;
+                if let Some((wait, reporting)) =
+                    quorum_open(&reports, config.quorum, floor, config.max_open)
+                {
+                    breaker.open_by_fleet(wait, reporting);
+                }
+            }
+            // Renewed every round Redis answers: once it stops answering, the hold lapses
+            // when the fleet view gets older than the TTL, and the breaker probes alone.
+            breaker.hold_probes(config.ttl);
+            self.prober(&mut connection, member, breaker).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the others' reports from a heartbeat's reply, ignoring what cannot be trusted.
+    fn reports(&mut self, breaker: &Arc<str>, reply: redis::Value) -> Vec<Report> {
+        let items = match reply {
+            redis::Value::Array(items) => items,
+            other => {
+                let key = self.inner.config.key(breaker, "members");
+                self.ignore(
+                    &key,
+                    &format!("{other:?}"),
+                    "the heartbeat's reply is not a list",
+                );
+                return Vec::new();
+            }
+        };
+        let mut reports = Vec::new();
+        for triple in items.chunks(3) {
+            let [instance, value, pttl] = triple else {
+                continue;
+            };
+            let instance = text(instance).unwrap_or_default();
+            let key = self.inner.config.key(breaker, &format!("i:{instance}"));
+            let Some(value) = text(value) else {
+                self.ignore(&key, "?", "not text");
+                continue;
+            };
+            let snapshot = match value.parse::<Snapshot>() {
+                Ok(snapshot) => snapshot,
+                Err(reason) => {
+                    self.ignore(&key, &value, &reason);
+                    continue;
+                }
+            };
+            let left = match pttl {
+                redis::Value::Int(ms) if *ms >= 0 => u64::try_from(*ms).unwrap_or(0),
+                _ => {
+                    self.ignore(&key, &value, "it has no TTL: it would never expire");
+                    continue;
+                }
+            };
+            reports.push(Report {
+                instance,
+                age: Duration::from_millis(snapshot.ttl_ms.saturating_sub(left)),
+                snapshot,
+            });
+        }
+        let seen = self.seen.entry(Arc::clone(breaker)).or_default();
+        reports.retain(|report| seen.fresh(report));
+        seen.retain(&reports);
+        reports
+    }
+
+    /// The fleet's prober: take the probe when this breaker's wait is over, keep it while
+    /// probing, mark the fleet closed when the probes succeed, give it back when they fail.
+    async fn prober(
+        &mut self,
+        connection: &mut ConnectionManager,
+        member: &Member,
+        breaker: &CircuitBreaker,
+    ) -> redis::RedisResult<()> {
+        let config = &self.inner.config;
+        let key = config.key(&member.name, "probe");
+        let owner = config.probe_value("probe");
+        let marker_ms = u64::try_from(config.max_open.as_millis()).unwrap_or(snapshot::MAX_MS);
+        let probe = |action: &str| {
+            let mut invocation = PROBE.key(&key);
+            invocation
+                .arg(action)
+                .arg(&owner)
+                .arg(config.ttl_ms())
+                .arg(config.probe_value("closed"))
+                .arg(marker_ms);
+            invocation
+        };
+        if member.opened_locally.swap(false, Ordering::AcqRel) {
+            let _: (String, i64) = probe("opened").invoke_async(connection).await?;
+        }
+        if let Some(since) = self.probing.get(&member.name).copied() {
+            let action = match breaker.state() {
+                CircuitState::HalfOpen if since.elapsed() < config.max_probe_time => "renew",
+                CircuitState::HalfOpen => {
+                    tracing::info!(breaker = %member.name, instance = %config.instance,
+                        "breakwater-fleet: no probe finished in time here: giving the fleet's probe to another instance");
+                    "failed"
+                }
+                CircuitState::Closed => "succeeded",
+                _ => "failed",
+            };
+            let (answer, _): (String, i64) = probe(action).invoke_async(connection).await?;
+            if action != "renew" || answer == "lost" {
+                self.probing.remove(&member.name);
+            }
+            return Ok(());
+        }
+        if !breaker.wait_over() {
+            return Ok(());
+        }
+        let (answer, left): (String, i64) = probe("take").invoke_async(connection).await?;
+        if answer == "taken" {
+            if breaker.start_probing() {
+                self.probing
+                    .insert(Arc::clone(&member.name), Instant::now());
+            } else {
+                let _: (String, i64) = probe("failed").invoke_async(connection).await?;
+            }
+            return Ok(());
+        }
+        let (what, rest) = answer.split_once(' ').unwrap_or((answer.as_str(), ""));
+        let well_formed = rest.split(' ').count() == 2 && left > 0;
+        match what {
+            "closed" if well_formed => {
+                breaker.close_by_fleet();
+            }
+            // Another instance probes for the fleet: stay held.
+            "probe" if well_formed => {}
+            _ => {
+                self.ignore(
+                    &key,
+                    &answer,
+                    "not a prober this fleet wrote (or it never expires)",
+                );
+                // Nobody can be trusted to probe: this instance probes for itself.
+                breaker.start_probing();
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the reports of a breaker that was dropped, and gives back its probe.
+    async fn leave_breaker(
+        &mut self,
+        connection: &mut ConnectionManager,
+        name: &Arc<str>,
+    ) -> redis::RedisResult<()> {
+        let config = &self.inner.config;
+        let mut pipe = redis::pipe();
+        pipe.del(config.key(name, &format!("i:{}", config.instance)))
+            .ignore()
+            .srem(config.key(name, "members"), &config.instance)
+            .ignore();
+        let () = pipe.query_async(connection).await?;
+        if self.probing.remove(name).is_some() {
+            let _: (String, i64) = PROBE
+                .key(config.key(name, "probe"))
+                .arg("failed")
+                .arg(config.probe_value("probe"))
+                .arg(config.ttl_ms())
+                .arg("")
+                .arg(0)
+                .invoke_async(connection)
+                .await?;
+        }
+        self.seen.remove(name);
+        Ok(())
+    }
+
+    fn succeeded(&mut self, _live: &[Live]) {
+        self.last_ok = Some(Instant::now());
+        if !self.inner.connected.swap(true, Ordering::AcqRel) {
+            self.metrics.connected.set(1.0);
+        }
+        if self.local_only {
+            self.local_only = false;
+            tracing::info!(instance = %self.inner.config.instance, "breakwater-fleet: Redis answers again: breakers rejoined the fleet");
+            let _ = self.inner.events.send(FleetEvent::Rejoined);
+        }
+    }
+
+    /// A round failed: once the last good one is older than the TTL, go local-only.
+    fn failed(&mut self, error: String) {
+        self.metrics.failed.increment(1);
+        let ttl = self.inner.config.ttl;
+        if self.last_ok.is_some_and(|ok| ok.elapsed() < ttl) || self.local_only {
+            return;
+        }
+        self.local_only = true;
+        self.inner.connected.store(false, Ordering::Release);
+        self.metrics.connected.set(0.0);
+        for member in self.inner.members().iter() {
+            member
+                .peers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+            if let Some(breaker) = member.breaker.upgrade() {
+                breaker.hold_probes(Duration::ZERO);
+            }
+        }
+        // A probe held in Redis runs out with its lease.
+        self.probing.clear();
+        tracing::warn!(
+            instance = %self.inner.config.instance,
+            %error,
+            "breakwater-fleet: the fleet view is older than its TTL: every breaker decides alone until Redis answers"
+        );
+        let _ = self.inner.events.send(FleetEvent::LocalOnly { error });
+    }
+
+    /// Reports an ignored value, once per key and value.
+    fn ignore(&mut self, key: &str, value: &str, reason: &str) {
+        let value: String = value.chars().take(80).collect();
+        if self.ignored.get(key) == Some(&value) {
+            return;
+        }
+        self.ignored.insert(key.to_owned(), value.clone());
+        if self.ignored.len() > 1024 {
+            self.ignored.clear();
+        }
+        self.metrics.ignored.increment(1);
+        tracing::warn!(
+            key,
+            value,
+            reason,
+            "breakwater-fleet: ignored a value in Redis"
+        );
+        let _ = self.inner.events.send(FleetEvent::Ignored {
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// The fleet ends: every hold let go, every subscription ended, this instance's reports
+    /// deleted and its probes given back (bounded by the TTL).
+    async fn finish(mut self) {
+        let live = self.live();
+        for Live { member, breaker } in &live {
+            breaker.hold_probes(Duration::ZERO);
+            if let Some(id) = member
+                .subscription
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                breaker.unsubscribe(id);
+            }
+            self.leaving.push(Arc::clone(&member.name));
+        }
+        self.inner.members().clear();
+        if let Some(mut connection) = self.connection.clone() {
+            let leaving = std::mem::take(&mut self.leaving);
+            let _ = tokio::time::timeout(self.inner.config.ttl, async {
+                for name in &leaving {
+                    self.leave_breaker(&mut connection, name).await?;
+                }
+                Ok::<(), redis::RedisError>(())
+            })
+            .await;
+        }
+        self.inner.connected.store(false, Ordering::Release);
+        self.metrics.connected.set(0.0);
+    }
+}
+
+/// This instance's report of `breaker` now.
+fn own_snapshot(config: &Config, member: &Member, breaker: &CircuitBreaker) -> Snapshot {
+    let m = breaker.metrics();
+    let open = m.state == CircuitState::Open;
+    let open_ms = m.retry_after.filter(|_| open).map_or(0, |left| {
+        u64::try_from(left.as_millis()).unwrap_or(snapshot::MAX_MS)
+    });
+    let fleet = open && member.fleet_opened.load(Ordering::Acquire);
+    Snapshot {
+        incarnation: config.incarnation,
+        generation: member.generation.load(Ordering::Acquire),
+        ttl_ms: config.ttl_ms(),
+        state: m.state,
+        origin: if fleet { Origin::Fleet } else { Origin::Local },
+        open_ms: open_ms.min(snapshot::MAX_MS),
+        calls: m.buffered_calls,
+        failed: m.failed_calls.min(m.buffered_calls),
+        slow: m.slow_calls.min(m.buffered_calls),
+    }
+}
+
+/// A reply item as text, if it is text.
+fn text(value: &redis::Value) -> Option<String> {
+    match value {
+        redis::Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        redis::Value::SimpleString(text) => Some(text.clone()),
+        _ => None,
+    }
+}
