@@ -17,8 +17,14 @@
 //! It prints Markdown tables: nanoseconds per call, what each breaker adds over the bare
 //! service, and that as a multiple of what breakwater adds; then the targets, as ratios
 //! of added nanoseconds measured in this run. See BENCHMARKS.md.
+//!
+//! The closed and rejection tables have a row "breakwater, fleet joined": the same breaker
+//! joined to a breakwater-fleet on the Redis at `BENCH_REDIS_URL` (default
+//! `redis://127.0.0.1:6379`), when one answers there; otherwise the run says so and leaves
+//! the row out.
 
 mod e2e;
+mod fleet;
 mod measure;
 mod micro;
 mod peers;

@@ -63,9 +63,11 @@ fn closed(how: How, plan: Plan, targets: &mut Vec<Target>) -> Result<(), String>
                  calls, at least 100, 50%, no slow-call threshold; tower-resilience-circuitbreaker \
                  and recloser: the same window; failsafe: its default policy (no count window); \
                  seatbelt: 50% of at least 100 calls in a 1 s sampling window (it has no count \
-                 window; 1 s is its shortest). The last row is breakwater's breaker with an \
-                 `HttpClassifier` of rules of its own (`.failure(429)`), which each call reads \
-                 through a view of their pooled table; not a target row";
+                 window; 1 s is its shortest). \"breakwater, HTTP rules of its own\" is breakwater's \
+                 breaker with an `HttpClassifier` of rules of its own (`.failure(429)`), which \
+                 each call reads through a view of their pooled table; \"breakwater, fleet \
+                 joined\" is the first row's breaker joined to a breakwater-fleet on a local \
+                 Redis (heartbeat 1 s; its task on a runtime of its own). Neither is a target row";
     match how {
         How::Awaited => {
             let added = table(
@@ -155,7 +157,9 @@ fn rejection(plan: Plan, targets: &mut Vec<Target>) -> Result<(), String> {
          rejection must be the service's own output); seatbelt boxes its future. By default (as in \
          resilience4j) an open breaker moves to half-open at the first call after its wait, so \
          each rejection reads the clock, as the peers' do; with the automatic transition a \
-         timer moves it, and rejections read no clock (not a target row)",
+         timer moves it, and rejections read no clock (not a target row); \"fleet joined\": \
+         the first row's breaker joined to a breakwater-fleet on a local Redis (not a target \
+         row)",
         &labels,
         &ns,
         true,

@@ -120,7 +120,7 @@ impl How {
 pub(crate) fn closed(how: How) -> Vec<Entry> {
     let clock = seatbelt_clock();
     let ok = Expect::Success;
-    vec![
+    let mut entries = vec![
         how.entry("bare service", OK, ok),
         how.entry(
             "breakwater",
@@ -160,7 +160,14 @@ pub(crate) fn closed(how: How) -> Vec<Entry> {
                 .layer(OK),
             ok,
         ),
-    ]
+    ];
+    // The first row's breaker, joined to a fleet (when a Redis answers): not a target row.
+    if let Some(breaker) =
+        crate::fleet::joined(count_window(&format!("bench-fleet-{how:?}"), WAIT, false))
+    {
+        entries.push(how.entry("breakwater, fleet joined", breaker.layer().layer(OK), ok));
+    }
+    entries
 }
 
 /// An `HttpClassifier` with a rule of its own (429 counts as a failure): its rules live in a
@@ -235,7 +242,7 @@ pub(crate) fn rejected() -> Vec<Entry> {
     let automatic = count_window("bench-automatic", HOUR, true);
     trip(automatic.layer().layer(FAILING));
     let failed = Expect::Failure;
-    vec![
+    let mut entries = vec![
         Entry::new("bare service", OK, Expect::Success),
         Entry::new("breakwater", breakwater.layer().layer(OK), failed),
         Entry::new(
@@ -265,7 +272,18 @@ pub(crate) fn rejected() -> Vec<Entry> {
             automatic.layer().layer(OK),
             failed,
         ),
-    ]
+    ];
+    // breakwater's first row, its breaker joined to a fleet (when a Redis answers).
+    let open = count_window("bench-fleet-open", HOUR, false);
+    trip(open.layer().layer(FAILING));
+    if let Some(open) = crate::fleet::joined(open) {
+        entries.push(Entry::new(
+            "breakwater, fleet joined",
+            open.layer().layer(OK),
+            failed,
+        ));
+    }
+    entries
 }
 
 /// Closed, a 60 s time window, on one thread; breakwater and tower-resilience-circuitbreaker
