@@ -30,7 +30,9 @@
 //! - [`api`]: the service's HTTP API, `/health` and `/metrics`.
 //! - [`demo`]: the phases, the timeline and the chart.
 //! - [`serve`]: the service as a team runs it: settings from flags, environment and file,
-//!   health, metrics, logs and graceful shutdown.
+//!   health, metrics, logs and graceful shutdown; with `--redis-url`, one instance of a fleet.
+//! - [`fleet_run`]: three instances sharing one database and one Redis through a PG outage,
+//!   the fleet off and on, side by side.
 //!
 //! Run with: `cargo run -p payment-gateway`.
 
@@ -41,6 +43,7 @@ pub mod chaos_run;
 pub mod confirm;
 pub mod crash;
 pub mod demo;
+pub mod fleet_run;
 pub mod mock_pg;
 pub mod pg_answer;
 pub mod pg_client;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use payment_gateway::chaos_run::{self, ChaosOptions, Flow};
 use payment_gateway::demo::{self, DemoOptions};
+use payment_gateway::fleet_run::{self, FleetRunOptions};
 use payment_gateway::mock_pg::{Fault, MockPg};
 use payment_gateway::serve::{self, ServeArgs, ServeOptions, Server};
 use payment_gateway::telemetry;
@@ -104,6 +105,29 @@ enum Command {
     /// requests in flight finish. Every setting may also come from the environment variable
     /// named with it; the flag wins.
     Serve(ServeArgs),
+    /// Runs N service instances (three by default) sharing one database and one Redis
+    /// behind a round-robin client, through a PG outage and its recovery, the fleet off and
+    /// on; prints the PG calls until every instance stopped calling, the time until every
+    /// instance was open and the probes at recovery side by side, and writes a chart. Exits
+    /// non-zero unless the fleet does better.
+    Fleet {
+        /// Service instances.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..=16))]
+        instances: u64,
+        /// The Redis server; without it, a `redis-server` of the run's own on loopback.
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// Where to write the chart (SVG) [default: payment-gateway-fleet.svg in the system's
+        /// temporary directory].
+        #[arg(long)]
+        chart: Option<PathBuf>,
+        /// The fleet's heartbeat, in milliseconds.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+        heartbeat_ms: u64,
+        /// How many instances must report the breaker open to open the others.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+        quorum: u32,
+    },
     /// Runs the mock PG; switch its faults with `PUT /mock/fault`.
     MockPg {
         /// Where to listen.
@@ -196,6 +220,25 @@ async fn main() -> ExitCode {
             }
         }
         Command::Serve(args) => run_serve(args.into()).await,
+        Command::Fleet {
+            instances,
+            redis_url,
+            chart,
+            heartbeat_ms,
+            quorum,
+        } => {
+            let mut options = FleetRunOptions {
+                instances: usize::try_from(instances).unwrap_or(3),
+                redis_url,
+                heartbeat: Duration::from_millis(heartbeat_ms),
+                quorum,
+                ..FleetRunOptions::default()
+            };
+            if let Some(chart) = chart {
+                options.chart = chart;
+            }
+            run_fleet(&options).await
+        }
         Command::MockPg {
             addr,
             fault,
@@ -234,6 +277,20 @@ async fn run_demo(chart: Option<PathBuf>, logs: bool) -> Result<(), String> {
         .await
         .map(drop)
         .map_err(|e| e.to_string())
+}
+
+async fn run_fleet(options: &FleetRunOptions) -> Result<(), String> {
+    telemetry::init_logs(false);
+    let mut stdout = std::io::stdout();
+    let report = fleet_run::run(options, &mut stdout)
+        .await
+        .map_err(|e| e.to_string())?;
+    if report.holds() {
+        println!("the fleet holds: fewer probes at recovery, no more calls to the failing PG");
+        Ok(())
+    } else {
+        Err("the fleet did not do better than the instances alone (see the table)".to_owned())
+    }
 }
 
 async fn run_chaos(options: &ChaosOptions) -> Result<(), String> {

@@ -26,7 +26,7 @@ const HEIGHT: f64 = 515.0;
 const LOG_MIN: f64 = -4.0;
 const LOG_MAX: f64 = 1.0;
 
-fn colour(outcome: Outcome) -> &'static str {
+pub(crate) fn colour(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Approved => "#2e7d32",
         Outcome::Rejected => "#1565c0",
@@ -35,7 +35,7 @@ fn colour(outcome: Outcome) -> &'static str {
     }
 }
 
-fn state_colour(state: CircuitState) -> &'static str {
+pub(crate) fn state_colour(state: CircuitState) -> &'static str {
     match state {
         CircuitState::Closed => "#a5d6a7",
         CircuitState::Open | CircuitState::ForcedOpen => "#ef9a9a",

@@ -27,6 +27,8 @@ pub(crate) struct Driver {
     base: String,
     start: Instant,
     next_order: u64,
+    /// The order ids' prefix: drivers sharing a database need their own.
+    prefix: String,
 }
 
 pub(crate) type DriverError = Box<dyn std::error::Error + Send + Sync>;
@@ -38,7 +40,14 @@ impl Driver {
             base,
             start,
             next_order: 0,
+            prefix: "demo".to_owned(),
         }
+    }
+
+    /// Order ids start with `prefix` instead of `demo`.
+    pub(crate) fn with_prefix(mut self, prefix: &str) -> Self {
+        prefix.clone_into(&mut self.prefix);
+        self
     }
 
     async fn send(
@@ -61,7 +70,7 @@ impl Driver {
     /// Creates an order of `amount` and its payment; returns the order id.
     pub(crate) async fn create(&mut self, amount: i64) -> Result<String, DriverError> {
         self.next_order += 1;
-        let order_id = format!("demo-{:05}", self.next_order);
+        let order_id = format!("{}-{:05}", self.prefix, self.next_order);
         let body =
             serde_json::json!({ "orderId": order_id, "name": "fleece hoodie", "amount": amount });
         let (status, bytes) = self

@@ -19,8 +19,8 @@
 //! state transitions), checks the PG's ledger against the database, and writes an SVG chart.
 
 mod axis;
-mod chart;
-mod driver;
+pub(crate) mod chart;
+pub(crate) mod driver;
 mod report;
 
 use std::fmt;

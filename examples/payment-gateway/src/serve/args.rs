@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::ServeOptions;
+use super::{FleetOptions, ServeOptions};
 use crate::telemetry::LogFormat;
 
 /// The command line of `serve`: [`ServeOptions`] as flags and environment variables.
@@ -85,6 +85,30 @@ pub struct ServeArgs {
         default_value_t = LogFormat::Text
     )]
     pub log_format: LogFormat,
+    /// This instance's id in a fleet (unique per process; 1 to 64 characters of
+    /// `A-Z a-z 0-9 . _ -`) [default: `serve-PID`, unique on one machine only].
+    #[arg(long, env = "PAYMENT_GATEWAY_INSTANCE")]
+    pub instance: Option<String>,
+    /// Joins the PG breaker to a fleet through this Redis server (`redis://127.0.0.1:6379`)
+    /// [default: the file's `breakwater.fleet.redis-url`, else no fleet].
+    #[arg(long, env = "PAYMENT_GATEWAY_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// The fleet's heartbeat, in milliseconds [default: the file's `breakwater.fleet.heartbeat`,
+    /// else 1000].
+    #[arg(
+        long,
+        env = "PAYMENT_GATEWAY_FLEET_HEARTBEAT_MS",
+        value_parser = clap::value_parser!(u64).range(10..=3_600_000)
+    )]
+    pub fleet_heartbeat_ms: Option<u64>,
+    /// How many live instances must report the PG breaker open to open it here [default: the
+    /// file's `breakwater.fleet.quorum`, else 2].
+    #[arg(
+        long,
+        env = "PAYMENT_GATEWAY_FLEET_QUORUM",
+        value_parser = clap::value_parser!(u32).range(1..=1_000)
+    )]
+    pub fleet_quorum: Option<u32>,
 }
 
 impl From<ServeArgs> for ServeOptions {
@@ -100,6 +124,12 @@ impl From<ServeArgs> for ServeOptions {
             reconcile_every: Duration::from_millis(args.reconcile_every_ms),
             confirm_window: Duration::from_millis(args.confirm_window_ms),
             log_format: Some(args.log_format),
+            fleet: FleetOptions {
+                instance: args.instance,
+                redis_url: args.redis_url,
+                heartbeat: args.fleet_heartbeat_ms.map(Duration::from_millis),
+                quorum: args.fleet_quorum,
+            },
         }
     }
 }

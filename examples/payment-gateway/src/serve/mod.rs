@@ -39,6 +39,10 @@
 //! | `--reconcile-every-ms` | `PAYMENT_GATEWAY_RECONCILE_EVERY_MS` | 10000 |
 //! | `--confirm-window-ms` | `PAYMENT_GATEWAY_CONFIRM_WINDOW_MS` | 600000 (Toss's 10 minutes): how long the PG lets a payment key wait for its confirm |
 //! | `--log-format` | `PAYMENT_GATEWAY_LOG_FORMAT` | `text` (or `json`) |
+//! | `--instance` | `PAYMENT_GATEWAY_INSTANCE` | `serve-PID` (see [Fleet](#fleet)) |
+//! | `--redis-url` | `PAYMENT_GATEWAY_REDIS_URL` | the file's `breakwater.fleet.redis-url`, else no fleet |
+//! | `--fleet-heartbeat-ms` | `PAYMENT_GATEWAY_FLEET_HEARTBEAT_MS` | the file's `breakwater.fleet.heartbeat`, else 1000 |
+//! | `--fleet-quorum` | `PAYMENT_GATEWAY_FLEET_QUORUM` | the file's `breakwater.fleet.quorum`, else 2 |
 //!
 //! `RUST_LOG` filters the log lines (see [`telemetry::init_logs_as`]). The configuration file
 //! is YAML: breakwater reads its `resilience4j` and `breakwater` sections, and this module
@@ -71,6 +75,17 @@
 //! `/health/live` answers `200` while the process serves; `/health/ready` (and `/health`)
 //! answers `503` when the database does not answer, and reports an open breaker without
 //! failing on it (see [`api`](crate::api)).
+//!
+//! # Fleet
+//!
+//! With a Redis URL (`--redis-url`, or a `breakwater.fleet` section in the file), the
+//! service joins its breakers (the PG breaker `beeceptor-payment`) to a fleet of instances
+//! through [`breakwater_fleet`]: every instance with the same breaker name and Redis acts as
+//! one breaker (a quorum opens the others, one instance probes a recovering PG for all).
+//! Each instance needs its own `--instance` id; the default, `serve-PID`, is unique on one
+//! machine only. Redis down never stops the service: the fleet starts local-only, says so,
+//! and joins when Redis answers. At shutdown the instance leaves the fleet (its reports are
+//! deleted) after its last request. `payment-gateway fleet` runs three instances this way.
 //!
 //! # Shutdown
 //!
@@ -132,6 +147,21 @@ pub struct ServeOptions {
     pub confirm_window: Duration,
     /// How to write log lines to stderr; `None` installs no subscriber (a test's, or none).
     pub log_format: Option<LogFormat>,
+    /// The fleet this instance joins, if any (see [Fleet](self#fleet)).
+    pub fleet: FleetOptions,
+}
+
+/// The fleet settings of [`ServeOptions`]: each overrides the file's `breakwater.fleet` key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetOptions {
+    /// This instance's id; `serve-PID` if `None`.
+    pub instance: Option<String>,
+    /// The Redis server; the file's `breakwater.fleet.redis-url` (or no fleet) if `None`.
+    pub redis_url: Option<String>,
+    /// The fleet's heartbeat; the file's, else 1 s, if `None`.
+    pub heartbeat: Option<Duration>,
+    /// The fleet's quorum; the file's, else 2, if `None`.
+    pub quorum: Option<u32>,
 }
 
 impl Default for ServeOptions {
@@ -148,6 +178,7 @@ impl Default for ServeOptions {
             reconcile_every: Duration::from_secs(10),
             confirm_window: crate::mock_pg::CONFIRM_WINDOW,
             log_format: Some(LogFormat::Text),
+            fleet: FleetOptions::default(),
         }
     }
 }
@@ -168,6 +199,7 @@ impl std::error::Error for ServeError {}
 #[derive(Debug)]
 pub struct Server {
     app: App,
+    fleet: Option<breakwater_fleet::Fleet>,
     store: Store,
     reconciler: Reconciler,
     pg: PgSettings,
@@ -232,9 +264,11 @@ impl Server {
         .lease(timing.lease)
         .confirm_window(options.confirm_window);
         let addr = options.addr;
-        let app = App::start(addr, registry, store.clone(), pg.clone())
+        let app = App::start(addr, registry.clone(), store.clone(), pg.clone())
             .await
             .map_err(|e| ServeError(format!("cannot listen on {addr}: {e}")))?;
+        // The breakers exist now (the PG clients made them): join them.
+        let fleet = join_fleet(&registry, options.fleet).await?;
         tracing::info!(
             pg = %pg.base_url,
             connect_timeout_ms = millis(connect_timeout),
@@ -244,6 +278,7 @@ impl Server {
         );
         Ok(Self {
             app,
+            fleet,
             store,
             reconciler,
             pg,
@@ -267,6 +302,11 @@ impl Server {
         self.app.registry()
     }
 
+    /// The fleet it joined, if any.
+    pub fn fleet(&self) -> Option<&breakwater_fleet::Fleet> {
+        self.fleet.as_ref()
+    }
+
     /// Its store.
     pub fn store(&self) -> &Store {
         &self.store
@@ -288,6 +328,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
         let Self {
             app,
+            fleet,
             store,
             reconciler,
             shutdown_timeout,
@@ -359,6 +400,10 @@ impl Server {
                 ));
             }
         }
+        // The last request is answered: leave the fleet (bounded by its TTL).
+        if let Some(fleet) = fleet {
+            fleet.leave().await;
+        }
         // Only once nothing uses the pool: closing waits for every connection to come back.
         if problems.is_empty()
             && tokio::time::timeout_at(deadline, store.close())
@@ -426,6 +471,43 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 's
 
 /// The registry of the configuration file (or the built-in one), and its `payment-gateway`
 /// keys.
+/// Joins the registry's breakers to a fleet when a Redis URL is given (options, then file).
+async fn join_fleet(
+    registry: &Registry,
+    options: FleetOptions,
+) -> Result<Option<breakwater_fleet::Fleet>, ServeError> {
+    let from_file = breakwater_fleet::FleetBuilder::from_registry(registry)
+        .map_err(|e| ServeError(format!("cannot read the fleet's settings: {e}")))?;
+    let builder = match (options.redis_url, from_file) {
+        (Some(url), _) => breakwater_fleet::Fleet::builder(url),
+        (None, Some(builder)) => builder,
+        (None, None) => return Ok(None),
+    };
+    let mut builder = builder.instance(
+        options
+            .instance
+            .unwrap_or_else(|| format!("serve-{}", std::process::id())),
+    );
+    if let Some(heartbeat) = options.heartbeat {
+        builder = builder.heartbeat(heartbeat);
+    }
+    if let Some(quorum) = options.quorum {
+        builder = builder.quorum(quorum);
+    }
+    let fleet = builder
+        .connect()
+        .await
+        .map_err(|e| ServeError(format!("cannot join the fleet: {e}")))?;
+    let joined = fleet.join_registry(registry);
+    tracing::info!(
+        instance = fleet.instance(),
+        joined,
+        connected = fleet.is_connected(),
+        "[FLEET] breakers joined the fleet"
+    );
+    Ok(Some(fleet))
+}
+
 fn load_config(path: Option<&PathBuf>) -> Result<(Registry, FileSettings), ServeError> {
     let (text, origin) = match path {
         None => (
