@@ -977,3 +977,76 @@ fn a_reload_reconfigures_the_chaos_in_use_and_disables_what_is_gone() {
     assert_eq!(db.plan(0).latency(), Some(Duration::from_millis(5)));
     assert_eq!(registry.reload(&changed), Vec::<String>::new());
 }
+
+#[test]
+fn breakwater_sections_of_other_crates_are_kept_as_data() {
+    let registry = Registry::from_yaml(
+        "resilience4j.circuitbreaker:
+  instances:
+    pg: {}
+breakwater:
+  chaos:
+    instances: {}
+  fleet:
+    redisUrl: redis://127.0.0.1:6379
+    quorum: 2
+    heartbeat: 1s
+    enabled: true
+",
+    )
+    .unwrap();
+    let fleet = registry.section("fleet").unwrap();
+    assert_eq!((fleet.path(), fleet.line()), ("breakwater.fleet", 8));
+    let keys: Vec<_> = fleet
+        .entries()
+        .map(breakwater::registry::Entry::key)
+        .collect();
+    assert_eq!(keys, ["redisUrl", "quorum", "heartbeat", "enabled"]);
+    let url = fleet.get("redis-url").unwrap();
+    assert_eq!(
+        (url.as_str(), url.path(), url.line()),
+        (
+            Some("redis://127.0.0.1:6379"),
+            "breakwater.fleet.redisUrl",
+            8
+        )
+    );
+    assert_eq!(fleet.get("quorum").unwrap().as_integer(), Some(2));
+    assert_eq!(fleet.get("quorum").unwrap().as_str(), None);
+    assert_eq!(
+        fleet.get("heartbeat").unwrap().as_duration(),
+        Some(Duration::from_secs(1))
+    );
+    assert_eq!(fleet.get("enabled").unwrap().as_bool(), Some(true));
+    assert_eq!(fleet.get("heartbeat").unwrap().display_value(), "\"1s\"");
+    // The registry's own section is not handed out; a missing one is None.
+    assert!(registry.section("chaos").is_none());
+    assert!(registry.section("other").is_none());
+    // Dotted, and alone in a file.
+    let registry = Registry::from_yaml("breakwater.fleet:\n  quorum: 3\n").unwrap();
+    assert_eq!(
+        registry.section("fleet").unwrap().path(),
+        "breakwater.fleet"
+    );
+}
+
+#[test]
+fn a_breakwater_section_that_is_not_a_map_or_comes_twice_is_refused() {
+    let cases = [
+        (
+            "breakwater:\n  fleet: 3\n",
+            "breakwater.fleet (line 2): 3 is not allowed: it must be a map of settings",
+        ),
+        (
+            "breakwater:\n  fleet: {}\nbreakwater.fleet:\n  quorum: 1\n",
+            "breakwater.fleet (line 4): a second `breakwater.fleet` section (the first is at line 2)",
+        ),
+        (
+            "breakwater.fleet.quorum: 2\n",
+            "breakwater.fleet.quorum (line 1): write this setting nested under `breakwater.fleet`",
+        ),
+    ];
+    for (text, message) in cases {
+        assert_eq!(Registry::from_yaml(text).unwrap_err().to_string(), message);
+    }
+}

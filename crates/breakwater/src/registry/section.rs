@@ -23,7 +23,9 @@ use super::tree::{Node, Value};
 ///
 /// let registry = Registry::from_yaml(
 ///     "
-/// resilience4j.circuitbreaker.instances.pg: {}
+/// resilience4j.circuitbreaker:
+///   instances:
+///     pg: {}
 /// breakwater:
 ///   fleet:
 ///     redis-url: redis://127.0.0.1:6379
@@ -36,7 +38,7 @@ use super::tree::{Node, Value};
 /// assert_eq!(fleet.get("redis-url").unwrap().as_str(), Some("redis://127.0.0.1:6379"));
 /// assert_eq!(fleet.get("quorum").unwrap().as_integer(), Some(2));
 /// assert_eq!(fleet.get("heartbeat").unwrap().as_duration(), Some(Duration::from_secs(1)));
-/// assert_eq!(fleet.get("heartbeat").unwrap().line(), 7);
+/// assert_eq!(fleet.get("heartbeat").unwrap().line(), 9);
 /// # }
 /// # Ok::<(), breakwater::registry::LoadError>(())
 /// ```
@@ -61,7 +63,7 @@ impl Section {
         &self.path
     }
 
-    /// The line the section starts on (1-based; 0 when unknown).
+    /// The line its settings start on (1-based; 0 when unknown).
     pub fn line(&self) -> usize {
         self.line
     }
