@@ -127,6 +127,10 @@ enum Command {
         /// How many instances must report the breaker open to open the others.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
         quorum: u32,
+        /// The client's weights, one per instance, e.g. `4,4,1` (weighted round robin: the
+        /// third instance gets one confirmation in nine) [default: even round robin].
+        #[arg(long, value_delimiter = ',')]
+        weights: Vec<u32>,
     },
     /// Runs the mock PG; switch its faults with `PUT /mock/fault`.
     MockPg {
@@ -226,8 +230,10 @@ async fn main() -> ExitCode {
             chart,
             heartbeat_ms,
             quorum,
+            weights,
         } => {
             let mut options = FleetRunOptions {
+                weights,
                 instances: usize::try_from(instances).unwrap_or(3),
                 redis_url,
                 heartbeat: Duration::from_millis(heartbeat_ms),

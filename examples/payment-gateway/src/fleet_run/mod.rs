@@ -49,6 +49,9 @@ pub struct FleetRunOptions {
     pub wait: Duration,
     /// The time between two confirmations of the client.
     pub every: Duration,
+    /// The client's weights, one per instance (weighted round robin, as a load balancer's);
+    /// empty: even round robin.
+    pub weights: Vec<u32>,
     /// Where to write the chart.
     pub chart: PathBuf,
 }
@@ -62,6 +65,7 @@ impl Default for FleetRunOptions {
             quorum: 2,
             wait: Duration::from_secs(5),
             every: Duration::from_millis(20),
+            weights: Vec::new(),
             chart: std::env::temp_dir().join("payment-gateway-fleet.svg"),
         }
     }
@@ -128,7 +132,7 @@ pub struct FleetReport {
 impl FleetReport {
     /// Whether the fleet did what it is for: every instance opened and closed again in both
     /// runs, the recovering PG got fewer probes, and the failing PG no more calls (within one
-    /// round of the client: with traffic spread evenly, every instance's window fills at the
+    /// call per instance: with traffic spread evenly, every instance's window fills at the
     /// same pace, so the instances open within one round of each other, fleet or not).
     pub fn holds(&self) -> bool {
         let complete = |r: &RunReport| r.all_open.is_some() && r.all_closed.is_some();
@@ -228,6 +232,17 @@ pub async fn run(
             options.instances
         )));
     }
+    let weights = if options.weights.is_empty() {
+        vec![1; options.instances]
+    } else {
+        options.weights.clone()
+    };
+    if weights.len() != options.instances || weights.iter().any(|w| *w == 0 || *w > 100) {
+        return Err(FleetRunError(format!(
+            "--weights {weights:?} is not allowed: one weight from 1 to 100 per instance ({})",
+            options.instances
+        )));
+    }
     let local;
     let redis_url = match &options.redis_url {
         Some(url) => url.clone(),
@@ -254,13 +269,27 @@ pub async fn run(
         options.heartbeat.as_millis(),
         options.quorum
     );
+    let even = weights.iter().all(|w| *w == weights[0]);
     let _ = writeln!(
         out,
-        "  client    a confirmation every {} ms, round robin over the instances",
-        options.every.as_millis()
+        "  client    a confirmation every {} ms, {} over the instances",
+        options.every.as_millis(),
+        if even {
+            "round robin".to_owned()
+        } else {
+            format!(
+                "weighted round robin ({})",
+                weights
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(":")
+            )
+        }
     );
-    let off = one_run(options, config.path(), None, out).await?;
-    let on = one_run(options, config.path(), Some(&redis_url), out).await?;
+    let schedule = schedule(&weights);
+    let off = one_run(options, &schedule, config.path(), None, out).await?;
+    let on = one_run(options, &schedule, config.path(), Some(&redis_url), out).await?;
     let report = FleetReport { off, on, redis_url };
     let _ = writeln!(out);
     let _ = write!(out, "{}", report.table());
@@ -269,6 +298,21 @@ pub async fn run(
         .map_err(|e| error(&format!("cannot write {}", options.chart.display()), e))?;
     let _ = writeln!(out, "\nchart: {}", options.chart.display());
     Ok(report)
+}
+
+/// The instances a weighted round robin visits in one round, spread out: weights 4, 4, 1 give
+/// 0, 1, 2, 0, 1, 0, 1, 0, 1.
+fn schedule(weights: &[u32]) -> Vec<usize> {
+    let rounds = weights.iter().copied().max().unwrap_or(1);
+    (0..rounds)
+        .flat_map(|r| {
+            weights
+                .iter()
+                .enumerate()
+                .filter(move |(_, w)| **w > r)
+                .map(|(i, _)| i)
+        })
+        .collect()
 }
 
 /// The example's configuration with the open wait shortened, in a file of its own.
@@ -362,6 +406,7 @@ async fn until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
 
 async fn one_run(
     options: &FleetRunOptions,
+    schedule: &[usize],
     config: &std::path::Path,
     redis_url: Option<&str>,
     out: &mut dyn Write,
@@ -425,6 +470,7 @@ async fn one_run(
     let client_lanes = Arc::clone(&lanes);
     let every = options.every;
     let prefix = if fleet { "fleet-on" } else { "fleet-off" };
+    let schedule = schedule.to_vec();
     let client = tokio::spawn(async move {
         let mut drivers: Vec<Driver> = urls
             .iter()
@@ -437,7 +483,7 @@ async fn one_run(
         // Bounded in count as in time: at most this many confirmations.
         while n < 100_000 && !*halted.borrow_and_update() {
             tick.tick().await;
-            let i = n % drivers.len();
+            let i = schedule[n % schedule.len()];
             n += 1;
             let driver = &mut drivers[i];
             let amount = 25_000;
