@@ -51,15 +51,20 @@
 //!   its own: the fleet [holds](breakwater::CircuitBreaker::hold_probes) it and asks Redis
 //!   for the fleet's probe (`SET NX PX`). The instance that gets it goes half-open and lets its
 //!   `permitted_calls_in_half_open` probes through; the others stay open. If the probes
-//!   succeed, the prober leaves a "closed" mark, and every held instance closes on it when
-//!   its own wait is over, with the cause
+//!   succeed (half-open to closed on its own probes; a reset is not news), the prober leaves
+//!   a "closed" mark stamped with Redis's time, and every held instance closes on it when its
+//!   own wait is over and the mark is newer than its own latest opening, with the cause
 //!   [`FleetProbesSucceeded`](breakwater::circuit_breaker::TransitionCause::FleetProbesSucceeded);
 //!   if they fail, the prober opens again and gives the probe back. The mark stands until an
 //!   instance opens again on its own evidence (at most [`max_open`](FleetBuilder::max_open)),
 //!   so instances whose waits end later close on it too. So a recovering downstream
 //!   sees `permitted_calls_in_half_open` probes in total, not per instance. A prober that dies
-//!   loses the probe when its lease (the TTL) runs out, and a prober that gets no traffic
-//!   gives it up after [`max_probe_time`](FleetBuilder::max_probe_time).
+//!   loses the probe when its lease (the TTL) runs out, and a prober that gets no traffic goes
+//!   back to open after [`max_probe_time`](FleetBuilder::max_probe_time) (cause
+//!   `HalfOpenTimedOut`) and gives the probe to another instance. A lease with more time left
+//!   than `max_probe_time` was not written by a prober of these settings: it holds nobody.
+//!   (Instances of one fleet are meant to share its settings, as they do when they read them
+//!   from one file.)
 //! - **The fleet never shortens an open wait.** It opens only closed breakers, and closes
 //!   only a breaker whose own wait is over and that was held while another instance probed
 //!   for all (the evidence its own probes would have given). A breaker open here stays open
@@ -68,10 +73,11 @@
 //! # Faults
 //!
 //! - **Redis down, slow or unreachable never blocks or fails a call**: calls never touch it.
-//!   Each round is bounded by a heartbeat. Once the last successful round is older than the
-//!   TTL, the fleet goes *local-only*: it lets go of every hold (each breaker probes on its
-//!   own again), stops applying others' reports, and says so: a [`FleetEvent::LocalOnly`], a
-//!   `warn` log line, and the gauge `breakwater_fleet_connected` at 0. When a round succeeds
+//!   Each round is bounded by a heartbeat, and holds are renewed, for a TTL, only when a whole
+//!   round succeeded. Once the last successful round is older than the TTL, the fleet goes
+//!   *local-only*: every hold has lapsed (each breaker probes on its own again), others'
+//!   reports are no longer applied, and it says so: a [`FleetEvent::LocalOnly`], a `warn`
+//!   log line, and the gauge `breakwater_fleet_connected` at 0. When a whole round succeeds
 //!   again it rejoins ([`FleetEvent::Rejoined`], an `info` line, the gauge at 1).
 //! - **An instance that dies stops counting once its TTL passes**: its snapshot expires in
 //!   Redis (Redis's clock), and so does a dead prober's lease.
@@ -90,7 +96,9 @@
 //! for a breaker `B` under the [`key_prefix`](FleetBuilder::key_prefix) `P`:
 //! `P:B:i:INSTANCE` (a snapshot), `P:B:members` (a set of instance ids), `P:B:probe` (the
 //! fleet's prober). A round costs one script call per joined breaker per heartbeat, plus one
-//! when a breaker's wait is over or it probes.
+//! when a breaker's wait is over, it probes, or it opened; they are made one after the other
+//! and must fit in a heartbeat (at least 50 ms), so a fleet of many breakers on a distant
+//! Redis wants a longer heartbeat.
 //!
 //! # The registry's file
 //!
@@ -143,11 +151,35 @@ use tokio::sync::{Notify, broadcast};
 pub use self::registry::RegistryFleetError;
 pub use self::view::Peer;
 
-/// The shortest heartbeat (a round trip to Redis takes a fraction of a millisecond on
-/// loopback, but every joined breaker costs one per heartbeat).
-pub const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+/// The shortest heartbeat. A round (one or two round trips to Redis per joined breaker) must
+/// fit in a heartbeat, or it counts as failed; under 50 ms, a scheduling hiccup on a loaded
+/// machine would be enough to make the fleet local-only.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(50);
 
 /// Builds a [`Fleet`]: [`Fleet::builder`].
+///
+/// # Example
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use breakwater_fleet::Fleet;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), breakwater_fleet::FleetError> {
+/// let fleet = Fleet::builder("redis://127.0.0.1:6379")
+///     .instance("pay-1")
+///     .heartbeat(Duration::from_millis(500))
+///     .ttl(Duration::from_millis(1500))          // three heartbeats, the default
+///     .quorum(2)
+///     .key_prefix("payments")
+///     .max_open(Duration::from_secs(300))
+///     .max_probe_time(Duration::from_secs(20))
+///     .connect()
+///     .await?;
+/// # let _ = fleet;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct FleetBuilder {
@@ -162,6 +194,23 @@ pub struct FleetBuilder {
 }
 
 /// A setting of a [`FleetBuilder`] that cannot be used, or a Redis URL that cannot be read.
+///
+/// # Example
+///
+/// ```
+/// use breakwater_fleet::Fleet;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let error = Fleet::builder("redis://127.0.0.1:6379")
+///     .instance("pay-1")
+///     .quorum(0)
+///     .connect()
+///     .await
+///     .unwrap_err();
+/// assert_eq!(error.to_string(), "fleet setting `quorum` = \"0\": must be at least 1");
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FleetError {
@@ -200,6 +249,23 @@ impl std::error::Error for FleetError {}
 
 /// What the fleet itself reports (the breakers report their own transitions):
 /// [`Fleet::events`].
+///
+/// # Example
+///
+/// ```no_run
+/// use breakwater_fleet::{Fleet, FleetEvent};
+///
+/// # async fn watch(fleet: Fleet) {
+/// let mut events = fleet.events();
+/// while let Ok(event) = events.recv().await {
+///     match event {
+///         FleetEvent::LocalOnly { .. } => eprintln!("alone: {event}"),
+///         FleetEvent::Rejoined => eprintln!("{event}"),
+///         other => eprintln!("{other}"),
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FleetEvent {
@@ -236,6 +302,13 @@ impl fmt::Display for FleetEvent {
 }
 
 impl FleetBuilder {
+    /// The Redis server, replacing the one given to [`Fleet::builder`] (a command-line flag
+    /// over a file's `redis-url`, say).
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
     /// This process's id in the fleet: unique per process (two processes with one id
     /// overwrite each other's reports). 1 to 64 characters of `A-Z a-z 0-9 . _ -`. Required.
     pub fn instance(mut self, id: impl Into<String>) -> Self {
@@ -279,8 +352,9 @@ impl FleetBuilder {
     }
 
     /// How long a prober keeps the fleet's probe while its probes do not finish (default
-    /// 30 s): a prober that gets no traffic gives the probe to another instance (its own
-    /// half-open state goes on locally).
+    /// 30 s; at least the TTL): a prober that gets no traffic goes back to open (cause
+    /// `HalfOpenTimedOut`) and gives the probe to another instance. A lease in Redis with more
+    /// time left than this was not written by this fleet's settings, and holds nobody.
     pub fn max_probe_time(mut self, time: Duration) -> Self {
         self.max_probe_time = time;
         self
@@ -309,7 +383,7 @@ impl FleetBuilder {
             return Err(setting(
                 "heartbeat",
                 format!("{:?}", self.heartbeat),
-                "must be from 10ms to 1h",
+                "must be from 50ms to 1h",
             ));
         }
         let ttl = self.ttl.unwrap_or(self.heartbeat * 3);
@@ -337,11 +411,11 @@ impl FleetBuilder {
                 "must be from 1ms to a day",
             ));
         }
-        if self.max_probe_time < self.heartbeat {
+        if self.max_probe_time < ttl || self.max_probe_time > Duration::from_secs(86_400) {
             return Err(setting(
                 "max-probe-time",
                 format!("{:?}", self.max_probe_time),
-                "must be at least one heartbeat",
+                "must be at least the TTL (a prober's lease), and at most a day",
             ));
         }
         let client = redis::Client::open(self.url.as_str()).map_err(|e| FleetError::Url {
@@ -364,9 +438,10 @@ impl FleetBuilder {
     /// Checks the settings, starts the fleet's background task (on the current tokio
     /// runtime), and makes a first round trip to Redis, bounded by the TTL.
     ///
-    /// Redis being down is not an error: the fleet starts local-only (and says so, see
-    /// [`FleetEvent::LocalOnly`]) and joins when Redis answers; [`Fleet::is_connected`]
-    /// tells which.
+    /// Redis being down is not an error: the fleet starts local-only (a `warn` log line and
+    /// the gauge at 0; the [`FleetEvent::LocalOnly`] of that first round goes out before
+    /// anyone can subscribe) and joins when Redis answers ([`FleetEvent::Rejoined`]);
+    /// [`Fleet::is_connected`] tells which.
     ///
     /// # Errors
     ///
@@ -401,6 +476,26 @@ fn incarnation() -> u64 {
 /// A fleet of instances sharing breaker state through Redis: see the [crate docs](crate).
 ///
 /// Cheap to clone; the clones share one background task, which ends when the last is dropped.
+///
+/// # Example
+///
+/// ```no_run
+/// use breakwater::CircuitBreaker;
+/// use breakwater_fleet::Fleet;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let fleet = Fleet::builder("redis://127.0.0.1:6379").instance("pay-1").connect().await?;
+/// let breaker = CircuitBreaker::builder("pg-payment").build()?;
+/// fleet.join(&breaker);
+/// println!("{} joined, Redis answering: {}", fleet.instance(), fleet.is_connected());
+/// for peer in fleet.view("pg-payment").unwrap_or_default() {
+///     println!("{}: {} ({} of {} calls failed)", peer.instance, peer.state, peer.failed, peer.calls);
+/// }
+/// fleet.leave().await; // at shutdown: this instance's reports go at once
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Fleet {
     handle: Arc<Handle>,
@@ -460,9 +555,12 @@ pub(crate) struct Member {
     pub(crate) generation: AtomicU64,
     /// Whether the breaker's latest opening was the fleet's (a quorum), not its own.
     pub(crate) fleet_opened: AtomicBool,
-    /// Set when the breaker opens on its own evidence, taken by the next round: the fleet's
-    /// last "probes succeeded" is out of date.
-    pub(crate) opened_locally: AtomicBool,
+    /// How many times the breaker opened on its own evidence: each one makes the fleet's
+    /// last "probes succeeded" out of date, until a round has told Redis so.
+    pub(crate) local_openings: AtomicU64,
+    /// Whether the breaker's latest transition was half-open to closed on its own probes:
+    /// only then does a prober tell the fleet its probes succeeded.
+    pub(crate) probes_succeeded: AtomicBool,
     pub(crate) subscription: Mutex<Option<SubscriptionId>>,
     /// The others' last reports, for [`Fleet::view`].
     pub(crate) peers: Mutex<Vec<Peer>>,
@@ -472,18 +570,28 @@ impl Member {
     /// What a transition tells the fleet (called by the breaker, on its transition's path:
     /// atomics and a wake-up only).
     fn transitioned(&self, event: &breakwater::circuit_breaker::Event, wake: &Notify) {
-        let (to, fleet) = match event.kind() {
-            EventKind::StateTransition { to, cause, .. } => {
-                (*to, matches!(cause, TransitionCause::FleetQuorum { .. }))
-            }
-            EventKind::Reset | EventKind::Reconfigured => (breakwater::CircuitState::Closed, false),
+        use breakwater::CircuitState::{Closed, HalfOpen, Open};
+        let (from, to, cause) = match event.kind() {
+            EventKind::StateTransition { from, to, cause } => (*from, *to, Some(*cause)),
+            EventKind::Reset | EventKind::Reconfigured => (Closed, Closed, None),
             _ => return,
         };
-        let open = to == breakwater::CircuitState::Open;
-        self.fleet_opened.store(open && fleet, Ordering::Release);
-        if open && !fleet {
-            self.opened_locally.store(true, Ordering::Release);
+        // Openings that are not evidence of a failing downstream: the fleet's word, and a
+        // prober put back because no probe finished in time.
+        let not_evidence = matches!(
+            cause,
+            Some(TransitionCause::FleetQuorum { .. } | TransitionCause::HalfOpenTimedOut)
+        );
+        let open = to == Open;
+        self.fleet_opened
+            .store(open && not_evidence, Ordering::Release);
+        if open && !not_evidence {
+            self.local_openings.fetch_add(1, Ordering::AcqRel);
         }
+        self.probes_succeeded.store(
+            from == HalfOpen && to == Closed && cause == Some(TransitionCause::ProbesSucceeded),
+            Ordering::Release,
+        );
         self.generation.fetch_add(1, Ordering::AcqRel);
         wake.notify_one();
     }
@@ -510,7 +618,8 @@ impl Fleet {
     /// through its transitions only. Published at once.
     ///
     /// `false`, and nothing changes, if this breaker, or another of the same name, is joined
-    /// already (one instance has one report per name; the second is logged).
+    /// already (one instance has one report per name; the second is logged), or the fleet was
+    /// left.
     ///
     /// # Example
     ///
@@ -524,25 +633,43 @@ impl Fleet {
     /// ```
     pub fn join(&self, breaker: &CircuitBreaker) -> bool {
         let inner = &self.handle.inner;
+        if inner.stopping.load(Ordering::Acquire) {
+            tracing::warn!(
+                breaker = breaker.name(),
+                instance = %inner.config.instance,
+                "the fleet was left: this breaker stays local"
+            );
+            return false;
+        }
         let member = {
             let mut members = inner.members();
-            if let Some(other) = members.iter().find(|m| &*m.name == breaker.name()) {
-                let same = other.breaker.upgrade().as_ref() == Some(breaker);
-                if !same {
-                    tracing::warn!(
-                        breaker = breaker.name(),
-                        instance = %inner.config.instance,
-                        "another breaker of this name is joined to the fleet already: this one stays local"
-                    );
+            if let Some(at) = members.iter().position(|m| &*m.name == breaker.name()) {
+                match members[at].breaker.upgrade() {
+                    // A dropped breaker the task has not cleared yet: this one replaces it.
+                    None => {
+                        members.remove(at);
+                    }
+                    Some(other) if &other == breaker => return false,
+                    Some(_) => {
+                        tracing::warn!(
+                            breaker = breaker.name(),
+                            instance = %inner.config.instance,
+                            "another breaker of this name is joined to the fleet already: this one stays local"
+                        );
+                        return false;
+                    }
                 }
-                return false;
             }
             let member = Arc::new(Member {
                 name: breaker.name().into(),
                 breaker: breaker.downgrade(),
                 generation: AtomicU64::new(0),
                 fleet_opened: AtomicBool::new(false),
-                opened_locally: AtomicBool::new(false),
+                // Open when it joins: on its own evidence, as far as the fleet knows.
+                local_openings: AtomicU64::new(u64::from(
+                    breaker.state() == breakwater::CircuitState::Open,
+                )),
+                probes_succeeded: AtomicBool::new(false),
                 subscription: Mutex::new(None),
                 peers: Mutex::new(Vec::new()),
             });

@@ -25,6 +25,18 @@ const KEYS: &str = "redis-url, quorum, heartbeat, ttl, key-prefix, max-open, max
 
 /// A `breakwater.fleet` section that cannot be used: the key path, its line, the value and
 /// what is allowed.
+///
+/// # Example
+///
+/// ```
+/// use breakwater::Registry;
+/// use breakwater_fleet::FleetBuilder;
+///
+/// let registry = Registry::from_yaml("breakwater:\n  fleet:\n    quorum: 2\n")?;
+/// let error = FleetBuilder::from_registry(&registry).unwrap_err();
+/// assert_eq!(error.path, "breakwater.fleet.redis-url");
+/// # Ok::<(), breakwater::registry::LoadError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryFleetError {
     /// The key path (`breakwater.fleet.quorum`).
@@ -77,6 +89,21 @@ impl FleetBuilder {
     ///
     /// A [`RegistryFleetError`] naming the key path, the line, the value and what is allowed,
     /// for an unknown key or a value of the wrong kind or out of range.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::Registry;
+    /// use breakwater_fleet::FleetBuilder;
+    ///
+    /// let registry = Registry::from_yaml(
+    ///     "breakwater.fleet:\n  redis-url: redis://127.0.0.1:6379\n  quorum: 2\n",
+    /// )?;
+    /// let builder = FleetBuilder::from_registry(&registry)?.expect("the file has one");
+    /// let builder = builder.instance("pay-1"); // then `.connect().await?`
+    /// # let _ = builder;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_registry(registry: &Registry) -> Result<Option<Self>, RegistryFleetError> {
         let Some(section) = registry.section("fleet") else {
             return Ok(None);

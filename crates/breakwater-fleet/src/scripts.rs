@@ -10,8 +10,9 @@ use redis::Script;
 
 /// Publishes this instance's snapshot with its TTL and reads every other live instance's:
 /// `[instance, value, milliseconds left to live, ...]`. An instance whose snapshot has
-/// expired is dropped from the set; a key of the wrong type (not ours, or hostile) is reported
-/// as a value that no snapshot parser accepts, never an error that would hide the others.
+/// expired is dropped from the set; a key of the wrong type (not ours, or hostile) or a value
+/// longer than a snapshot is reported as a value that no snapshot parser accepts (unread),
+/// never an error that would hide the others.
 pub(crate) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -28,9 +29,14 @@ local out = {}
 for _, m in ipairs(redis.call('SMEMBERS', members)) do
   if m ~= me then
     local key = prefix .. m
-    local value = redis.pcall('GET', key)
-    if type(value) == 'table' and value.err then
+    local length = redis.pcall('STRLEN', key)
+    local value
+    if type(length) == 'table' then
       value = '(a ' .. redis.call('TYPE', key).ok .. ', not a string)'
+    elseif length > 256 then
+      value = '(' .. length .. ' bytes: longer than any snapshot)'
+    else
+      value = redis.call('GET', key)
     end
     if value then
       out[#out + 1] = m
@@ -49,32 +55,50 @@ return out
 /// The fleet's prober, `SET NX PX`: `ARGV[1]` is what to do.
 ///
 /// - `take`: become the prober if nobody is (`taken`); otherwise the holder's value and its
-///   milliseconds left to live (`-1`: none; a value of the wrong type reads as `?`).
-/// - `renew`: extend our lease (`renewed`), unless we lost it (`lost`).
-/// - `succeeded`: our probes succeeded: replace our lease with the closed marker `ARGV[4]`,
-///   which lives `ARGV[5]` ms (or until an instance opens again on its own evidence), for
-///   held instances to read when their waits end (`marked`, or `lost`).
+///   milliseconds left to live (`-1`: none; a value of the wrong type, or longer than 256
+///   bytes, reads as `?`).
+/// - `renew`: extend our lease, or take it again if it is gone (Redis restarted): `renewed`;
+///   `lost` if another instance holds it.
+/// - `succeeded`: our probes succeeded: replace our lease with the closed mark
+///   `ARGV[4] MICROS` (Redis's time, one clock for the whole fleet), which lives `ARGV[5]` ms
+///   (or until an instance opens again on its own evidence), for held instances to read when
+///   their waits end (`marked`, or `lost`).
 /// - `failed`: our probes failed (or we stop): give the lease back (`released`).
-/// - `opened`: this instance opened on its own evidence: a closed marker is out of date
-///   (`cleared`).
+/// - `stale`: the closed mark `ARGV[6]`, older than this instance's opening, is deleted if
+///   it is still there (`cleared`), so a prober can be taken.
+/// - `opened`: this instance opened on its own evidence: a closed mark is out of date and is
+///   deleted; answers Redis's time, in microseconds (`cleared`, MICROS): only a mark written
+///   after it may close this instance.
 pub(crate) static PROBE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local key, action, owner, lease = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local time = redis.call('TIME')
+local micros = tonumber(time[1]) * 1000000 + tonumber(time[2])
+-- As text, digit by digit (a Lua number of this size would print in scientific notation).
+local stamp = time[1] .. string.format('%06d', tonumber(time[2]))
 if action == 'opened' then
   local value = redis.pcall('GET', key)
   if type(value) == 'string' and string.sub(value, 1, 7) == 'closed ' then
     redis.call('DEL', key)
   end
-  return {'cleared', 0}
+  return {'cleared', micros}
+end
+if action == 'stale' then
+  if redis.pcall('GET', key) == ARGV[6] then redis.call('DEL', key) end
+  return {'cleared', micros}
 end
 if action == 'take' then
   if redis.call('SET', key, owner, 'NX', 'PX', lease) then
     return {'taken', 0}
   end
-  local value = redis.pcall('GET', key)
-  if type(value) ~= 'string' then value = '?' end
+  local length = redis.pcall('STRLEN', key)
+  local value = '?'
+  if type(length) == 'number' and length <= 256 then value = redis.call('GET', key) end
   return {value, redis.call('PTTL', key)}
+end
+if action == 'renew' and redis.call('SET', key, owner, 'NX', 'PX', lease) then
+  return {'renewed', 0}
 end
 local current = redis.pcall('GET', key)
 if current ~= owner then
@@ -85,7 +109,7 @@ if action == 'renew' then
   redis.call('PEXPIRE', key, lease)
   return {'renewed', 0}
 elseif action == 'succeeded' then
-  redis.call('SET', key, ARGV[4], 'PX', ARGV[5])
+  redis.call('SET', key, ARGV[4] .. ' ' .. stamp, 'PX', ARGV[5])
   return {'marked', 0}
 end
 redis.call('DEL', key)

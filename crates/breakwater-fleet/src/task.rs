@@ -73,6 +73,7 @@ pub(crate) async fn spawn(inner: Arc<Inner>, client: redis::Client) -> tokio::ta
         connection,
         seen: HashMap::new(),
         probing: HashMap::new(),
+        told: HashMap::new(),
         ignored: HashMap::new(),
         leaving: Vec::new(),
         last_ok: None,
@@ -108,6 +109,9 @@ struct Task {
     seen: HashMap<Arc<str>, Seen>,
     /// The breakers this instance probes for the fleet, and since when.
     probing: HashMap<Arc<str>, Instant>,
+    /// Per breaker: its openings on its own evidence told to Redis so far, and Redis's time
+    /// (microseconds) when the last was told.
+    told: HashMap<Arc<str>, (u64, u64)>,
     /// The last value ignored in each key, so one bad value is reported once.
     ignored: HashMap<String, String>,
     /// Breakers dropped since the last round: their reports are deleted at the next.
@@ -194,8 +198,10 @@ impl Task {
                 "no Redis connection",
             )));
         };
-        for name in std::mem::take(&mut self.leaving) {
+        while let Some(name) = self.leaving.last().cloned() {
+            // Taken off the list only once done: a failed round leaves it for the next.
             self.leave_breaker(&mut connection, &name).await?;
+            self.leaving.pop();
         }
         if live.is_empty() {
             // Nothing to publish: still find out whether Redis answers.
@@ -215,19 +221,20 @@ impl Task {
                 .invoke_async(&mut connection)
                 .await?;
             let reports = self.reports(&member.name, reply);
-            *member.peers.lock().unwrap_or_else(PoisonError::into_inner) =
-                reports.iter().map(Report::peer).collect();
-            if breaker.state() == CircuitState::Closed {
-                let floor = config.heartbeat;
-                if let Some((wait, reporting)) =
-                    quorum_open(&reports, config.quorum, floor, config.max_open)
-                {
-                    breaker.open_by_fleet(wait, reporting);
+            // While local-only (until a whole round has succeeded again), the others'
+            // reports are not applied.
+            if !self.local_only {
+                *member.peers.lock().unwrap_or_else(PoisonError::into_inner) =
+                    reports.iter().map(Report::peer).collect();
+                if breaker.state() == CircuitState::Closed {
+                    let floor = config.heartbeat;
+                    if let Some((wait, reporting)) =
+                        quorum_open(&reports, config.quorum, floor, config.max_open)
+                    {
+                        breaker.open_by_fleet(wait, reporting);
+                    }
                 }
             }
-            // Renewed every round Redis answers: once it stops answering, the hold lapses
-            // when the fleet view gets older than the TTL, and the breaker probes alone.
-            breaker.hold_probes(config.ttl);
             self.prober(&mut connection, member, breaker).await?;
         }
         Ok(())
@@ -279,20 +286,23 @@ impl Task {
             });
         }
         let seen = self.seen.entry(Arc::clone(breaker)).or_default();
-        reports.retain(|report| seen.fresh(report));
+        // Forget only the instances gone from Redis, not those whose report was stale.
         seen.retain(&reports);
+        reports.retain(|report| seen.fresh(report));
         reports
     }
 
     /// The fleet's prober: take the probe when this breaker's wait is over, keep it while
-    /// probing, mark the fleet closed when the probes succeed, give it back when they fail.
+    /// probing, mark the fleet closed when the probes succeed, give it back when they fail;
+    /// or, held while another instance probes, close on its mark.
     async fn prober(
         &mut self,
         connection: &mut ConnectionManager,
         member: &Member,
         breaker: &CircuitBreaker,
     ) -> redis::RedisResult<()> {
-        let config = &self.inner.config;
+        let inner = Arc::clone(&self.inner);
+        let config = &inner.config;
         let key = config.key(&member.name, "probe");
         let owner = config.probe_value("probe");
         let marker_ms = u64::try_from(config.max_open.as_millis()).unwrap_or(snapshot::MAX_MS);
@@ -303,21 +313,35 @@ impl Task {
                 .arg(&owner)
                 .arg(config.ttl_ms())
                 .arg(config.probe_value("closed"))
-                .arg(marker_ms);
+                .arg(marker_ms)
+                .arg("");
             invocation
         };
-        if member.opened_locally.swap(false, Ordering::AcqRel) {
-            let _: (String, i64) = probe("opened").invoke_async(connection).await?;
+        // Every opening on this instance's own evidence is told to Redis (which deletes the
+        // fleet's last "closed" mark) before this instance may close on a mark again: only a
+        // mark written after that, by Redis's one clock, is newer than the opening. Counted,
+        // so an opening whose telling failed (or was cut off) is told at the next round.
+        let openings = member.local_openings.load(Ordering::Acquire);
+        let told = self.told.get(&member.name).copied().unwrap_or_default();
+        if told.0 != openings {
+            let (_, now): (String, i64) = probe("opened").invoke_async(connection).await?;
+            let now = u64::try_from(now).unwrap_or(0);
+            self.told.insert(Arc::clone(&member.name), (openings, now));
         }
         if let Some(since) = self.probing.get(&member.name).copied() {
             let action = match breaker.state() {
                 CircuitState::HalfOpen if since.elapsed() < config.max_probe_time => "renew",
                 CircuitState::HalfOpen => {
                     tracing::info!(breaker = %member.name, instance = %config.instance,
-                        "breakwater-fleet: no probe finished in time here: giving the fleet's probe to another instance");
+                        "breakwater-fleet: no probe finished in time here: back to open, the fleet's probe to another instance");
+                    breaker.end_probing();
                     "failed"
                 }
-                CircuitState::Closed => "succeeded",
+                // Only a half-open state closed by its own probes is news for the fleet; a
+                // reset or a reconfiguration is not.
+                CircuitState::Closed if member.probes_succeeded.load(Ordering::Acquire) => {
+                    "succeeded"
+                }
                 _ => "failed",
             };
             let (answer, _): (String, i64) = probe(action).invoke_async(connection).await?;
@@ -329,8 +353,14 @@ impl Task {
         if !breaker.wait_over() {
             return Ok(());
         }
-        let (answer, left): (String, i64) = probe("take").invoke_async(connection).await?;
-        if answer == "taken" {
+        let (answer, left): (redis::Value, i64) = probe("take").invoke_async(connection).await?;
+        let Some(answer) = text(&answer) else {
+            self.ignore(&key, "?", "not text");
+            breaker.start_probing();
+            return Ok(());
+        };
+        // Our own lease: a round cut off after taking it.
+        if answer == "taken" || answer == owner {
             if breaker.start_probing() {
                 self.probing
                     .insert(Arc::clone(&member.name), Instant::now());
@@ -339,19 +369,37 @@ impl Task {
             }
             return Ok(());
         }
-        let (what, rest) = answer.split_once(' ').unwrap_or((answer.as_str(), ""));
-        let well_formed = rest.split(' ').count() == 2 && left > 0;
-        match what {
-            "closed" if well_formed => {
-                breaker.close_by_fleet();
+        let fields: Vec<&str> = answer.split(' ').collect();
+        let left = u64::try_from(left).unwrap_or(0);
+        let within = |limit: Duration| left > 0 && u128::from(left) <= limit.as_millis();
+        match fields.as_slice() {
+            ["closed", _, _, micros] if within(config.max_open) => {
+                let (told, opened_at) = self.told.get(&member.name).copied().unwrap_or_default();
+                let newer = micros.parse::<u64>().is_ok_and(|m| m > opened_at);
+                if told == openings && newer {
+                    breaker.close_by_fleet();
+                } else if told == openings {
+                    // A mark older than this breaker's opening (its evidence predates the
+                    // failure seen here) must not block the fleet's probe: delete it.
+                    let _: (String, i64) = PROBE
+                        .key(&key)
+                        .arg("stale")
+                        .arg(&owner)
+                        .arg(config.ttl_ms())
+                        .arg("")
+                        .arg(marker_ms)
+                        .arg(&answer)
+                        .invoke_async(connection)
+                        .await?;
+                }
             }
             // Another instance probes for the fleet: stay held.
-            "probe" if well_formed => {}
+            ["probe", _, _] if within(config.max_probe_time) => {}
             _ => {
                 self.ignore(
                     &key,
                     &answer,
-                    "not a prober this fleet wrote (or it never expires)",
+                    "not a prober this fleet wrote (another shape, no TTL, or a lease longer than max-probe-time)",
                 );
                 // Nobody can be trusted to probe: this instance probes for itself.
                 breaker.start_probing();
@@ -381,15 +429,22 @@ impl Task {
                 .arg(config.ttl_ms())
                 .arg("")
                 .arg(0)
+                .arg("")
                 .invoke_async(connection)
                 .await?;
         }
         self.seen.remove(name);
+        self.told.remove(name);
         Ok(())
     }
 
-    fn succeeded(&mut self, _live: &[Live]) {
+    fn succeeded(&mut self, live: &[Live]) {
         self.last_ok = Some(Instant::now());
+        // Renewed only when a whole round succeeded: once Redis stops answering, every hold
+        // lapses when the fleet view gets older than the TTL, and each breaker probes alone.
+        for Live { breaker, .. } in live {
+            breaker.hold_probes(self.inner.config.ttl);
+        }
         if !self.inner.connected.swap(true, Ordering::AcqRel) {
             self.metrics.connected.set(1.0);
         }

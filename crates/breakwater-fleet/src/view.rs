@@ -10,6 +10,20 @@ use crate::snapshot::{Origin, Snapshot};
 
 /// Another instance's last report of a breaker, as this instance read it:
 /// [`Fleet::view`](crate::Fleet::view).
+///
+/// # Example
+///
+/// ```no_run
+/// # fn show(fleet: &breakwater_fleet::Fleet) {
+/// let open_here_too = fleet
+///     .view("pg-payment")
+///     .unwrap_or_default()
+///     .iter()
+///     .filter(|peer| peer.own_evidence)
+///     .count();
+/// # let _ = open_here_too;
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Peer {

@@ -326,13 +326,13 @@ async fn a_stalled_redis_lets_a_held_breaker_go_and_probe_by_itself() {
     let fleet = fleet(&redis, "pay-1", 2).await;
     let breaker = breaker();
     fleet.join(&breaker);
-    // Another instance holds the fleet's probe for a long time.
+    // Another instance holds the fleet's probe, for 20 s (within max-probe-time's 30 s).
     redis.command(&[
         "SET",
         "breakwater:pg:probe",
         "probe pay-9 00000000000000aa",
         "PX",
-        "60000",
+        "20000",
     ]);
     trip(&breaker);
     tokio::time::sleep(WAIT + HEARTBEAT * 2).await;
@@ -547,7 +547,7 @@ async fn settings_out_of_range_are_refused_by_name() {
             Fleet::builder("redis://127.0.0.1:1")
                 .instance("p")
                 .heartbeat(Duration::from_millis(5)),
-            "fleet setting `heartbeat` = \"5ms\": must be from 10ms to 1h",
+            "fleet setting `heartbeat` = \"5ms\": must be from 50ms to 1h",
         ),
         (
             Fleet::builder("redis://127.0.0.1:1")
@@ -577,7 +577,7 @@ async fn settings_out_of_range_are_refused_by_name() {
             Fleet::builder("redis://127.0.0.1:1")
                 .instance("p")
                 .max_probe_time(Duration::from_millis(10)),
-            "fleet setting `max-probe-time` = \"10ms\": must be at least one heartbeat",
+            "fleet setting `max-probe-time` = \"10ms\": must be at least the TTL (a prober's lease), and at most a day",
         ),
     ];
     for (builder, message) in cases {
@@ -593,5 +593,171 @@ async fn settings_out_of_range_are_refused_by_name() {
             .to_string()
             .starts_with("fleet setting `redis-url` = \"http://example\": "),
         "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_key_that_is_not_text_holds_nobody_and_the_round_goes_on() {
+    let Some(redis) = RedisServer::start("binary probe key") else {
+        return;
+    };
+    let fleet = fleet(&redis, "pay-1", 2).await;
+    let breaker = breaker();
+    fleet.join(&breaker);
+    let mut events = fleet.events();
+    // Not UTF-8, and no TTL.
+    redis.command(&["SET", "breakwater:pg:probe", "\u{7f}\u{0}"]);
+    assert!(
+        redis
+            .command(&[
+                "EVAL",
+                "return redis.call('SET', KEYS[1], string.char(255, 254))",
+                "1",
+                "breakwater:pg:probe"
+            ])
+            .is_some()
+    );
+    trip(&breaker);
+    assert!(
+        eventually(WAIT + HEARTBEAT * 5, || breaker.state()
+            == CircuitState::HalfOpen)
+        .await
+        .is_some(),
+        "held by a value that is not text"
+    );
+    let mut ignored = false;
+    while let Ok(event) = events.try_recv() {
+        ignored |=
+            matches!(&event, FleetEvent::Ignored { key, .. } if key == "breakwater:pg:probe");
+        assert!(!matches!(event, FleetEvent::LocalOnly { .. }), "{event:?}");
+    }
+    assert!(ignored);
+    assert!(fleet.is_connected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_mark_older_than_an_opening_closes_nothing_and_is_cleared() {
+    let Some(redis) = RedisServer::start("stale mark") else {
+        return;
+    };
+    let fleet = fleet(&redis, "pay-1", 2).await;
+    let breaker = breaker();
+    fleet.join(&breaker);
+    let mut events = transitions(&breaker);
+    trip(&breaker);
+    tokio::time::sleep(HEARTBEAT * 3).await;
+    // A mark from a recovery long ago (Redis's time 1 µs), with a minute to live.
+    redis.command(&[
+        "SET",
+        "breakwater:pg:probe",
+        "closed pay-9 00000000000000aa 1",
+        "PX",
+        "60000",
+    ]);
+    assert!(
+        eventually(WAIT + HEARTBEAT * 5, || breaker.state()
+            == CircuitState::HalfOpen)
+        .await
+        .is_some()
+    );
+    events.recv().await.unwrap();
+    let (event, _) = events.recv().await.unwrap();
+    assert_eq!(
+        event,
+        EventKind::StateTransition {
+            from: CircuitState::Open,
+            to: CircuitState::HalfOpen,
+            cause: TransitionCause::WaitElapsed,
+        }
+    );
+    // It probes for the fleet now: the lease is its own.
+    assert!(
+        redis
+            .command(&["GET", "breakwater:pg:probe"])
+            .unwrap()
+            .starts_with("probe pay-1 ")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prober_reset_by_hand_tells_the_fleet_nothing_and_another_probes() {
+    let Some(redis) = RedisServer::start("reset prober") else {
+        return;
+    };
+    let fleet = three(&redis, 3).await;
+    let (a, b) = (&fleet[0].1, &fleet[1].1);
+    trip(a);
+    tokio::time::sleep(HEARTBEAT * 5).await;
+    trip(b);
+    let mut at_b = transitions(b);
+    // A's wait ends first: A probes for the fleet.
+    assert!(
+        eventually(WAIT + HEARTBEAT * 5, || a.state() == CircuitState::HalfOpen)
+            .await
+            .is_some()
+    );
+    a.reset();
+    // B's wait ends: nothing said the probes succeeded, so B probes itself.
+    assert!(
+        eventually(WAIT, || b.state() != CircuitState::Open)
+            .await
+            .is_some()
+    );
+    let (event, _) = at_b.recv().await.unwrap();
+    assert_eq!(
+        event,
+        EventKind::StateTransition {
+            from: CircuitState::Open,
+            to: CircuitState::HalfOpen,
+            cause: TransitionCause::WaitElapsed,
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prober_without_traffic_goes_back_open_and_another_probes() {
+    let Some(redis) = RedisServer::start("idle prober") else {
+        return;
+    };
+    let mut instances = Vec::new();
+    for i in 1..=2 {
+        let fleet = Fleet::builder(redis.url())
+            .instance(format!("pay-{i}"))
+            .heartbeat(HEARTBEAT)
+            .quorum(2)
+            .max_probe_time(Duration::from_millis(400))
+            .connect()
+            .await
+            .unwrap();
+        let breaker = breaker();
+        fleet.join(&breaker);
+        instances.push((fleet, breaker));
+    }
+    let (a, b) = (&instances[0].1, &instances[1].1);
+    let mut at_a = transitions(a);
+    trip(a);
+    tokio::time::sleep(HEARTBEAT * 5).await;
+    trip(b);
+    assert!(
+        eventually(WAIT + HEARTBEAT * 5, || a.state() == CircuitState::HalfOpen)
+            .await
+            .is_some()
+    );
+    // No call reaches A: after 400 ms it is open again, and B, its wait over, probes.
+    assert!(
+        eventually(Duration::from_secs(2), || b.state()
+            == CircuitState::HalfOpen)
+        .await
+        .is_some()
+    );
+    let kinds: Vec<EventKind> =
+        std::iter::from_fn(|| at_a.try_recv().ok().map(|(k, _)| k)).collect();
+    assert!(
+        kinds.contains(&EventKind::StateTransition {
+            from: CircuitState::HalfOpen,
+            to: CircuitState::Open,
+            cause: TransitionCause::HalfOpenTimedOut,
+        }),
+        "{kinds:?}"
     );
 }

@@ -88,7 +88,7 @@ fn a_section_that_cannot_be_used_is_refused_naming_key_line_and_value() {
         ),
         (
             "    redis-url: redis://127.0.0.1\n    heartbeat: 5ms\n",
-            "breakwater.fleet.heartbeat (line 4): \"5ms\": must be from 10ms to 1h",
+            "breakwater.fleet.heartbeat (line 4): \"5ms\": must be from 50ms to 1h",
         ),
         (
             "    redis-url: redis://127.0.0.1\n    heartbeat: 1s\n    ttl: 1s\n",

@@ -184,3 +184,26 @@ fn a_weak_handle_does_not_keep_the_breaker() {
     assert!(weak.upgrade().is_none());
     assert_eq!(format!("{weak:?}"), "WeakCircuitBreaker(dropped)");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_prober_that_gets_no_probe_done_is_put_back_open_for_its_wait() {
+    let breaker = breaker(false);
+    let mut events = transitions(&breaker);
+    assert!(!breaker.end_probing(), "closed: nothing to end");
+    breaker.hold_probes(Duration::from_secs(3_600));
+    trip(&breaker);
+    sleep(WAIT).await;
+    assert!(breaker.start_probing());
+    events.try_recv().unwrap();
+    events.try_recv().unwrap();
+    assert!(breaker.end_probing());
+    assert_eq!(
+        events.try_recv().unwrap(),
+        EventKind::StateTransition {
+            from: CircuitState::HalfOpen,
+            to: CircuitState::Open,
+            cause: TransitionCause::HalfOpenTimedOut,
+        }
+    );
+    assert_eq!(breaker.try_acquire().unwrap_err().retry_after(), Some(WAIT));
+}

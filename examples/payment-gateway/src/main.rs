@@ -122,7 +122,7 @@ enum Command {
         #[arg(long)]
         chart: Option<PathBuf>,
         /// The fleet's heartbeat, in milliseconds.
-        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(50..=10_000))]
         heartbeat_ms: u64,
         /// How many instances must report the breaker open to open the others.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]

@@ -92,6 +92,19 @@ impl CircuitBreaker {
     }
 
     /// Whether a [hold](Self::hold_probes) is in force now.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use breakwater::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::builder("pg").build()?;
+    /// assert!(!breaker.probes_held());
+    /// breaker.hold_probes(Duration::from_secs(3));
+    /// assert!(breaker.probes_held());
+    /// # Ok::<(), breakwater::ConfigError>(())
+    /// ```
     pub fn probes_held(&self) -> bool {
         let shared = self.shared();
         shared.id.time.now() < shared.hold.load(Ordering::Acquire)
@@ -101,6 +114,20 @@ impl CircuitBreaker {
     /// [`WaitElapsed`](TransitionCause::WaitElapsed)), whatever [holds](Self::hold_probes) it:
     /// this instance probes for the fleet. `false`, and nothing happens, if the breaker is not
     /// open or its wait is not over.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use breakwater::{CircuitBreaker, CircuitState};
+    ///
+    /// let breaker = CircuitBreaker::builder("pg")
+    ///     .wait_duration_in_open(Duration::from_secs(30))
+    ///     .build()?;
+    /// breaker.transition_to(CircuitState::Open);
+    /// assert!(!breaker.start_probing()); // the wait is not over: never shortened
+    /// # Ok::<(), breakwater::ConfigError>(())
+    /// ```
     pub fn start_probing(&self) -> bool {
         self.core().coordinate(Policy::probe_now)
     }
@@ -129,8 +156,42 @@ impl CircuitBreaker {
         self.core().coordinate(Policy::close_held)
     }
 
+    /// Moves a [`HalfOpen`](CircuitState::HalfOpen) breaker back to open for its configured
+    /// wait (the cause is
+    /// [`HalfOpenTimedOut`](TransitionCause::HalfOpenTimedOut), as with
+    /// [`max_wait_in_half_open`](super::Builder::max_wait_in_half_open)): it probed for the
+    /// fleet and no probe finished in the time the fleet gives, so another instance may probe
+    /// instead. `false`, and nothing happens, in any other state.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::{CircuitBreaker, CircuitState};
+    ///
+    /// let breaker = CircuitBreaker::builder("pg").build()?;
+    /// assert!(!breaker.end_probing()); // closed: nothing to end
+    /// breaker.transition_to(CircuitState::HalfOpen);
+    /// assert!(breaker.end_probing());
+    /// assert_eq!(breaker.state(), CircuitState::Open);
+    /// # Ok::<(), breakwater::ConfigError>(())
+    /// ```
+    pub fn end_probing(&self) -> bool {
+        self.core().coordinate(Policy::end_probing)
+    }
+
     /// Whether the breaker is [`Open`](CircuitState::Open) with its wait over: it would let
     /// probe calls through now, unless [held](Self::hold_probes).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::{CircuitBreaker, CircuitState};
+    ///
+    /// let breaker = CircuitBreaker::builder("pg").build()?;
+    /// breaker.transition_to(CircuitState::Open); // 60 s by default
+    /// assert!(!breaker.wait_over());
+    /// # Ok::<(), breakwater::ConfigError>(())
+    /// ```
     pub fn wait_over(&self) -> bool {
         let snapshot = self.metrics();
         snapshot.state == CircuitState::Open && snapshot.retry_after.is_some_and(|d| d.is_zero())

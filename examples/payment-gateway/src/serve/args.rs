@@ -98,7 +98,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "PAYMENT_GATEWAY_FLEET_HEARTBEAT_MS",
-        value_parser = clap::value_parser!(u64).range(10..=3_600_000)
+        value_parser = clap::value_parser!(u64).range(50..=3_600_000)
     )]
     pub fleet_heartbeat_ms: Option<u64>,
     /// How many live instances must report the PG breaker open to open it here [default: the

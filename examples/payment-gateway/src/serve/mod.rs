@@ -224,6 +224,7 @@ impl Server {
         }
         let (registry, file) = load_config(options.config.as_ref())?;
         let registry = registry.with_metrics(true);
+        let fleet = fleet_builder(&registry, options.fleet.clone())?;
         let connect_timeout = pick(
             options.connect_timeout,
             "--connect-timeout-ms",
@@ -268,7 +269,10 @@ impl Server {
             .await
             .map_err(|e| ServeError(format!("cannot listen on {addr}: {e}")))?;
         // The breakers exist now (the PG clients made them): join them.
-        let fleet = join_fleet(&registry, options.fleet).await?;
+        let fleet = match fleet {
+            Some(builder) => Some(join_fleet(&registry, builder).await?),
+            None => None,
+        };
         tracing::info!(
             pg = %pg.base_url,
             connect_timeout_ms = millis(connect_timeout),
@@ -469,17 +473,17 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 's
     }
 }
 
-/// The registry of the configuration file (or the built-in one), and its `payment-gateway`
-/// keys.
-/// Joins the registry's breakers to a fleet when a Redis URL is given (options, then file).
-async fn join_fleet(
+/// The fleet to join, when a Redis URL is given (the options', over the file's section,
+/// whose other keys stay), checked before anything starts.
+fn fleet_builder(
     registry: &Registry,
     options: FleetOptions,
-) -> Result<Option<breakwater_fleet::Fleet>, ServeError> {
+) -> Result<Option<breakwater_fleet::FleetBuilder>, ServeError> {
     let from_file = breakwater_fleet::FleetBuilder::from_registry(registry)
         .map_err(|e| ServeError(format!("cannot read the fleet's settings: {e}")))?;
     let builder = match (options.redis_url, from_file) {
-        (Some(url), _) => breakwater_fleet::Fleet::builder(url),
+        (Some(url), Some(builder)) => builder.redis_url(url),
+        (Some(url), None) => breakwater_fleet::Fleet::builder(url),
         (None, Some(builder)) => builder,
         (None, None) => return Ok(None),
     };
@@ -494,6 +498,14 @@ async fn join_fleet(
     if let Some(quorum) = options.quorum {
         builder = builder.quorum(quorum);
     }
+    Ok(Some(builder))
+}
+
+/// Joins the registry's breakers to the fleet `builder` describes.
+async fn join_fleet(
+    registry: &Registry,
+    builder: breakwater_fleet::FleetBuilder,
+) -> Result<breakwater_fleet::Fleet, ServeError> {
     let fleet = builder
         .connect()
         .await
@@ -505,9 +517,11 @@ async fn join_fleet(
         connected = fleet.is_connected(),
         "[FLEET] breakers joined the fleet"
     );
-    Ok(Some(fleet))
+    Ok(fleet)
 }
 
+/// The registry of the configuration file (or the built-in one), and its `payment-gateway`
+/// keys.
 fn load_config(path: Option<&PathBuf>) -> Result<(Registry, FileSettings), ServeError> {
     let (text, origin) = match path {
         None => (

@@ -63,6 +63,19 @@ impl Policy {
         )
     }
 
+    /// Moves a half-open breaker back to open for its configured wait (cause
+    /// [`HalfOpenTimedOut`](TransitionCause::HalfOpenTimedOut)): its probes did not finish
+    /// in the time the coordinator gives them.
+    pub(crate) fn end_probing(&self, fx: &impl Effects) -> Coordinated {
+        self.coordinate(
+            fx,
+            |word, now| {
+                (word.state() == CircuitState::HalfOpen).then(|| self.open_word(word, now, None))
+            },
+            TransitionCause::HalfOpenTimedOut,
+        )
+    }
+
     /// Swaps in what `next` makes of the current word, if anything, and enters it.
     fn coordinate(
         &self,
