@@ -157,8 +157,10 @@ fn rejection(plan: Plan, targets: &mut Vec<Target>) -> Result<(), String> {
          rejection must be the service's own output); seatbelt boxes its future. By default (as in \
          resilience4j) an open breaker moves to half-open at the first call after its wait, so \
          each rejection reads the clock, as the peers' do; with the automatic transition a \
-         timer moves it, and rejections read no clock (not a target row); \"fleet joined\": \
-         the first row's breaker joined to a breakwater-fleet on a local Redis (not a target \
+         timer moves it, and rejections read no clock (not a target row); \"held past its \
+         wait\": a breaker whose wait is over, kept open by a fleet's hold on half-open (a \
+         clock read and the hold per rejection; not a target row); \"fleet joined\": the \
+         first row's breaker joined to a breakwater-fleet on a local Redis (not a target \
          row)",
         &labels,
         &ns,

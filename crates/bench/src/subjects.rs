@@ -273,6 +273,17 @@ pub(crate) fn rejected() -> Vec<Entry> {
             failed,
         ),
     ];
+    // A breaker whose wait is over, held by a fleet's hold on half-open (another instance
+    // probes): each rejection reads the clock and the hold. Not a target row.
+    let held = count_window("bench-held", Duration::from_millis(1), false);
+    held.hold_probes(HOUR);
+    trip(held.layer().layer(FAILING));
+    std::thread::sleep(Duration::from_millis(5));
+    entries.push(Entry::new(
+        "breakwater, held past its wait",
+        held.layer().layer(OK),
+        failed,
+    ));
     // breakwater's first row, its breaker joined to a fleet (when a Redis answers).
     let open = count_window("bench-fleet-open", HOUR, false);
     trip(open.layer().layer(FAILING));
