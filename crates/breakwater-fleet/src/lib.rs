@@ -53,7 +53,8 @@
 //!   `permitted_calls_in_half_open` probes through; the others stay open. If the probes
 //!   succeed (half-open to closed on its own probes; a reset is not news), the prober leaves
 //!   a "closed" mark stamped with Redis's time, and every held instance closes on it when its
-//!   own wait is over and the mark is newer than its own latest opening, with the cause
+//!   own wait is over and the mark is newer than its latest opening (its own, or the
+//!   fleet's), with the cause
 //!   [`FleetProbesSucceeded`](breakwater::circuit_breaker::TransitionCause::FleetProbesSucceeded);
 //!   if they fail, the prober opens again and gives the probe back. The mark stands until an
 //!   instance opens again on its own evidence (at most [`max_open`](FleetBuilder::max_open)),
@@ -66,9 +67,11 @@
 //!   (Instances of one fleet are meant to share its settings, as they do when they read them
 //!   from one file.)
 //! - **The fleet never shortens an open wait.** It opens only closed breakers, and closes
-//!   only a breaker whose own wait is over and that was held while another instance probed
-//!   for all (the evidence its own probes would have given). A breaker open here stays open
-//!   for its full wait whatever the others report.
+//!   only a breaker whose own wait is over, on probes another instance made for all after
+//!   that breaker opened (the evidence its own probes would have given). A breaker open here
+//!   stays open for its full wait whatever the others report. A "closed" mark older than an
+//!   opening of the breaker's own is deleted; one older than an opening the fleet made lets
+//!   that breaker probe for itself.
 //!
 //! # Faults
 //!
@@ -151,7 +154,7 @@ use tokio::sync::{Notify, broadcast};
 pub use self::registry::RegistryFleetError;
 pub use self::view::Peer;
 
-/// The shortest heartbeat. A round (one or two round trips to Redis per joined breaker) must
+/// The shortest heartbeat. A round (one to four round trips to Redis per joined breaker) must
 /// fit in a heartbeat, or it counts as failed; under 50 ms, a scheduling hiccup on a loaded
 /// machine would be enough to make the fleet local-only.
 pub const MIN_HEARTBEAT: Duration = Duration::from_millis(50);
@@ -518,6 +521,8 @@ pub(crate) struct Inner {
     pub(crate) config: task::Config,
     /// The joined breakers.
     pub(crate) members: Mutex<Vec<Arc<Member>>>,
+    /// Names whose dropped breaker a new one replaced before the task saw it go.
+    pub(crate) replaced: Mutex<Vec<Arc<str>>>,
     /// Wakes the task: a transition, a join, or the end.
     pub(crate) wake: Arc<Notify>,
     pub(crate) stopping: AtomicBool,
@@ -530,6 +535,7 @@ impl Inner {
         Self {
             config,
             members: Mutex::new(Vec::new()),
+            replaced: Mutex::new(Vec::new()),
             wake: Arc::new(Notify::new()),
             stopping: AtomicBool::new(false),
             connected: AtomicBool::new(false),
@@ -558,6 +564,9 @@ pub(crate) struct Member {
     /// How many times the breaker opened on its own evidence: each one makes the fleet's
     /// last "probes succeeded" out of date, until a round has told Redis so.
     pub(crate) local_openings: AtomicU64,
+    /// How many times the fleet opened the breaker (a quorum): each is stamped with Redis's
+    /// time, so only a "closed" mark written after it may close the breaker.
+    pub(crate) fleet_openings: AtomicU64,
     /// Whether the breaker's latest transition was half-open to closed on its own probes:
     /// only then does a prober tell the fleet its probes succeeded.
     pub(crate) probes_succeeded: AtomicBool,
@@ -587,6 +596,9 @@ impl Member {
             .store(open && not_evidence, Ordering::Release);
         if open && !not_evidence {
             self.local_openings.fetch_add(1, Ordering::AcqRel);
+        }
+        if open && matches!(cause, Some(TransitionCause::FleetQuorum { .. })) {
+            self.fleet_openings.fetch_add(1, Ordering::AcqRel);
         }
         self.probes_succeeded.store(
             from == HalfOpen && to == Closed && cause == Some(TransitionCause::ProbesSucceeded),
@@ -645,9 +657,15 @@ impl Fleet {
             let mut members = inner.members();
             if let Some(at) = members.iter().position(|m| &*m.name == breaker.name()) {
                 match members[at].breaker.upgrade() {
-                    // A dropped breaker the task has not cleared yet: this one replaces it.
+                    // A dropped breaker the task has not cleared yet: this one replaces it
+                    // (the task forgets what it knew of the old one first).
                     None => {
-                        members.remove(at);
+                        let old = members.remove(at);
+                        inner
+                            .replaced
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(Arc::clone(&old.name));
                     }
                     Some(other) if &other == breaker => return false,
                     Some(_) => {
@@ -669,6 +687,7 @@ impl Fleet {
                 local_openings: AtomicU64::new(u64::from(
                     breaker.state() == breakwater::CircuitState::Open,
                 )),
+                fleet_openings: AtomicU64::new(0),
                 probes_succeeded: AtomicBool::new(false),
                 subscription: Mutex::new(None),
                 peers: Mutex::new(Vec::new()),

@@ -58,12 +58,15 @@ return out
 ///   milliseconds left to live (`-1`: none; a value of the wrong type, or longer than 256
 ///   bytes, reads as `?`).
 /// - `renew`: extend our lease, or take it again if it is gone (Redis restarted): `renewed`;
-///   `lost` if another instance holds it.
+///   `lost` if another instance holds it. `succeeded` likewise writes its mark where the
+///   lease is gone.
 /// - `succeeded`: our probes succeeded: replace our lease with the closed mark
 ///   `ARGV[4] MICROS` (Redis's time, one clock for the whole fleet), which lives `ARGV[5]` ms
 ///   (or until an instance opens again on its own evidence), for held instances to read when
 ///   their waits end (`marked`, or `lost`).
 /// - `failed`: our probes failed (or we stop): give the lease back (`released`).
+/// - `time`: Redis's time, in microseconds (`time`, MICROS), to stamp an opening the fleet
+///   made here.
 /// - `stale`: the closed mark `ARGV[6]`, older than this instance's opening, is deleted if
 ///   it is still there (`cleared`), so a prober can be taken.
 /// - `opened`: this instance opened on its own evidence: a closed mark is out of date and is
@@ -84,6 +87,9 @@ if action == 'opened' then
   end
   return {'cleared', micros}
 end
+if action == 'time' then
+  return {'time', micros}
+end
 if action == 'stale' then
   if redis.pcall('GET', key) == ARGV[6] then redis.call('DEL', key) end
   return {'cleared', micros}
@@ -99,6 +105,9 @@ if action == 'take' then
 end
 if action == 'renew' and redis.call('SET', key, owner, 'NX', 'PX', lease) then
   return {'renewed', 0}
+end
+if action == 'succeeded' and redis.call('SET', key, ARGV[4] .. ' ' .. stamp, 'NX', 'PX', ARGV[5]) then
+  return {'marked', 0}
 end
 local current = redis.pcall('GET', key)
 if current ~= owner then

@@ -109,9 +109,8 @@ struct Task {
     seen: HashMap<Arc<str>, Seen>,
     /// The breakers this instance probes for the fleet, and since when.
     probing: HashMap<Arc<str>, Instant>,
-    /// Per breaker: its openings on its own evidence told to Redis so far, and Redis's time
-    /// (microseconds) when the last was told.
-    told: HashMap<Arc<str>, (u64, u64)>,
+    /// Per breaker: what Redis has been told of its openings (see [`Told`]).
+    told: HashMap<Arc<str>, Told>,
     /// The last value ignored in each key, so one bad value is reported once.
     ignored: HashMap<String, String>,
     /// Breakers dropped since the last round: their reports are deleted at the next.
@@ -120,6 +119,16 @@ struct Task {
     last_ok: Option<Instant>,
     /// Whether the fleet has said it went local-only (and not yet that it rejoined).
     local_only: bool,
+}
+
+/// What Redis has been told of a breaker's openings: how many of its own and of the fleet's,
+/// and Redis's time (microseconds) when the latest was told; only a "closed" mark stamped
+/// after that may close the breaker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Told {
+    own: u64,
+    fleet: u64,
+    at: u64,
 }
 
 /// A joined breaker that still exists, for one round.
@@ -173,6 +182,14 @@ impl Task {
 
     /// The joined breakers that still exist; the dropped ones leave.
     fn live(&mut self) -> Vec<Live> {
+        let replaced: Vec<Arc<str>> = std::mem::take(
+            &mut *self
+                .inner
+                .replaced
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        self.leaving.extend(replaced);
         let mut members = self.inner.members();
         let mut live = Vec::with_capacity(members.len());
         members.retain(|member| match member.breaker.upgrade() {
@@ -235,7 +252,10 @@ impl Task {
                     }
                 }
             }
-            self.prober(&mut connection, member, breaker).await?;
+            // Nor is the fleet's probe played: holds have lapsed, each breaker probes alone.
+            if !self.local_only {
+                self.prober(&mut connection, member, breaker).await?;
+            }
         }
         Ok(())
     }
@@ -321,22 +341,41 @@ impl Task {
         // fleet's last "closed" mark) before this instance may close on a mark again: only a
         // mark written after that, by Redis's one clock, is newer than the opening. Counted,
         // so an opening whose telling failed (or was cut off) is told at the next round.
-        let openings = member.local_openings.load(Ordering::Acquire);
-        let told = self.told.get(&member.name).copied().unwrap_or_default();
-        if told.0 != openings {
+        // An opening the fleet made is stamped too (without deleting anything: the mark may
+        // be the one the instances it followed are waiting for).
+        let own = member.local_openings.load(Ordering::Acquire);
+        let fleet = member.fleet_openings.load(Ordering::Acquire);
+        let mut told = self.told.get(&member.name).copied().unwrap_or_default();
+        if told.own != own {
             let (_, now): (String, i64) = probe("opened").invoke_async(connection).await?;
-            let now = u64::try_from(now).unwrap_or(0);
-            self.told.insert(Arc::clone(&member.name), (openings, now));
+            told = Told {
+                own,
+                at: told.at.max(u64::try_from(now).unwrap_or(0)),
+                ..told
+            };
+            self.told.insert(Arc::clone(&member.name), told);
+        }
+        if told.fleet != fleet {
+            let (_, now): (String, i64) = probe("time").invoke_async(connection).await?;
+            told = Told {
+                fleet,
+                at: told.at.max(u64::try_from(now).unwrap_or(0)),
+                ..told
+            };
+            self.told.insert(Arc::clone(&member.name), told);
         }
         if let Some(since) = self.probing.get(&member.name).copied() {
-            let action = match breaker.state() {
-                CircuitState::HalfOpen if since.elapsed() < config.max_probe_time => "renew",
-                CircuitState::HalfOpen => {
+            let mut state = breaker.state();
+            if state == CircuitState::HalfOpen && since.elapsed() >= config.max_probe_time {
+                if breaker.end_probing() {
                     tracing::info!(breaker = %member.name, instance = %config.instance,
                         "breakwater-fleet: no probe finished in time here: back to open, the fleet's probe to another instance");
-                    breaker.end_probing();
-                    "failed"
                 }
+                // Or its probes finished just now: what it is now decides.
+                state = breaker.state();
+            }
+            let action = match state {
+                CircuitState::HalfOpen => "renew",
                 // Only a half-open state closed by its own probes is news for the fleet; a
                 // reset or a reconfiguration is not.
                 CircuitState::Closed if member.probes_succeeded.load(Ordering::Acquire) => {
@@ -374,11 +413,15 @@ impl Task {
         let within = |limit: Duration| left > 0 && u128::from(left) <= limit.as_millis();
         match fields.as_slice() {
             ["closed", _, _, micros] if within(config.max_open) => {
-                let (told, opened_at) = self.told.get(&member.name).copied().unwrap_or_default();
-                let newer = micros.parse::<u64>().is_ok_and(|m| m > opened_at);
-                if told == openings && newer {
+                let newer = micros.parse::<u64>().is_ok_and(|m| m > told.at);
+                if newer {
                     breaker.close_by_fleet();
-                } else if told == openings {
+                } else if member.fleet_opened.load(Ordering::Acquire) {
+                    // Older than the opening the fleet made here (on others' evidence): not
+                    // proof for this breaker, but maybe the one those others wait for. This
+                    // instance probes for itself and leaves the mark.
+                    breaker.start_probing();
+                } else {
                     // A mark older than this breaker's opening (its evidence predates the
                     // failure seen here) must not block the fleet's probe: delete it.
                     let _: (String, i64) = PROBE

@@ -761,3 +761,70 @@ async fn a_prober_without_traffic_goes_back_open_and_another_probes() {
         "{kinds:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_the_fleet_opened_never_closes_on_a_mark_older_than_that_opening() {
+    let Some(redis) = RedisServer::start("old mark, fleet opening") else {
+        return;
+    };
+    let mut instances = Vec::new();
+    for i in 1..=2 {
+        let fleet = fleet(&redis, &format!("pay-{i}"), 1).await;
+        let breaker = breaker();
+        fleet.join(&breaker);
+        instances.push((fleet, breaker));
+    }
+    tokio::time::sleep(HEARTBEAT * 2).await;
+    let (a, b) = (instances[0].1.clone(), instances[1].1.clone());
+    let mut at_b = transitions(&b);
+    trip(&a);
+    let (event, _) = tokio::time::timeout(HEARTBEAT * 10, at_b.recv())
+        .await
+        .expect("B opens on A's word")
+        .unwrap();
+    assert!(matches!(
+        event,
+        EventKind::StateTransition {
+            cause: TransitionCause::FleetQuorum { .. },
+            ..
+        }
+    ));
+    // A leaves the fleet: B alone meets the mark below.
+    let (a_fleet, _) = instances.remove(0);
+    a_fleet.leave().await;
+    // A mark from a recovery long before (as a Redis restored from a snapshot would bring
+    // back), with a minute to live.
+    redis.command(&[
+        "SET",
+        "breakwater:pg:probe",
+        "closed pay-9 00000000000000aa 1",
+        "PX",
+        "60000",
+    ]);
+    // B's wait ends: the mark is older than the opening the fleet made, so B probes itself.
+    assert!(
+        eventually(WAIT + HEARTBEAT * 5, || b.state() == CircuitState::HalfOpen)
+            .await
+            .is_some()
+    );
+    let mut kinds = Vec::new();
+    while let Ok((kind, _)) = at_b.try_recv() {
+        kinds.push(kind);
+    }
+    assert_eq!(
+        kinds,
+        [EventKind::StateTransition {
+            from: CircuitState::Open,
+            to: CircuitState::HalfOpen,
+            cause: TransitionCause::WaitElapsed,
+        }]
+    );
+    // The mark is left for whoever it was meant for.
+    assert!(
+        redis
+            .command(&["GET", "breakwater:pg:probe"])
+            .unwrap()
+            .starts_with("closed pay-9")
+    );
+    drop(a);
+}

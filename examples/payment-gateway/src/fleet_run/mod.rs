@@ -1,5 +1,5 @@
 //! `payment-gateway fleet`: several instances of the service (three by default), each a real
-//! [`Server`](crate::serve::Server) on its own loopback port with its own PG breaker, sharing
+//! [`Server`] on its own loopback port with its own PG breaker, sharing
 //! one SQLite database, one mock PG and (fleet on) one Redis, behind a round-robin client.
 //! The run drives a PG outage and its recovery twice, the fleet off and on, and prints side by
 //! side:

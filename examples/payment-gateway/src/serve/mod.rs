@@ -224,7 +224,17 @@ impl Server {
         }
         let (registry, file) = load_config(options.config.as_ref())?;
         let registry = registry.with_metrics(true);
-        let fleet = fleet_builder(&registry, options.fleet.clone())?;
+        // Every fleet setting (the file's and the options') is checked, and Redis tried,
+        // before the service listens; the breakers join once the PG clients have made them.
+        let fleet = match fleet_builder(&registry, options.fleet.clone())? {
+            Some(builder) => Some(
+                builder
+                    .connect()
+                    .await
+                    .map_err(|e| ServeError(format!("cannot join the fleet: {e}")))?,
+            ),
+            None => None,
+        };
         let connect_timeout = pick(
             options.connect_timeout,
             "--connect-timeout-ms",
@@ -269,10 +279,9 @@ impl Server {
             .await
             .map_err(|e| ServeError(format!("cannot listen on {addr}: {e}")))?;
         // The breakers exist now (the PG clients made them): join them.
-        let fleet = match fleet {
-            Some(builder) => Some(join_fleet(&registry, builder).await?),
-            None => None,
-        };
+        if let Some(fleet) = &fleet {
+            join_fleet(&registry, fleet);
+        }
         tracing::info!(
             pg = %pg.base_url,
             connect_timeout_ms = millis(connect_timeout),
@@ -501,15 +510,8 @@ fn fleet_builder(
     Ok(Some(builder))
 }
 
-/// Joins the registry's breakers to the fleet `builder` describes.
-async fn join_fleet(
-    registry: &Registry,
-    builder: breakwater_fleet::FleetBuilder,
-) -> Result<breakwater_fleet::Fleet, ServeError> {
-    let fleet = builder
-        .connect()
-        .await
-        .map_err(|e| ServeError(format!("cannot join the fleet: {e}")))?;
+/// Joins the registry's breakers to `fleet`.
+fn join_fleet(registry: &Registry, fleet: &breakwater_fleet::Fleet) {
     let joined = fleet.join_registry(registry);
     tracing::info!(
         instance = fleet.instance(),
@@ -517,7 +519,6 @@ async fn join_fleet(
         connected = fleet.is_connected(),
         "[FLEET] breakers joined the fleet"
     );
-    Ok(fleet)
 }
 
 /// The registry of the configuration file (or the built-in one), and its `payment-gateway`
