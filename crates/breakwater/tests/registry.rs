@@ -342,8 +342,10 @@ base-config = "patient"
 }
 
 #[track_caller]
+/// What a strict load refuses (a plain load refuses the same, except what it can leave out
+/// with a warning: see `java_names_are_warnings_unless_strict`).
 fn refused(yaml: &str) -> LoadError {
-    match Registry::from_yaml(yaml) {
+    match Registry::from_yaml_strict(yaml) {
         Ok(registry) => panic!("accepted: {registry:?}"),
         Err(error) => error,
     }
@@ -1049,4 +1051,113 @@ fn a_breakwater_section_that_is_not_a_map_or_comes_twice_is_refused() {
     for (text, message) in cases {
         assert_eq!(Registry::from_yaml(text).unwrap_err().to_string(), message);
     }
+}
+
+/// resilience4j's Spring Boot demo configuration, in the shape issue 20 gives: its own
+/// exception class and a predicate load, each a warning naming the key, the line and what
+/// happens instead.
+const DEMO: &str = "resilience4j:
+  circuitbreaker:
+    configs:
+      default:
+        registerHealthIndicator: true
+        slidingWindowType: COUNT_BASED
+        slidingWindowSize: 100
+        minimumNumberOfCalls: 10
+        permittedNumberOfCallsInHalfOpenState: 3
+        automaticTransitionFromOpenToHalfOpenEnabled: true
+        waitDurationInOpenState: 5s
+        failureRateThreshold: 50
+        eventConsumerBufferSize: 10
+        recordExceptions:
+          - org.springframework.web.client.HttpServerErrorException
+          - java.util.concurrent.TimeoutException
+          - java.io.IOException
+        ignoreExceptions:
+          - io.github.robwin.exception.BusinessException
+    instances:
+      backendA:
+        baseConfig: default
+      backendB:
+        slidingWindowSize: 10
+        minimumNumberOfCalls: 10
+        waitDurationInOpenState: 5s
+        failureRateThreshold: 50
+        recordFailurePredicate: io.github.robwin.exception.RecordFailurePredicate
+";
+
+#[test]
+fn java_names_are_warnings_unless_strict() {
+    let registry = Registry::from_yaml(DEMO).unwrap();
+    let warnings: Vec<String> = registry
+        .warnings()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "resilience4j.circuitbreaker.configs.default.ignoreExceptions[0] (line 19): \
+             \"io.github.robwin.exception.BusinessException\" is not an exception class \
+             breakwater understands: ignored (no rule for it)",
+            "resilience4j.circuitbreaker.instances.backendB.recordFailurePredicate (line 28): \
+             \"io.github.robwin.exception.RecordFailurePredicate\" names Java code, which \
+             cannot run here: ignored (classify outcomes with `CircuitBreaker::layer_with`)",
+        ]
+    );
+    // The rest is read: backendA's window and backendB's.
+    assert_eq!(
+        registry.circuit_breaker("backendA").state(),
+        CircuitState::Closed
+    );
+    let a = registry.circuit_breaker("backendA");
+    for _ in 0..9 {
+        a.try_acquire().unwrap().record(Outcome::Failure);
+    }
+    assert_eq!(a.state(), CircuitState::Closed, "at least 10 calls");
+    a.try_acquire().unwrap().record(Outcome::Failure);
+    assert_eq!(a.state(), CircuitState::Open);
+    // Strict: the first of them is an error, as before.
+    assert_eq!(
+        Registry::from_yaml_strict(DEMO).unwrap_err().key_path(),
+        Some("resilience4j.circuitbreaker.configs.default.ignoreExceptions[0]")
+    );
+    // A file with none has none.
+    assert!(
+        Registry::from_yaml("resilience4j.circuitbreaker: {}\n")
+            .unwrap()
+            .warnings()
+            .is_empty()
+    );
+}
+
+#[test]
+fn record_exceptions_with_no_class_left_keep_the_default_and_say_so() {
+    let registry = Registry::from_yaml(
+        "resilience4j.circuitbreaker:
+  instances:
+    pg:
+      recordExceptions:
+        - com.acme.PaymentGatewayException
+",
+    )
+    .unwrap();
+    let warnings: Vec<String> = registry
+        .warnings()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "resilience4j.circuitbreaker.instances.pg.recordExceptions[0] (line 5): \
+             \"com.acme.PaymentGatewayException\" is not an exception class breakwater \
+             understands: ignored (no rule for it)",
+            "resilience4j.circuitbreaker.instances.pg.recordExceptions (line 5): no class left \
+             that breakwater understands: breakwater's default classification applies (5xx and \
+             errors fail, 4xx is ignored)",
+        ]
+    );
+    // The default: a 5xx fails, a 4xx is ignored.
+    assert_eq!(registry.classifier("pg"), HttpClassifier::new());
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use super::error::LoadError;
 use super::settings::{Spec, canonical};
 use super::tree::{Node, Value};
+use super::warning::Load;
 use super::{Template, Templates};
 
 /// The breakers' section: its key path as written, and its node.
@@ -14,7 +15,7 @@ struct Section<'a> {
 }
 
 /// The templates a file describes. `roots` are its documents (YAML may hold several).
-pub(crate) fn templates(roots: &[Node]) -> Result<Templates, LoadError> {
+pub(crate) fn templates(roots: &[Node], load: &mut Load) -> Result<Templates, LoadError> {
     let mut found: Option<Section<'_>> = None;
     for root in roots {
         for section in sections(root)? {
@@ -54,7 +55,7 @@ pub(crate) fn templates(roots: &[Node]) -> Result<Templates, LoadError> {
     Ok(Templates {
         chaos,
         sections,
-        ..resolve(&section)?
+        ..resolve(&section, load)?
     })
 }
 
@@ -102,7 +103,7 @@ fn sections(root: &Node) -> Result<Vec<Section<'_>>, LoadError> {
 }
 
 /// Every configuration of the section, resolved through `base-config`.
-fn resolve(section: &Section<'_>) -> Result<Templates, LoadError> {
+fn resolve(section: &Section<'_>, load: &mut Load) -> Result<Templates, LoadError> {
     let mut configs: BTreeMap<String, (String, Spec)> = BTreeMap::new();
     let mut instances: BTreeMap<String, (String, Spec)> = BTreeMap::new();
     match &section.node.value {
@@ -127,7 +128,7 @@ fn resolve(section: &Section<'_>) -> Result<Templates, LoadError> {
                     Value::Map(named) => {
                         for (name, settings) in named {
                             let path = format!("{path}.{name}");
-                            let spec = Spec::parse(&path, settings)?;
+                            let spec = Spec::parse(&path, settings, load)?;
                             target.insert(name.clone(), (path, spec));
                         }
                     }
@@ -178,6 +179,7 @@ fn resolve(section: &Section<'_>) -> Result<Templates, LoadError> {
         instances: named,
         chaos: BTreeMap::new(),
         sections: BTreeMap::new(),
+        warnings: Vec::new(),
     })
 }
 

@@ -59,7 +59,8 @@
 //!   `HttpServerErrorException`: `5xx`; `TimeoutException`, `SocketTimeoutException`:
 //!   timeouts; `IOException`, `ResourceAccessException`: transport errors and timeouts;
 //!   `ConnectException`, `UnknownHostException`: transport errors; `Exception`: everything);
-//!   any other class is an error that lists those understood. They shape the
+//!   any other class (the application's own, say) is left out with a `Warning` (a strict
+//!   load, `Registry::from_yaml_strict`, refuses it, listing those understood). They shape the
 //!   [`HttpClassifier`] of [`Registry::classifier`] and [`Registry::layer`] as resilience4j
 //!   applies them: without `record-exceptions`, breakwater's default (`5xx` and errors fail,
 //!   `4xx` is ignored — resilience4j would count a client's exception for a `4xx` as a
@@ -68,8 +69,10 @@
 //! - `register-health-indicator`, `allow-health-indicator-to-fail`,
 //!   `event-consumer-buffer-size` and `writable-stack-trace-enabled` are accepted and have no
 //!   effect ([`Registry::health`] reports every breaker). Predicates (`record-failure-predicate`
-//!   and the like) name Java code and are refused: classify with
-//!   [`CircuitBreaker::layer_with`] instead.
+//!   and the like) name Java code: each is left out with a `Warning` (refused by a strict
+//!   load); classify with [`CircuitBreaker::layer_with`] instead.
+//! - `Registry::warnings` lists what was left out, each with its key path, line, value and
+//!   what happens instead; they are logged once, at `warn`, when the file is read.
 //! - Defaults are breakwater's (see [`Builder`]), which are resilience4j's except that
 //!   slow-call detection is off until one of its settings is given.
 //!
@@ -151,6 +154,8 @@ mod section;
 mod settings;
 #[cfg(any(feature = "yaml", feature = "toml"))]
 mod tree;
+#[cfg(any(feature = "yaml", feature = "toml"))]
+mod warning;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -160,6 +165,9 @@ pub use self::error::LoadError;
 #[cfg(any(feature = "yaml", feature = "toml"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
 pub use self::section::{Entry, Section};
+#[cfg(any(feature = "yaml", feature = "toml"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
+pub use self::warning::Warning;
 pub use crate::circuit_breaker::{BreakerHealth, HealthReport, HealthStatus};
 
 use crate::CircuitBreaker;
@@ -212,6 +220,9 @@ pub(crate) struct Templates {
     /// The other `breakwater.NAME` sections, kept for the crates that read them.
     #[cfg(any(feature = "yaml", feature = "toml"))]
     pub(crate) sections: BTreeMap<String, Section>,
+    /// What the file asked that could not be carried over.
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    pub(crate) warnings: Vec<Warning>,
 }
 
 impl Templates {
@@ -272,20 +283,60 @@ impl Registry {
 
     /// Reads a YAML file's `resilience4j.circuitbreaker` section (feature `yaml`).
     ///
+    /// What the file names that breakwater cannot carry over (an exception class it has no
+    /// rule for, a predicate naming Java code) does not stop the load: each becomes a
+    /// [`Warning`] ([`warnings`](Self::warnings)), logged once here at `warn`, and the setting
+    /// is left out. [`from_yaml_strict`](Self::from_yaml_strict) refuses such a file.
+    ///
     /// # Errors
     ///
-    /// A [`LoadError`] for a syntax error, an unknown key or exception class, or a value out
-    /// of range, naming the key path, the line, the value and what is allowed.
+    /// A [`LoadError`] for a syntax error, an unknown key, or a value out of range, naming the
+    /// key path, the line, the value and what is allowed.
     #[cfg(feature = "yaml")]
     #[cfg_attr(docsrs, doc(cfg(feature = "yaml")))]
     pub fn from_yaml(text: &str) -> Result<Self, LoadError> {
+        Self::yaml(text, false)
+    }
+
+    /// As [`from_yaml`](Self::from_yaml), but what cannot be carried over is an error, not a
+    /// warning.
+    ///
+    /// # Errors
+    ///
+    /// As `from_yaml`, and for an exception class breakwater has no rule for or a predicate
+    /// naming Java code.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::Registry;
+    ///
+    /// let yaml = "
+    /// resilience4j.circuitbreaker:
+    ///   configs:
+    ///     default:
+    ///       ignoreExceptions: [io.github.robwin.exception.BusinessException]
+    /// ";
+    /// assert_eq!(Registry::from_yaml(yaml)?.warnings().len(), 1);
+    /// assert!(Registry::from_yaml_strict(yaml).is_err());
+    /// # Ok::<(), breakwater::registry::LoadError>(())
+    /// ```
+    #[cfg(feature = "yaml")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "yaml")))]
+    pub fn from_yaml_strict(text: &str) -> Result<Self, LoadError> {
+        Self::yaml(text, true)
+    }
+
+    #[cfg(feature = "yaml")]
+    fn yaml(text: &str, strict: bool) -> Result<Self, LoadError> {
         let documents =
             tree::yaml::parse(text).map_err(|e| LoadError::syntax("YAML", e.line, e.message))?;
-        Ok(Self::with_templates(document::templates(&documents)?))
+        Self::loaded(&documents, strict)
     }
 
     /// Reads a TOML file's `circuitbreaker` (or `resilience4j.circuitbreaker`) table (feature
-    /// `toml`).
+    /// `toml`). What cannot be carried over is a warning, as with
+    /// [`from_yaml`](Self::from_yaml).
     ///
     /// # Errors
     ///
@@ -294,13 +345,42 @@ impl Registry {
     #[cfg(feature = "toml")]
     #[cfg_attr(docsrs, doc(cfg(feature = "toml")))]
     pub fn from_toml(text: &str) -> Result<Self, LoadError> {
+        Self::toml(text, false)
+    }
+
+    /// As [`from_toml`](Self::from_toml), but what cannot be carried over is an error.
+    ///
+    /// # Errors
+    ///
+    /// As `from_yaml_strict`.
+    #[cfg(feature = "toml")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "toml")))]
+    pub fn from_toml_strict(text: &str) -> Result<Self, LoadError> {
+        Self::toml(text, true)
+    }
+
+    #[cfg(feature = "toml")]
+    fn toml(text: &str, strict: bool) -> Result<Self, LoadError> {
         let root =
             tree::toml::parse(text).map_err(|e| LoadError::syntax("TOML", e.line, e.message))?;
-        Ok(Self::with_templates(document::templates(&[root])?))
+        Self::loaded(&[root], strict)
+    }
+
+    /// The registry of a file's documents; its warnings logged once.
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    fn loaded(roots: &[tree::Node], strict: bool) -> Result<Self, LoadError> {
+        let mut load = warning::Load::new(strict);
+        let mut templates = document::templates(roots, &mut load)?;
+        for warning in &load.warnings {
+            tracing::warn!(%warning, "breakwater registry: a setting could not be carried over");
+        }
+        templates.warnings = load.warnings;
+        Ok(Self::with_templates(templates))
     }
 
     /// Reads a file, YAML or TOML by its extension (`.yml`, `.yaml`, `.toml`; each needs its
-    /// feature).
+    /// feature). What cannot be carried over is a warning, as with
+    /// [`from_yaml`](Self::from_yaml).
     ///
     /// # Errors
     ///
@@ -309,20 +389,67 @@ impl Registry {
     #[cfg(any(feature = "yaml", feature = "toml"))]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
     pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<Self, LoadError> {
-        let path = path.as_ref();
+        Self::path(path.as_ref(), false)
+    }
+
+    /// As [`from_path`](Self::from_path), but what cannot be carried over is an error.
+    ///
+    /// # Errors
+    ///
+    /// As `from_path`, and as `from_yaml_strict`.
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
+    pub fn from_path_strict(path: impl AsRef<std::path::Path>) -> Result<Self, LoadError> {
+        Self::path(path.as_ref(), true)
+    }
+
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    fn path(path: &std::path::Path, strict: bool) -> Result<Self, LoadError> {
         let extension = path
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
-        let parse: fn(&str) -> Result<Self, LoadError> = match extension.as_deref() {
+        let parse: fn(&str, bool) -> Result<Self, LoadError> = match extension.as_deref() {
             #[cfg(feature = "yaml")]
-            Some("yml" | "yaml") => Self::from_yaml,
+            Some("yml" | "yaml") => Self::yaml,
             #[cfg(feature = "toml")]
-            Some("toml") => Self::from_toml,
+            Some("toml") => Self::toml,
             _ => return Err(LoadError::format(path.into())),
         };
         let text = std::fs::read_to_string(path).map_err(|e| LoadError::io(path.into(), e))?;
-        parse(&text)
+        parse(&text, strict)
+    }
+
+    /// What the file asked that could not be carried over (empty without a file, or for a
+    /// strict load): each names the key path, the line, the value and what happens instead.
+    /// After a [`reload`](Self::reload), the reloaded file's.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::Registry;
+    ///
+    /// let registry = Registry::from_yaml(
+    ///     "
+    /// resilience4j.circuitbreaker:
+    ///   configs:
+    ///     default:
+    ///       ignoreExceptions:
+    ///         - io.github.robwin.exception.BusinessException
+    /// ",
+    /// )?;
+    /// assert_eq!(
+    ///     registry.warnings()[0].to_string(),
+    ///     "resilience4j.circuitbreaker.configs.default.ignoreExceptions[0] (line 6): \
+    ///      \"io.github.robwin.exception.BusinessException\" is not an exception class \
+    ///      breakwater understands: ignored (no rule for it)"
+    /// );
+    /// # Ok::<(), breakwater::registry::LoadError>(())
+    /// ```
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
+    pub fn warnings(&self) -> Vec<Warning> {
+        self.read().templates.warnings.clone()
     }
 
     /// Breakers made from now on read time from `clock` (tests; see

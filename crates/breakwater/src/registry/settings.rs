@@ -7,6 +7,7 @@ use super::duration;
 use super::error::LoadError;
 use super::exceptions::{self, Target};
 use super::tree::{Node, Value};
+use super::warning::Load;
 use crate::circuit_breaker::{Builder, ConfigError, ExponentialBackoff};
 use crate::classify::http::HttpClassifier;
 
@@ -106,7 +107,7 @@ const BOOLEAN: &str = "true or false";
 
 impl Spec {
     /// Reads the settings of the map at `path`.
-    pub(crate) fn parse(path: &str, node: &Node) -> Result<Self, LoadError> {
+    pub(crate) fn parse(path: &str, node: &Node, load: &mut Load) -> Result<Self, LoadError> {
         let Value::Map(entries) = &node.value else {
             return Err(LoadError::bad_value(
                 path,
@@ -175,8 +176,12 @@ impl Spec {
                 }
                 "enablerandomizedwait" => spec.randomized = set(boolean()?, &origin),
                 "randomizedwaitfactor" => spec.randomized_factor = set(number()?, &origin),
-                "recordexceptions" => spec.record = set(classes(&key_path, value)?, &origin),
-                "ignoreexceptions" => spec.ignore = set(classes(&key_path, value)?, &origin),
+                "recordexceptions" => {
+                    spec.record = set(classes(&key_path, value, true, load)?, &origin);
+                }
+                "ignoreexceptions" => {
+                    spec.ignore = set(classes(&key_path, value, false, load)?, &origin);
+                }
                 // Spring Boot actuator and Java runtime settings: nothing to do here (the
                 // registry's health report covers every breaker), but the value is checked.
                 "registerhealthindicator"
@@ -191,13 +196,19 @@ impl Spec {
                 | "ignoreexceptionpredicate"
                 | "recordresultpredicate"
                 | "ignoreclassbindingexceptions" => {
-                    return Err(LoadError::key(
-                        &key_path,
-                        value.line,
+                    let problem = if load.is_strict() {
                         "names Java code, which cannot run here: classify outcomes with \
                          `CircuitBreaker::layer_with` instead"
-                            .into(),
-                    ));
+                            .to_owned()
+                    } else {
+                        format!("{} names Java code, which cannot run here", value.value)
+                    };
+                    load.cannot(
+                        &key_path,
+                        value.line,
+                        problem,
+                        "ignored (classify outcomes with `CircuitBreaker::layer_with`)",
+                    )?;
                 }
                 _ => {
                     return Err(LoadError::key(
@@ -448,7 +459,15 @@ pub(super) fn boolean(path: &str, node: &Node) -> Result<bool, LoadError> {
 
 /// A list of Java exception class names (or one name, or a comma-separated string, as Spring
 /// Boot reads lists), each mapped to what it means here.
-fn classes(path: &str, node: &Node) -> Result<Vec<Target>, LoadError> {
+/// What the file names and breakwater has no rule for is an error when loading strictly, and
+/// otherwise a warning, the class left out; `record` says whether these are
+/// `record-exceptions` (with none left, breakwater's default applies, and a warning says so).
+fn classes(
+    path: &str,
+    node: &Node,
+    record: bool,
+    load: &mut Load,
+) -> Result<Vec<Target>, LoadError> {
     let names: Vec<(String, &Node, String)> = match &node.value {
         Value::List(items) => items
             .iter()
@@ -476,11 +495,13 @@ fn classes(path: &str, node: &Node) -> Result<Vec<Target>, LoadError> {
             ));
         }
     };
-    names
-        .into_iter()
-        .map(|(name, item, item_path)| {
-            exceptions::target(&name).ok_or_else(|| {
-                LoadError::key(
+    let given = names.len();
+    let mut targets = Vec::with_capacity(given);
+    for (name, item, item_path) in names {
+        match exceptions::target(&name) {
+            Some(target) => targets.push(target),
+            None if load.is_strict() => {
+                return Err(LoadError::key(
                     &item_path,
                     item.line,
                     format!(
@@ -488,8 +509,24 @@ fn classes(path: &str, node: &Node) -> Result<Vec<Target>, LoadError> {
                          understands {}",
                         exceptions::understood()
                     ),
-                )
-            })
-        })
-        .collect()
+                ));
+            }
+            None => load.cannot(
+                &item_path,
+                item.line,
+                format!("{name:?} is not an exception class breakwater understands"),
+                "ignored (no rule for it)",
+            )?,
+        }
+    }
+    if record && given > 0 && targets.is_empty() {
+        load.cannot(
+            path,
+            node.line,
+            "no class left that breakwater understands".to_owned(),
+            "breakwater's default classification applies (5xx and errors fail, 4xx is \
+             ignored)",
+        )?;
+    }
+    Ok(targets)
 }
