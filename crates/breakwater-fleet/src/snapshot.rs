@@ -63,7 +63,7 @@ impl fmt::Display for Snapshot {
             self.incarnation,
             self.generation,
             self.ttl_ms,
-            state_name(self.state),
+            self.state.as_str(),
             match self.origin {
                 Origin::Local => "local",
                 Origin::Fleet => "fleet",
@@ -73,17 +73,6 @@ impl fmt::Display for Snapshot {
             self.failed,
             self.slow,
         )
-    }
-}
-
-fn state_name(state: CircuitState) -> &'static str {
-    match state {
-        CircuitState::Closed => "closed",
-        CircuitState::Open => "open",
-        CircuitState::HalfOpen => "half_open",
-        CircuitState::Disabled => "disabled",
-        CircuitState::ForcedOpen => "forced_open",
-        CircuitState::MetricsOnly => "metrics_only",
     }
 }
 

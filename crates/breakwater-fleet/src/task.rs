@@ -346,23 +346,16 @@ impl Task {
         let own = member.local_openings.load(Ordering::Acquire);
         let fleet = member.fleet_openings.load(Ordering::Acquire);
         let mut told = self.told.get(&member.name).copied().unwrap_or_default();
-        if told.own != own {
-            let (_, now): (String, i64) = probe("opened").invoke_async(connection).await?;
-            told = Told {
-                own,
-                at: told.at.max(u64::try_from(now).unwrap_or(0)),
-                ..told
-            };
-            self.told.insert(Arc::clone(&member.name), told);
-        }
-        if told.fleet != fleet {
-            let (_, now): (String, i64) = probe("time").invoke_async(connection).await?;
-            told = Told {
-                fleet,
-                at: told.at.max(u64::try_from(now).unwrap_or(0)),
-                ..told
-            };
-            self.told.insert(Arc::clone(&member.name), told);
+        for (action, untold) in [("opened", told.own != own), ("time", told.fleet != fleet)] {
+            if untold {
+                let (_, now): (String, i64) = probe(action).invoke_async(connection).await?;
+                let at = told.at.max(u64::try_from(now).unwrap_or(0));
+                told = match action {
+                    "opened" => Told { own, at, ..told },
+                    _ => Told { fleet, at, ..told },
+                };
+                self.told.insert(Arc::clone(&member.name), told);
+            }
         }
         if let Some(since) = self.probing.get(&member.name).copied() {
             let mut state = breaker.state();

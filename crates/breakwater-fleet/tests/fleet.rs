@@ -57,6 +57,15 @@ async fn three(redis: &RedisServer, quorum: u32) -> Vec<(Fleet, CircuitBreaker)>
     instances
 }
 
+/// The move an instance makes when it probes (for the fleet, or for itself).
+fn probing() -> EventKind {
+    EventKind::StateTransition {
+        from: CircuitState::Open,
+        to: CircuitState::HalfOpen,
+        cause: TransitionCause::WaitElapsed,
+    }
+}
+
 /// Failures until the breaker opens on its own (four at most: a window of four).
 fn trip(breaker: &CircuitBreaker) {
     for _ in 0..4 {
@@ -662,14 +671,7 @@ async fn a_closed_mark_older_than_an_opening_closes_nothing_and_is_cleared() {
     );
     events.recv().await.unwrap();
     let (event, _) = events.recv().await.unwrap();
-    assert_eq!(
-        event,
-        EventKind::StateTransition {
-            from: CircuitState::Open,
-            to: CircuitState::HalfOpen,
-            cause: TransitionCause::WaitElapsed,
-        }
-    );
+    assert_eq!(event, probing());
     // It probes for the fleet now: the lease is its own.
     assert!(
         redis
@@ -704,14 +706,7 @@ async fn a_prober_reset_by_hand_tells_the_fleet_nothing_and_another_probes() {
             .is_some()
     );
     let (event, _) = at_b.recv().await.unwrap();
-    assert_eq!(
-        event,
-        EventKind::StateTransition {
-            from: CircuitState::Open,
-            to: CircuitState::HalfOpen,
-            cause: TransitionCause::WaitElapsed,
-        }
-    );
+    assert_eq!(event, probing());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -811,14 +806,7 @@ async fn a_breaker_the_fleet_opened_never_closes_on_a_mark_older_than_that_openi
     while let Ok((kind, _)) = at_b.try_recv() {
         kinds.push(kind);
     }
-    assert_eq!(
-        kinds,
-        [EventKind::StateTransition {
-            from: CircuitState::Open,
-            to: CircuitState::HalfOpen,
-            cause: TransitionCause::WaitElapsed,
-        }]
-    );
+    assert_eq!(kinds, [probing()]);
     // The mark is left for whoever it was meant for.
     assert!(
         redis
