@@ -118,15 +118,8 @@ impl FleetBuilder {
             .as_str()
             .ok_or_else(|| refuse(url, "a Redis URL (`redis://127.0.0.1:6379`)"))?;
         let mut builder = Fleet::builder(url);
-        let mut places = Vec::new();
         for entry in section.entries() {
-            let key: String = entry
-                .key()
-                .chars()
-                .filter(|c| !matches!(c, '-' | '_'))
-                .map(|c| c.to_ascii_lowercase())
-                .collect();
-            builder = match key.as_str() {
+            builder = match entry.canonical_key().as_str() {
                 "redisurl" => builder,
                 "quorum" => {
                     let quorum = entry
@@ -152,12 +145,9 @@ impl FleetBuilder {
                     ));
                 }
             };
-            places.push(entry.clone());
         }
         // What only the builder checks (ranges between settings), placed in the file.
-        let mut check = builder.clone().instance("check");
-        check.url = url.to_owned();
-        if let Err(error) = check.validate() {
+        if let Err(error) = builder.clone().instance("check").validate() {
             let (setting, value, allowed) = match error {
                 FleetError::Setting {
                     setting,
@@ -166,17 +156,7 @@ impl FleetBuilder {
                 } => (setting, value, allowed.to_owned()),
                 FleetError::Url { url, reason } => ("redis-url", url, reason),
             };
-            let wanted: String = setting.chars().filter(|c| *c != '-').collect();
-            let entry = places.iter().find(|e| {
-                let key: String = e
-                    .key()
-                    .chars()
-                    .filter(|c| !matches!(c, '-' | '_'))
-                    .map(|c| c.to_ascii_lowercase())
-                    .collect();
-                key == wanted
-            });
-            return Err(match entry {
+            return Err(match section.get(setting) {
                 Some(entry) => refuse(entry, allowed),
                 None => RegistryFleetError {
                     path: format!("{}.{setting}", section.path()),

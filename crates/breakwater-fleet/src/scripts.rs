@@ -18,6 +18,7 @@ pub(crate) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
         r"
 local own, members = KEYS[1], KEYS[2]
 local snapshot, ttl, me, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local longest = tonumber(ARGV[5])
 redis.call('SET', own, snapshot, 'PX', ttl)
 local added = redis.pcall('SADD', members, me)
 if type(added) == 'table' and added.err then
@@ -33,7 +34,7 @@ for _, m in ipairs(redis.call('SMEMBERS', members)) do
     local value
     if type(length) == 'table' then
       value = '(a ' .. redis.call('TYPE', key).ok .. ', not a string)'
-    elseif length > 256 then
+    elseif length > longest then
       value = '(' .. length .. ' bytes: longer than any snapshot)'
     else
       value = redis.call('GET', key)
@@ -55,8 +56,8 @@ return out
 /// The fleet's prober, `SET NX PX`: `ARGV[1]` is what to do.
 ///
 /// - `take`: become the prober if nobody is (`taken`); otherwise the holder's value and its
-///   milliseconds left to live (`-1`: none; a value of the wrong type, or longer than 256
-///   bytes, reads as `?`).
+///   milliseconds left to live (`-1`: none; a value of the wrong type, or longer than
+///   `ARGV[7]` bytes (a snapshot's longest), reads as `?`).
 /// - `renew`: extend our lease, or take it again if it is gone (Redis restarted): `renewed`;
 ///   `lost` if another instance holds it. `succeeded` likewise writes its mark where the
 ///   lease is gone.
@@ -100,7 +101,7 @@ if action == 'take' then
   end
   local length = redis.pcall('STRLEN', key)
   local value = '?'
-  if type(length) == 'number' and length <= 256 then value = redis.call('GET', key) end
+  if type(length) == 'number' and length <= tonumber(ARGV[7]) then value = redis.call('GET', key) end
   return {value, redis.call('PTTL', key)}
 end
 if action == 'renew' and redis.call('SET', key, owner, 'NX', 'PX', lease) then

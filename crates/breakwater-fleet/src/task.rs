@@ -44,6 +44,21 @@ impl Config {
         format!("{what} {} {:016x}", self.instance, self.incarnation)
     }
 
+    /// A call of the probe script (see [`PROBE`]) on `breaker`'s probe key: `action`, and for
+    /// `stale` the mark to delete.
+    fn probe(&self, breaker: &str, action: &str, mark: &str) -> redis::ScriptInvocation<'static> {
+        let mut invocation = PROBE.key(self.key(breaker, "probe"));
+        invocation
+            .arg(action)
+            .arg(self.probe_value("probe"))
+            .arg(self.ttl_ms())
+            .arg(self.probe_value("closed"))
+            .arg(u64::try_from(self.max_open.as_millis()).unwrap_or(snapshot::MAX_MS))
+            .arg(mark)
+            .arg(snapshot::MAX_LEN);
+        invocation
+    }
+
     /// How long one round may take: a heartbeat (a Redis slower than that is as good as
     /// down), but never less than 50 ms, a scheduling hiccup on a loaded machine.
     fn round_budget(&self) -> Duration {
@@ -235,6 +250,7 @@ impl Task {
                 .arg(config.ttl_ms())
                 .arg(&config.instance)
                 .arg(config.key(&member.name, "i:"))
+                .arg(snapshot::MAX_LEN)
                 .invoke_async(&mut connection)
                 .await?;
             let reports = self.reports(&member.name, reply);
@@ -325,18 +341,7 @@ impl Task {
         let config = &inner.config;
         let key = config.key(&member.name, "probe");
         let owner = config.probe_value("probe");
-        let marker_ms = u64::try_from(config.max_open.as_millis()).unwrap_or(snapshot::MAX_MS);
-        let probe = |action: &str| {
-            let mut invocation = PROBE.key(&key);
-            invocation
-                .arg(action)
-                .arg(&owner)
-                .arg(config.ttl_ms())
-                .arg(config.probe_value("closed"))
-                .arg(marker_ms)
-                .arg("");
-            invocation
-        };
+        let probe = |action: &str| config.probe(&member.name, action, "");
         // Every opening on this instance's own evidence is told to Redis (which deletes the
         // fleet's last "closed" mark) before this instance may close on a mark again: only a
         // mark written after that, by Redis's one clock, is newer than the opening. Counted,
@@ -417,14 +422,8 @@ impl Task {
                 } else {
                     // A mark older than this breaker's opening (its evidence predates the
                     // failure seen here) must not block the fleet's probe: delete it.
-                    let _: (String, i64) = PROBE
-                        .key(&key)
-                        .arg("stale")
-                        .arg(&owner)
-                        .arg(config.ttl_ms())
-                        .arg("")
-                        .arg(marker_ms)
-                        .arg(&answer)
+                    let _: (String, i64) = config
+                        .probe(&member.name, "stale", &answer)
                         .invoke_async(connection)
                         .await?;
                 }
@@ -458,14 +457,8 @@ impl Task {
             .ignore();
         let () = pipe.query_async(connection).await?;
         if self.probing.remove(name).is_some() {
-            let _: (String, i64) = PROBE
-                .key(config.key(name, "probe"))
-                .arg("failed")
-                .arg(config.probe_value("probe"))
-                .arg(config.ttl_ms())
-                .arg("")
-                .arg(0)
-                .arg("")
+            let _: (String, i64) = config
+                .probe(name, "failed", "")
                 .invoke_async(connection)
                 .await?;
         }

@@ -42,15 +42,20 @@ async fn fleet(redis: &RedisServer, instance: &str, quorum: u32) -> Fleet {
         .unwrap()
 }
 
+/// One instance: its fleet, and its breaker joined.
+async fn joined(redis: &RedisServer, instance: &str, quorum: u32) -> (Fleet, CircuitBreaker) {
+    let fleet = fleet(redis, instance, quorum).await;
+    assert!(fleet.is_connected());
+    let breaker = breaker();
+    assert!(fleet.join(&breaker));
+    (fleet, breaker)
+}
+
 /// Three instances, each with its breaker joined.
 async fn three(redis: &RedisServer, quorum: u32) -> Vec<(Fleet, CircuitBreaker)> {
     let mut instances = Vec::new();
     for i in 1..=3 {
-        let fleet = fleet(redis, &format!("pay-{i}"), quorum).await;
-        assert!(fleet.is_connected());
-        let breaker = breaker();
-        assert!(fleet.join(&breaker));
-        instances.push((fleet, breaker));
+        instances.push(joined(redis, &format!("pay-{i}"), quorum).await);
     }
     // Everyone has published once.
     tokio::time::sleep(HEARTBEAT * 2).await;
@@ -332,9 +337,7 @@ async fn a_stalled_redis_lets_a_held_breaker_go_and_probe_by_itself() {
     let Some(redis) = RedisServer::start("stall") else {
         return;
     };
-    let fleet = fleet(&redis, "pay-1", 2).await;
-    let breaker = breaker();
-    fleet.join(&breaker);
+    let (fleet, breaker) = joined(&redis, "pay-1", 2).await;
     // Another instance holds the fleet's probe, for 20 s (within max-probe-time's 30 s).
     redis.command(&[
         "SET",
@@ -610,9 +613,7 @@ async fn a_probe_key_that_is_not_text_holds_nobody_and_the_round_goes_on() {
     let Some(redis) = RedisServer::start("binary probe key") else {
         return;
     };
-    let fleet = fleet(&redis, "pay-1", 2).await;
-    let breaker = breaker();
-    fleet.join(&breaker);
+    let (fleet, breaker) = joined(&redis, "pay-1", 2).await;
     let mut events = fleet.events();
     // Not UTF-8, and no TTL.
     redis.command(&["SET", "breakwater:pg:probe", "\u{7f}\u{0}"]);
@@ -649,9 +650,7 @@ async fn a_closed_mark_older_than_an_opening_closes_nothing_and_is_cleared() {
     let Some(redis) = RedisServer::start("stale mark") else {
         return;
     };
-    let fleet = fleet(&redis, "pay-1", 2).await;
-    let breaker = breaker();
-    fleet.join(&breaker);
+    let (_fleet, breaker) = joined(&redis, "pay-1", 2).await;
     let mut events = transitions(&breaker);
     trip(&breaker);
     tokio::time::sleep(HEARTBEAT * 3).await;
@@ -762,13 +761,10 @@ async fn a_breaker_the_fleet_opened_never_closes_on_a_mark_older_than_that_openi
     let Some(redis) = RedisServer::start("old mark, fleet opening") else {
         return;
     };
-    let mut instances = Vec::new();
-    for i in 1..=2 {
-        let fleet = fleet(&redis, &format!("pay-{i}"), 1).await;
-        let breaker = breaker();
-        fleet.join(&breaker);
-        instances.push((fleet, breaker));
-    }
+    let mut instances = vec![
+        joined(&redis, "pay-1", 1).await,
+        joined(&redis, "pay-2", 1).await,
+    ];
     tokio::time::sleep(HEARTBEAT * 2).await;
     let (a, b) = (instances[0].1.clone(), instances[1].1.clone());
     let mut at_b = transitions(&b);

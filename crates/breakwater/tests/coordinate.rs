@@ -152,9 +152,15 @@ async fn the_fleet_closes_only_a_breaker_whose_wait_is_over() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_reconfigured_breaker_keeps_its_hold_and_is_moved_through_any_old_handle() {
+async fn a_reconfigured_breaker_keeps_its_hold_for_services_made_before() {
+    use tower::{Layer, Service, ServiceExt};
     let breaker = breaker(false);
-    let layer = breaker.layer();
+    // A service made before the reconfiguration holds the old generation.
+    let mut svc = breaker
+        .layer()
+        .layer(tower::service_fn(|_: http::Request<()>| async {
+            Ok::<_, std::io::Error>(http::Response::new(()))
+        }));
     breaker.hold_probes(Duration::from_secs(3_600));
     breaker
         .reconfigure(|b| {
@@ -165,12 +171,25 @@ async fn a_reconfigured_breaker_keeps_its_hold_and_is_moved_through_any_old_hand
         .unwrap();
     trip(&breaker);
     sleep(WAIT).await;
+    let held = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await;
     assert!(
-        breaker.try_acquire().is_err(),
-        "still held after the reconfiguration"
+        held.unwrap_err().is::<breakwater::CircuitOpen>(),
+        "still held"
     );
     assert!(breaker.start_probing());
-    drop(layer);
+    let probe = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await;
+    assert_eq!(probe.unwrap().status(), 200);
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
 }
 
 #[test]

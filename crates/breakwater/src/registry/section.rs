@@ -87,6 +87,23 @@ impl Entry {
         &self.key
     }
 
+    /// The key without case or separators (`redisurl` for `redis-url`, `redisUrl` or
+    /// `redis_url`), as [`Section::get`] matches it: for telling keys apart.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[cfg(feature = "yaml")] {
+    /// let registry = breakwater::Registry::from_yaml("breakwater.fleet:\n  redisUrl: x\n")?;
+    /// let fleet = registry.section("fleet").unwrap();
+    /// assert_eq!(fleet.entries().next().unwrap().canonical_key(), "redisurl");
+    /// # }
+    /// # Ok::<(), breakwater::registry::LoadError>(())
+    /// ```
+    pub fn canonical_key(&self) -> String {
+        canonical(&self.key)
+    }
+
     /// The key's full path (`breakwater.fleet.quorum`), for error messages.
     pub fn path(&self) -> &str {
         &self.path

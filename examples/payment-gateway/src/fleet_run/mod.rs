@@ -125,8 +125,6 @@ pub struct FleetReport {
     pub off: RunReport,
     /// The fleet on.
     pub on: RunReport,
-    /// The Redis server used.
-    pub redis_url: String,
 }
 
 impl FleetReport {
@@ -290,7 +288,7 @@ pub async fn run(
     let schedule = schedule(&weights);
     let off = one_run(options, &schedule, config.path(), None, out).await?;
     let on = one_run(options, &schedule, config.path(), Some(&redis_url), out).await?;
-    let report = FleetReport { off, on, redis_url };
+    let report = FleetReport { off, on };
     let _ = writeln!(out);
     let _ = write!(out, "{}", report.table());
     let svg = chart::render(&report, options);
