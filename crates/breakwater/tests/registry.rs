@@ -528,21 +528,22 @@ fn every_other_mistake_is_explained() {
 ",
             "resilience4j.circuitbreaker.instances.pg.record-failure-predicate (line 4): names \
              Java code, which cannot run here: classify outcomes with \
-             `CircuitBreaker::layer_with` instead",
+             `CircuitBreaker::layer_with` instead, or bind the name (`Loader::bind`)",
         ),
         (
             "resilience4j.circuitbreaker:
   instancess:
     pg: {}
 ",
-            "resilience4j.circuitbreaker.instancess (line 3): unknown key; the breakers' section \
-             holds `configs` and `instances`",
+            "resilience4j.circuitbreaker.instancess (line 3): unknown key; a resilience4j \
+             section holds `configs` and `instances`",
         ),
         (
             "spring.application.name: payments
 ",
             "resilience4j.circuitbreaker: missing: the file has no `resilience4j.circuitbreaker` \
-             (or `circuitbreaker`) section, nor a `breakwater` section",
+             (or `circuitbreaker`) section, no other resilience4j section breakwater reads, nor \
+             a `breakwater` section",
         ),
         (
             "resilience4j.circuitbreaker.instances.pg.sliding-window-size: 5
@@ -556,8 +557,8 @@ fn every_other_mistake_is_explained() {
 resilience4j:
   circuitbreaker: {}
 ",
-            "resilience4j.circuitbreaker (line 4): a second breakers' section (the first is at \
-             line 1): Spring profiles are not supported, keep one section per file",
+            "resilience4j.circuitbreaker (line 4): a second circuitbreaker section (the first is \
+             at line 1): Spring profiles are not supported, keep one section per file",
         ),
         (
             "resilience4j.circuitbreaker:
@@ -1099,10 +1100,11 @@ fn java_names_are_warnings_unless_strict() {
         [
             "resilience4j.circuitbreaker.configs.default.ignoreExceptions[0] (line 19): \
              \"io.github.robwin.exception.BusinessException\" is not an exception class \
-             breakwater understands: ignored (no rule for it)",
+             breakwater understands: ignored (no rule for it: bind the name with `Loader::bind`)",
             "resilience4j.circuitbreaker.instances.backendB.recordFailurePredicate (line 28): \
              \"io.github.robwin.exception.RecordFailurePredicate\" names Java code, which \
-             cannot run here: ignored (classify outcomes with `CircuitBreaker::layer_with`)",
+             cannot run here: ignored (bind the name with `Loader::bind`, or classify outcomes \
+             with `CircuitBreaker::layer_with`)",
         ]
     );
     // The rest is read: backendA's window and backendB's.
@@ -1152,7 +1154,7 @@ fn record_exceptions_with_no_class_left_keep_the_default_and_say_so() {
         [
             "resilience4j.circuitbreaker.instances.pg.recordExceptions[0] (line 5): \
              \"com.acme.PaymentGatewayException\" is not an exception class breakwater \
-             understands: ignored (no rule for it)",
+             understands: ignored (no rule for it: bind the name with `Loader::bind`)",
             "resilience4j.circuitbreaker.instances.pg.recordExceptions (line 5): no class left \
              that breakwater understands: breakwater's default classification applies (5xx and \
              errors fail, 4xx is ignored)",

@@ -40,6 +40,10 @@ pub struct HealthReport {
     pub status: HealthStatus,
     /// Each breaker, in the order given (a registry's: by name).
     pub breakers: Vec<BreakerHealth>,
+    /// What the registry's file asked that could not be carried over, one line each (see
+    /// `Registry::warnings`); empty for a report that has no file behind it. They do not
+    /// change the status.
+    pub warnings: Vec<String>,
 }
 
 /// How healthy the downstreams behind a set of breakers are.
@@ -153,7 +157,11 @@ impl HealthReport {
             .map(|b| HealthStatus::of(b.state))
             .max()
             .unwrap_or(HealthStatus::Up);
-        Self { status, breakers }
+        Self {
+            status,
+            breakers,
+            warnings: Vec::new(),
+        }
     }
 }
 
@@ -176,9 +184,14 @@ mod serialize {
 
     impl Serialize for HealthReport {
         fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            let mut s = serializer.serialize_struct("HealthReport", 2)?;
+            let mut s = serializer.serialize_struct("HealthReport", 3)?;
             s.serialize_field("status", &self.status)?;
             s.serialize_field("breakers", &self.breakers)?;
+            if self.warnings.is_empty() {
+                s.skip_field("warnings")?;
+            } else {
+                s.serialize_field("warnings", &self.warnings)?;
+            }
             s.end()
         }
     }

@@ -72,14 +72,14 @@
 //! (a window with failures in it, slow-call detection, a time window, a half-open probe,
 //! per-call subscribers, metrics) holds its breaker in an `Arc` until it is recorded.
 //!
-//! A response future is the inner service's future plus 32 bytes (its permit and classifier;
+//! A response future is the inner service's future plus 40 bytes (its permit and classifier;
 //! an async caller moves it, so its size is paid on every call): no classifier by value (the
 //! default [`HttpClassifier`](crate::classify::http::HttpClassifier) is one null pointer), no
 //! copy of the request. A rejected call's [`CircuitOpen`] is boxed once (the box the
 //! [`BoxError`](crate::BoxError) needs) and refers to nothing of the breaker; in the
 //! [503 mode](CircuitBreakerLayer::respond_503) it is taken out of its box again to go in the
 //! response's extensions, so a rejection there allocates twice. With
-//! [`end_of_stream`](CircuitBreakerLayer::end_of_stream), the [`RecordingBody`] adds 56 bytes
+//! [`end_of_stream`](CircuitBreakerLayer::end_of_stream), the [`RecordingBody`] adds 64 bytes
 //! to the inner body.
 //!
 //! A breaker takes about 1 KiB, plus 8 bytes per call of a count window or 16 per second of a

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::ops::{Range, RangeFrom, RangeInclusive};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, Response, StatusCode, header::RETRY_AFTER};
@@ -63,9 +64,13 @@ const IGNORED: u8 = 2;
 ///
 /// # Cost
 ///
-/// A classifier is 8 bytes. Each call takes a copy of its layer's classifier in its future:
-/// for the default rules (a shared constant) that copy costs nothing, and for rules of its own
-/// it is a *view* of them, two numbers, with no reference count to update. Rules of its own
+/// A classifier is 16 bytes: a handle of its status and error rules, and a pointer to its
+/// rules by predicate, if it has any. Each call takes a copy of its layer's classifier in its
+/// future: for the default rules (a shared constant) that copy costs nothing, and for rules of
+/// its own it is a *view* of them, two numbers, with no reference count to update. Rules by
+/// predicate ([`error_when`](Self::error_when), [`response_when`](Self::response_when)) are
+/// user closures behind an `Arc`: a classifier that has them counts one more holder for each
+/// call. Rules of its own
 /// live in a table of a pool reachable from a static, held by the classifiers that own them
 /// (cloning one, as a layer does for each service it makes and a service for each clone,
 /// counts one more holder); the last holder gives the table back to the pool. A call still in
@@ -73,6 +78,41 @@ const IGNORED: u8 = 2;
 /// [ignored](Outcome::Ignored).
 pub struct HttpClassifier {
     rules: Handle,
+    /// Rules by predicate ([`error_when`](Self::error_when),
+    /// [`response_when`](Self::response_when)), the latest last.
+    matchers: Option<Arc<Matchers>>,
+}
+
+/// Rules by predicate, the latest last: behind one `Arc` (one word, where an `Arc` of a slice
+/// would be two).
+#[derive(Clone, Default)]
+struct Matchers(Vec<Matcher>);
+
+/// A predicate over the errors of a call (each error of its `source()` chain).
+pub(crate) type ErrorPredicate = dyn Fn(&(dyn Error + 'static)) -> bool + Send + Sync;
+/// A predicate over a response's status and headers.
+pub(crate) type ResponsePredicate = dyn Fn(StatusCode, &HeaderMap) -> bool + Send + Sync;
+
+/// One rule by predicate, and the outcome of what it matches.
+#[derive(Clone)]
+pub(crate) enum Matcher {
+    Error(Arc<ErrorPredicate>, Outcome),
+    Response(Arc<ResponsePredicate>, Outcome),
+}
+
+impl Matcher {
+    /// The same predicate (the same closure, shared) and outcome.
+    fn same(&self, other: &Matcher) -> bool {
+        match (self, other) {
+            (Matcher::Error(a, x), Matcher::Error(b, y)) => {
+                std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)) && x == y
+            }
+            (Matcher::Response(a, x), Matcher::Response(b, y)) => {
+                std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)) && x == y
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Which rules a classifier decides by: the defaults (`index` 0), or those of the pool's table
@@ -143,6 +183,7 @@ impl HttpClassifier {
     pub const fn new() -> Self {
         Self {
             rules: Handle::DEFAULT,
+            matchers: None,
         }
     }
 
@@ -161,13 +202,130 @@ impl HttpClassifier {
     fn with(self, change: impl FnOnce(&mut Rules)) -> Self {
         let mut rules = self.with_rules(|rules| *rules).unwrap_or(DEFAULT_RULES);
         change(&mut rules);
+        let matchers = self.matchers.clone();
         if rules == DEFAULT_RULES {
-            Self::new()
+            Self {
+                matchers,
+                ..Self::new()
+            }
         } else {
             Self {
                 rules: Handle::owner(table::take(&rules.encode())),
+                matchers,
             }
         }
+    }
+
+    /// These rules and `matcher`, consulted before every earlier one.
+    pub(crate) fn matching(mut self, matcher: Matcher) -> Self {
+        let mut matchers = self
+            .matchers
+            .take()
+            .map(|m| m.as_ref().clone())
+            .unwrap_or_default();
+        matchers.0.push(matcher);
+        self.matchers = Some(Arc::new(matchers));
+        self
+    }
+
+    /// Errors that `predicate` matches get `outcome`: it is asked about each error of the
+    /// error's [`source()`](Error::source) chain (as timeouts are found), and a match wins over
+    /// [`on_error`](Self::on_error), [`on_timeout`](Self::on_timeout) and every earlier rule by
+    /// predicate. An error type that is not a `Box<dyn Error>`, an `std::io::Error` or one of
+    /// breakwater's and tower's timeout errors cannot be looked into: only `on_error` applies
+    /// to it.
+    ///
+    /// A classifier with rules by predicate counts one more holder of them (a reference
+    /// count) for each call (see "Cost" above).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::classify::{Classify, Outcome, http::HttpClassifier};
+    ///
+    /// #[derive(Debug)]
+    /// struct BusinessError;
+    /// impl std::fmt::Display for BusinessError {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         f.write_str("insufficient funds")
+    ///     }
+    /// }
+    /// impl std::error::Error for BusinessError {}
+    ///
+    /// // The business's refusals say nothing about the callee's health.
+    /// let classifier =
+    ///     HttpClassifier::new().error_when(|e| e.is::<BusinessError>(), Outcome::Ignored);
+    /// let refused: tower::BoxError = Box::new(BusinessError);
+    /// let broken: tower::BoxError = "connection reset".into();
+    /// let classify = |e| Classify::<http::Response<()>, _>::classify(&classifier, Err(e));
+    /// assert_eq!(classify(&refused), Outcome::Ignored);
+    /// assert_eq!(classify(&broken), Outcome::Failure);
+    /// ```
+    pub fn error_when(
+        self,
+        predicate: impl Fn(&(dyn Error + 'static)) -> bool + Send + Sync + 'static,
+        outcome: Outcome,
+    ) -> Self {
+        self.matching(Matcher::Error(Arc::new(predicate), outcome))
+    }
+
+    /// Responses that `predicate` matches (by status and headers) get `outcome`, over the
+    /// status rules, `Retry-After` and every earlier rule by predicate. The costs are
+    /// [`error_when`](Self::error_when)'s.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use breakwater::classify::{Classify, Outcome, http::HttpClassifier};
+    ///
+    /// // A 200 that carries an error header is a failure.
+    /// let classifier = HttpClassifier::new()
+    ///     .response_when(|_, headers| headers.contains_key("x-upstream-error"), Outcome::Failure);
+    /// let failed = http::Response::builder().header("x-upstream-error", "db").body(()).unwrap();
+    /// let result: Result<_, &std::io::Error> = Ok(&failed);
+    /// assert_eq!(classifier.classify(result), Outcome::Failure);
+    /// ```
+    pub fn response_when(
+        self,
+        predicate: impl Fn(StatusCode, &HeaderMap) -> bool + Send + Sync + 'static,
+        outcome: Outcome,
+    ) -> Self {
+        self.matching(Matcher::Response(Arc::new(predicate), outcome))
+    }
+
+    /// The outcome of the latest rule by predicate that matches a response.
+    #[inline]
+    fn matched_response(&self, status: StatusCode, headers: &HeaderMap) -> Option<Outcome> {
+        self.matchers
+            .as_deref()?
+            .0
+            .iter()
+            .rev()
+            .find_map(|m| match m {
+                Matcher::Response(predicate, outcome) if predicate(status, headers) => {
+                    Some(*outcome)
+                }
+                _ => None,
+            })
+    }
+
+    /// The outcome of the latest rule by predicate that matches an error of `error`'s chain.
+    fn matched_error(&self, error: Option<&(dyn Error + 'static)>) -> Option<Outcome> {
+        let matchers = self.matchers.as_deref()?;
+        let error = error?;
+        matchers.0.iter().rev().find_map(|m| match m {
+            Matcher::Error(predicate, outcome) => {
+                let mut current = Some(error);
+                while let Some(e) = current {
+                    if predicate(e) {
+                        return Some(*outcome);
+                    }
+                    current = e.source();
+                }
+                None
+            }
+            Matcher::Response(..) => None,
+        })
     }
 
     /// Counts these statuses as failures.
@@ -217,6 +375,11 @@ impl HttpClassifier {
     /// The outcome of a response with this status and headers.
     #[inline]
     pub fn classify_response(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
+        if self.matchers.is_some() {
+            if let Some(outcome) = self.matched_response(status, headers) {
+                return outcome;
+            }
+        }
         let code = status.as_u16();
         let Some([classes, small, cap_secs, cap_nanos]) =
             self.words([status_word(code), SMALL, CAP_SECS, NANOS_2])
@@ -293,7 +456,10 @@ impl Clone for HttpClassifier {
                 table::hold(held);
             }
         }
-        Self { rules: self.rules }
+        Self {
+            rules: self.rules,
+            matchers: self.matchers.clone(),
+        }
     }
 }
 
@@ -310,8 +476,16 @@ impl Drop for HttpClassifier {
 
 impl PartialEq for HttpClassifier {
     /// The same rules.
+    /// The same rules, and the same rules by predicate (the same closures, shared).
     fn eq(&self, other: &Self) -> bool {
-        self.with_rules(|rules| *rules) == other.with_rules(|rules| *rules)
+        let matchers = match (self.matchers.as_deref(), other.matchers.as_deref()) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                a.0.len() == b.0.len() && a.0.iter().zip(&b.0).all(|(a, b)| a.same(b))
+            }
+            _ => false,
+        };
+        matchers && self.with_rules(|rules| *rules) == other.with_rules(|rules| *rules)
     }
 }
 
@@ -457,6 +631,10 @@ impl fmt::Debug for HttpClassifier {
                 "retry_after_cap",
                 &self.with_rules(|rules| rules.retry_after_cap),
             )
+            .field(
+                "rules_by_predicate",
+                &self.matchers.as_deref().map_or(0, |m| m.0.len()),
+            )
             .finish()
     }
 }
@@ -465,7 +643,14 @@ impl<B, E: 'static> Classify<Response<B>, E> for HttpClassifier {
     fn classify(&self, result: Result<&Response<B>, &E>) -> Outcome {
         match result {
             Ok(response) => self.classify_response(response.status(), response.headers()),
-            Err(error) => self.classify_error(error_is_timeout(error)),
+            Err(error) => {
+                if self.matchers.is_some() {
+                    if let Some(outcome) = self.matched_error(super::as_error(error)) {
+                        return outcome;
+                    }
+                }
+                self.classify_error(error_is_timeout(error))
+            }
         }
     }
 
@@ -476,12 +661,16 @@ impl<B, E: 'static> Classify<Response<B>, E> for HttpClassifier {
                 index: self.rules.index,
                 tag: self.rules.tag & !OWNER,
             },
+            matchers: self.matchers.clone(),
         }
     }
 
     /// A body that fails has the outcome of an error: `on_timeout` for a body deadline,
     /// `on_error` otherwise.
     fn classify_body_error(&self, _head: Outcome, error: &(dyn Error + 'static)) -> Outcome {
+        if let Some(outcome) = self.matched_error(Some(error)) {
+            return outcome;
+        }
         self.classify_error(is_timeout(error))
     }
 }

@@ -215,6 +215,28 @@ pub fn is_timeout(error: &(dyn Error + 'static)) -> bool {
     false
 }
 
+/// `error` as an `Error` trait object, for the types that can be looked into: boxed errors,
+/// `std::io::Error`, and the timeout errors.
+pub(crate) fn as_error<E: 'static>(error: &E) -> Option<&(dyn Error + 'static)> {
+    let any = error as &dyn Any;
+    if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send + Sync>>() {
+        return Some(&**boxed);
+    }
+    if let Some(boxed) = any.downcast_ref::<Box<dyn Error>>() {
+        return Some(&**boxed);
+    }
+    if let Some(io) = any.downcast_ref::<std::io::Error>() {
+        return Some(io);
+    }
+    if let Some(elapsed) = any.downcast_ref::<crate::Elapsed>() {
+        return Some(elapsed);
+    }
+    if let Some(elapsed) = any.downcast_ref::<tower::timeout::error::Elapsed>() {
+        return Some(elapsed);
+    }
+    None
+}
+
 /// [`is_timeout`] for an error of any type, as a service hands it to a classifier.
 ///
 /// An error that is a `BoxError` (`Box<dyn Error + Send + Sync>`, what most tower layers
@@ -232,19 +254,10 @@ pub fn is_timeout(error: &(dyn Error + 'static)) -> bool {
 /// assert!(!error_is_timeout(&"not an error type"));
 /// ```
 pub fn error_is_timeout<E: 'static>(error: &E) -> bool {
-    let any = error as &dyn Any;
-    if let Some(boxed) = any.downcast_ref::<Box<dyn Error + Send + Sync>>() {
-        return is_timeout(&**boxed);
+    match as_error(error) {
+        Some(error) => is_timeout(error),
+        None => (error as &dyn Any).is::<tokio::time::error::Elapsed>(),
     }
-    if let Some(boxed) = any.downcast_ref::<Box<dyn Error>>() {
-        return is_timeout(&**boxed);
-    }
-    if let Some(io) = any.downcast_ref::<std::io::Error>() {
-        return is_timeout(io);
-    }
-    any.is::<crate::Elapsed>()
-        || any.is::<tower::timeout::error::Elapsed>()
-        || any.is::<tokio::time::error::Elapsed>()
 }
 
 #[cfg(test)]

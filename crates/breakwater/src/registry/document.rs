@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::error::LoadError;
-use super::settings::{Spec, canonical};
+use super::limiters::{self, Limiters, SECTIONS};
+use super::settings::{Inherits, Spec, canonical};
 use super::tree::{Node, Value};
 use super::warning::Load;
 use super::{Template, Templates};
@@ -15,85 +16,116 @@ struct Section<'a> {
 }
 
 /// The templates a file describes. `roots` are its documents (YAML may hold several).
-pub(crate) fn templates(roots: &[Node], load: &mut Load) -> Result<Templates, LoadError> {
-    let mut found: Option<Section<'_>> = None;
+pub(crate) fn templates(roots: &[Node], load: &mut Load<'_>) -> Result<Templates, LoadError> {
+    // Each section breakwater reads, once per file: the first one found of each name.
+    let mut found: BTreeMap<String, Section<'_>> = BTreeMap::new();
     for root in roots {
-        for section in sections(root)? {
-            if let Some(first) = &found {
+        for (name, section) in sections(root)? {
+            if name != "circuitbreaker" && !SECTIONS.contains(&name.as_str()) {
+                let written = section.path.rsplit('.').next().unwrap_or(&name);
+                load.note(
+                    &section.path,
+                    section.node.line,
+                    format!(
+                        "resilience4j's {written} has no counterpart in breakwater or tower here: \
+                         ignored (breakwater reads circuitbreaker, {})",
+                        SECTIONS.join(", ")
+                    ),
+                );
+                continue;
+            }
+            if let Some(first) = found.get(&name) {
                 return Err(LoadError::key(
                     &section.path,
                     section.node.line,
                     format!(
-                        "a second breakers' section (the first is at line {}): Spring profiles \
+                        "a second {name} section (the first is at line {}): Spring profiles \
                          are not supported, keep one section per file",
                         first.node.line
                     ),
                 ));
             }
-            found = Some(section);
+            found.insert(name, section);
         }
     }
     let chaos = super::chaos::instances(roots)?;
     let sections = super::section::sections(roots)?;
-    let Some(section) = found else {
-        if !chaos.is_empty() || !sections.is_empty() {
-            // Chaos settings alone: every breaker gets breakwater's defaults.
-            return Ok(Templates {
-                chaos,
-                sections,
-                ..Templates::default()
-            });
+    let mut limiters = Limiters::default();
+    for (name, section) in &found {
+        if name != "circuitbreaker" {
+            limiters::read(&mut limiters, name, &section.path, section.node, load)?;
         }
-        return Err(LoadError::key(
-            "resilience4j.circuitbreaker",
-            0,
-            "missing: the file has no `resilience4j.circuitbreaker` (or `circuitbreaker`) \
-             section, nor a `breakwater` section"
-                .into(),
-        ));
+    }
+    let breakers = match found.get("circuitbreaker") {
+        Some(section) => resolve(section, load)?,
+        None if found.is_empty() && chaos.is_empty() && sections.is_empty() => {
+            return Err(LoadError::key(
+                "resilience4j.circuitbreaker",
+                0,
+                "missing: the file has no `resilience4j.circuitbreaker` (or `circuitbreaker`) \
+                 section, no other resilience4j section breakwater reads, nor a `breakwater` \
+                 section"
+                    .into(),
+            ));
+        }
+        // No breakers' section: every breaker gets breakwater's defaults.
+        None => Templates::default(),
     };
     Ok(Templates {
         chaos,
         sections,
-        ..resolve(&section, load)?
+        limiters,
+        ..breakers
     })
 }
 
-/// The breakers' sections of one document: `resilience4j.circuitbreaker`, nested or dotted, or
-/// `circuitbreaker` at the top. Every other top-level key belongs to someone else.
-fn sections(root: &Node) -> Result<Vec<Section<'_>>, LoadError> {
+/// The resilience4j sections of one document, with their canonical names
+/// (`circuitbreaker`, `timelimiter`, ...): `resilience4j.NAME`, nested or dotted, or, for the
+/// sections breakwater reads, `NAME` at the top. Every other top-level key belongs to someone
+/// else.
+fn sections(root: &Node) -> Result<Vec<(String, Section<'_>)>, LoadError> {
     let Value::Map(entries) = &root.value else {
         return Ok(Vec::new());
     };
+    let read = |name: &str| name == "circuitbreaker" || SECTIONS.contains(&name);
     let mut found = Vec::new();
     for (key, node) in entries {
         let segments: Vec<String> = key.split('.').map(canonical).collect();
         match segments.as_slice() {
-            [r, c] if r == "resilience4j" && c == "circuitbreaker" => found.push(Section {
-                path: key.clone(),
-                node,
-            }),
-            [c] if c == "circuitbreaker" => found.push(Section {
-                path: key.clone(),
-                node,
-            }),
+            [r, name] if r == "resilience4j" => {
+                found.push((
+                    name.clone(),
+                    Section {
+                        path: key.clone(),
+                        node,
+                    },
+                ));
+            }
+            [name] if read(name) => found.push((
+                name.clone(),
+                Section {
+                    path: key.clone(),
+                    node,
+                },
+            )),
             [r] if r == "resilience4j" => {
                 if let Value::Map(inner) = &node.value {
                     for (inner_key, inner_node) in inner {
-                        if canonical(inner_key) == "circuitbreaker" {
-                            found.push(Section {
+                        found.push((
+                            canonical(inner_key),
+                            Section {
                                 path: format!("{key}.{inner_key}"),
                                 node: inner_node,
-                            });
-                        }
+                            },
+                        ));
                     }
                 }
             }
-            [r, c, ..] if r == "resilience4j" && c == "circuitbreaker" => {
+            [r, name, ..] if r == "resilience4j" && read(name) => {
                 return Err(LoadError::key(
                     key,
                     node.line,
-                    "write this setting nested under `resilience4j.circuitbreaker`".into(),
+                    format!("write this setting nested under `resilience4j.{name}`"),
                 ));
             }
             _ => {}
@@ -102,14 +134,22 @@ fn sections(root: &Node) -> Result<Vec<Section<'_>>, LoadError> {
     Ok(found)
 }
 
-/// Every configuration of the section, resolved through `base-config`.
-fn resolve(section: &Section<'_>, load: &mut Load) -> Result<Templates, LoadError> {
-    let mut configs: BTreeMap<String, (String, Spec)> = BTreeMap::new();
-    let mut instances: BTreeMap<String, (String, Spec)> = BTreeMap::new();
-    match &section.node.value {
+/// The `configs` and `instances` of a section at `path`, each parsed by `parse`, with the key
+/// path of each.
+pub(crate) type Configs<T> = BTreeMap<String, (String, T)>;
+
+pub(crate) fn named<T>(
+    path: &str,
+    node: &Node,
+    parse: impl Fn(&str, &Node, &mut Load<'_>) -> Result<T, LoadError>,
+    load: &mut Load<'_>,
+) -> Result<(Configs<T>, Configs<T>), LoadError> {
+    let mut configs = BTreeMap::new();
+    let mut instances = BTreeMap::new();
+    match &node.value {
         Value::Map(entries) => {
             for (key, node) in entries {
-                let path = format!("{}.{key}", section.path);
+                let path = format!("{path}.{key}");
                 let target = match canonical(key).as_str() {
                     "configs" => &mut configs,
                     // `backends` is resilience4j's older name for `instances`.
@@ -118,18 +158,18 @@ fn resolve(section: &Section<'_>, load: &mut Load) -> Result<Templates, LoadErro
                         return Err(LoadError::key(
                             &path,
                             node.line,
-                            "unknown key; the breakers' section holds `configs` and \
+                            "unknown key; a resilience4j section holds `configs` and \
                              `instances`"
                                 .into(),
                         ));
                     }
                 };
                 match &node.value {
-                    Value::Map(named) => {
-                        for (name, settings) in named {
+                    Value::Map(entries) => {
+                        for (name, settings) in entries {
                             let path = format!("{path}.{name}");
-                            let spec = Spec::parse(&path, settings, load)?;
-                            target.insert(name.clone(), (path, spec));
+                            let parsed = parse(&path, settings, load)?;
+                            target.insert(name.clone(), (path, parsed));
                         }
                     }
                     Value::Null => {}
@@ -147,13 +187,19 @@ fn resolve(section: &Section<'_>, load: &mut Load) -> Result<Templates, LoadErro
         Value::Null => {}
         other => {
             return Err(LoadError::bad_value(
-                &section.path,
-                section.node.line,
+                path,
+                node.line,
                 other.to_string(),
                 "a map holding `configs` and `instances`",
             ));
         }
     }
+    Ok((configs, instances))
+}
+
+/// Every configuration of the section, resolved through `base-config`.
+fn resolve(section: &Section<'_>, load: &mut Load<'_>) -> Result<Templates, LoadError> {
+    let (configs, instances) = named(&section.path, section.node, Spec::parse, load)?;
 
     // `config`: the name of a shared config being resolved; `None` for an instance.
     let resolved = |name: &str, own: &(String, Spec), config: Option<&str>| {
@@ -177,26 +223,24 @@ fn resolve(section: &Section<'_>, load: &mut Load) -> Result<Templates, LoadErro
         default,
         configs: shared,
         instances: named,
-        chaos: BTreeMap::new(),
-        sections: BTreeMap::new(),
-        warnings: Vec::new(),
+        ..Templates::default()
     })
 }
 
 /// `own`'s settings over those of its `base-config` chain. Without `base-config`, every
 /// configuration but `default` itself inherits `configs.default` when there is one, as in
 /// resilience4j.
-fn inherit(
-    configs: &BTreeMap<String, (String, Spec)>,
-    own: &(String, Spec),
+pub(crate) fn inherit<T: Inherits>(
+    configs: &Configs<T>,
+    own: &(String, T),
     config: Option<&str>,
-) -> Result<Spec, LoadError> {
+) -> Result<T, LoadError> {
     let mut spec = own.1.clone();
     // The shared configs visited so far.
     let mut chain: Vec<String> = config.map(str::to_owned).into_iter().collect();
     let mut current = own;
     loop {
-        let base_name = match &current.1.base {
+        let base_name = match current.1.base() {
             Some(base) => base.value().to_owned(),
             None if chain.iter().all(|n| n != "default") && configs.contains_key("default") => {
                 "default".to_owned()
@@ -204,7 +248,7 @@ fn inherit(
             None => return Ok(spec),
         };
         let Some(base) = configs.get(&base_name) else {
-            let set = current.1.base.as_ref();
+            let set = current.1.base();
             let (path, line) = set.map_or((current.0.as_str(), 0), |s| {
                 (s.origin().path.as_str(), s.origin().line)
             });
@@ -223,7 +267,7 @@ fn inherit(
         };
         if chain.contains(&base_name) {
             chain.push(base_name);
-            let origin = current.1.base.as_ref().map(super::settings::Set::origin);
+            let origin = current.1.base().map(super::settings::Set::origin);
             return Err(LoadError::key(
                 origin.map_or(current.0.as_str(), |o| o.path.as_str()),
                 origin.map_or(0, |o| o.line),

@@ -1,12 +1,21 @@
 //! What resilience4j's `record-exceptions` and `ignore-exceptions` mean for an HTTP client
 //! here: Java exception classes, mapped to statuses and errors where the mapping is clear.
 
+use super::binding::Binding;
 use crate::classify::Outcome;
 use crate::classify::http::HttpClassifier;
 
-/// What one exception class stands for.
+/// What one exception class (or predicate) named in a file stands for: a class breakwater
+/// knows, or a name the program bound.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Target {
+    Known(Rule),
+    Bound(Binding),
+}
+
+/// What one exception class breakwater knows stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Target {
+pub(crate) struct Rule {
     /// Response statuses, inclusive (`None`: no status).
     statuses: Option<(u16, u16)>,
     /// A second range, for classes that cover both `4xx` and `5xx`.
@@ -20,8 +29,8 @@ pub(crate) struct Target {
 const CLIENT: (u16, u16) = (400, 499);
 const SERVER: (u16, u16) = (500, 599);
 
-const fn statuses(range: (u16, u16)) -> Target {
-    Target {
+const fn statuses(range: (u16, u16)) -> Rule {
+    Rule {
         statuses: Some(range),
         more_statuses: None,
         errors: false,
@@ -29,36 +38,36 @@ const fn statuses(range: (u16, u16)) -> Target {
     }
 }
 
-const fn status(code: u16) -> Target {
+const fn status(code: u16) -> Rule {
     statuses((code, code))
 }
 
-const ERROR_STATUSES: Target = Target {
+const ERROR_STATUSES: Rule = Rule {
     statuses: Some(CLIENT),
     more_statuses: Some(SERVER),
     errors: false,
     timeouts: false,
 };
-const TIMEOUTS: Target = Target {
+const TIMEOUTS: Rule = Rule {
     statuses: None,
     more_statuses: None,
     errors: false,
     timeouts: true,
 };
-const ERRORS: Target = Target {
+const ERRORS: Rule = Rule {
     statuses: None,
     more_statuses: None,
     errors: true,
     timeouts: false,
 };
 /// I/O exceptions include socket timeouts.
-const IO: Target = Target {
+const IO: Rule = Rule {
     statuses: None,
     more_statuses: None,
     errors: true,
     timeouts: true,
 };
-const EVERYTHING: Target = Target {
+const EVERYTHING: Rule = Rule {
     statuses: Some(CLIENT),
     more_statuses: Some(SERVER),
     errors: true,
@@ -66,7 +75,7 @@ const EVERYTHING: Target = Target {
 };
 
 /// The classes understood, by their fully qualified names (the simple name works too).
-const CLASSES: &[(&str, Target)] = &[
+const CLASSES: &[(&str, Rule)] = &[
     (
         "org.springframework.web.client.HttpClientErrorException",
         statuses(CLIENT),
@@ -132,7 +141,7 @@ const SERVER_STATUSES: &[(&str, u16)] = &[
 
 /// What the class `name` stands for: a fully qualified name, a simple name, or a nested
 /// status class (`HttpClientErrorException.NotFound` or `...$NotFound`).
-pub(crate) fn target(name: &str) -> Option<Target> {
+pub(crate) fn target(name: &str) -> Option<Rule> {
     let name = name.trim();
     if let Some(&(_, target)) = CLASSES
         .iter()
@@ -155,7 +164,7 @@ pub(crate) fn target(name: &str) -> Option<Target> {
 }
 
 /// The last segment of a dotted class name.
-fn simple_of(qualified: &str) -> &str {
+pub(crate) fn simple_of(qualified: &str) -> &str {
     qualified.rsplit('.').next().unwrap_or(qualified)
 }
 
@@ -176,11 +185,16 @@ pub(crate) fn understood() -> String {
     names.join(", ")
 }
 
-/// The HTTP classification that `record` and `ignore` describe, as resilience4j applies them:
-/// without `record`, breakwater's default (`5xx` and errors fail, `4xx` is ignored); with it,
-/// what it names fails and everything else succeeds; what `ignore` names is ignored, whatever
-/// `record` says.
-pub(crate) fn classifier(record: &[Target], ignore: &[Target]) -> HttpClassifier {
+/// The HTTP classification that `record`, `results` and `ignore` describe, as resilience4j
+/// applies them: without `record`, breakwater's default (`5xx` and errors fail, `4xx` is
+/// ignored); with it, what it names fails and everything else succeeds; what `results` (a
+/// bound `record-result-predicate`) matches fails; what `ignore` names is ignored, whatever
+/// the others say.
+pub(crate) fn classifier(
+    record: &[Target],
+    results: &[Target],
+    ignore: &[Target],
+) -> HttpClassifier {
     let mut classifier = HttpClassifier::new();
     if !record.is_empty() {
         classifier = classifier
@@ -191,13 +205,23 @@ pub(crate) fn classifier(record: &[Target], ignore: &[Target]) -> HttpClassifier
             classifier = apply(classifier, target, Outcome::Failure);
         }
     }
+    for target in results {
+        classifier = apply(classifier, target, Outcome::Failure);
+    }
     for target in ignore {
         classifier = apply(classifier, target, Outcome::Ignored);
     }
     classifier
 }
 
-fn apply(mut classifier: HttpClassifier, target: &Target, outcome: Outcome) -> HttpClassifier {
+fn apply(classifier: HttpClassifier, target: &Target, outcome: Outcome) -> HttpClassifier {
+    match target {
+        Target::Known(rule) => apply_rule(classifier, rule, outcome),
+        Target::Bound(binding) => binding.apply(classifier, outcome),
+    }
+}
+
+fn apply_rule(mut classifier: HttpClassifier, target: &Rule, outcome: Outcome) -> HttpClassifier {
     for (first, last) in [target.statuses, target.more_statuses]
         .into_iter()
         .flatten()
@@ -244,12 +268,12 @@ mod tests {
     fn record_and_ignore_follow_resilience4j() {
         let of = |c: &HttpClassifier, code| c.classify_status(StatusCode::from_u16(code).unwrap());
         // The seed's configuration: ignore client errors; the rest is breakwater's default.
-        let seed = classifier(&[], &[statuses(CLIENT)]);
+        let seed = classifier(&[], &[], &[Target::Known(statuses(CLIENT))]);
         assert_eq!(of(&seed, 404), Outcome::Ignored);
         assert_eq!(of(&seed, 500), Outcome::Failure);
         assert_eq!(seed, HttpClassifier::new());
         // Recording only timeouts: statuses and other errors succeed.
-        let only_timeouts = classifier(&[TIMEOUTS], &[]);
+        let only_timeouts = classifier(&[Target::Known(TIMEOUTS)], &[], &[]);
         assert_eq!(of(&only_timeouts, 500), Outcome::Success);
         assert_eq!(of(&only_timeouts, 404), Outcome::Success);
         assert_eq!(
@@ -259,7 +283,11 @@ mod tests {
                 .on_error(Outcome::Success)
         );
         // Ignoring wins over recording.
-        let both = classifier(&[EVERYTHING], &[status(503), ERRORS]);
+        let both = classifier(
+            &[Target::Known(EVERYTHING)],
+            &[],
+            &[Target::Known(status(503)), Target::Known(ERRORS)],
+        );
         assert_eq!(of(&both, 503), Outcome::Ignored);
         assert_eq!(of(&both, 502), Outcome::Failure);
         assert_eq!(of(&both, 404), Outcome::Failure);

@@ -140,6 +140,8 @@
 //! ```
 
 #[cfg(any(feature = "yaml", feature = "toml"))]
+mod binding;
+#[cfg(any(feature = "yaml", feature = "toml"))]
 mod chaos;
 #[cfg(any(feature = "yaml", feature = "toml"))]
 mod document;
@@ -149,9 +151,17 @@ mod error;
 #[cfg(any(feature = "yaml", feature = "toml"))]
 mod exceptions;
 #[cfg(any(feature = "yaml", feature = "toml"))]
+mod limiters;
+#[cfg(any(feature = "yaml", feature = "toml"))]
+mod loader;
+#[cfg(any(feature = "yaml", feature = "toml"))]
+mod retry;
+#[cfg(any(feature = "yaml", feature = "toml"))]
 mod section;
 #[cfg(any(feature = "yaml", feature = "toml"))]
 mod settings;
+#[cfg(any(feature = "yaml", feature = "toml"))]
+mod stack;
 #[cfg(any(feature = "yaml", feature = "toml"))]
 mod tree;
 #[cfg(any(feature = "yaml", feature = "toml"))]
@@ -161,10 +171,22 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
+#[cfg(any(feature = "yaml", feature = "toml"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
+pub use self::binding::Binding;
 pub use self::error::LoadError;
 #[cfg(any(feature = "yaml", feature = "toml"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
+pub use self::loader::Loader;
+#[cfg(any(feature = "yaml", feature = "toml"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
+pub use self::retry::RetryPolicy;
+#[cfg(any(feature = "yaml", feature = "toml"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
 pub use self::section::{Entry, Section};
+#[cfg(any(feature = "yaml", feature = "toml"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
+pub use self::stack::{Stack, StackService};
 #[cfg(any(feature = "yaml", feature = "toml"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
 pub use self::warning::Warning;
@@ -176,6 +198,7 @@ use crate::circuit_breaker::observe::Metering;
 use crate::circuit_breaker::{Builder, CircuitBreakerLayer, ConfigError, KeyedCircuitBreakerLayer};
 use crate::classify::http::HttpClassifier;
 use crate::clock::Clock;
+use crate::timeout::{SharedTimeout, TimeoutLayer};
 
 /// Named circuit breakers and the configurations they are built from; see the
 /// [module docs](self) for the file format.
@@ -204,6 +227,14 @@ struct State {
     breakers: BTreeMap<String, CircuitBreaker>,
     keyed: BTreeMap<String, KeyedCircuitBreakerLayer>,
     chaos: BTreeMap<String, Chaos>,
+    /// The time limiters handed out, by name: a reload changes them.
+    timeouts: BTreeMap<String, SharedTimeout>,
+    /// The retry budgets, by name.
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    budgets: BTreeMap<String, Arc<tower::retry::budget::TpsBudget>>,
+    /// The bulkheads' semaphores, by name, with their sizes.
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    bulkheads: BTreeMap<String, (u32, Arc<tokio::sync::Semaphore>)>,
     clock: Option<Arc<dyn Clock>>,
     /// The metrics its breakers record.
     metering: Metering,
@@ -223,6 +254,9 @@ pub(crate) struct Templates {
     /// What the file asked that could not be carried over.
     #[cfg(any(feature = "yaml", feature = "toml"))]
     pub(crate) warnings: Vec<Warning>,
+    /// The time limiters, retries and bulkheads.
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    pub(crate) limiters: limiters::Limiters,
 }
 
 impl Templates {
@@ -272,7 +306,7 @@ impl Registry {
     }
 
     #[cfg(any(feature = "yaml", feature = "toml"))]
-    fn with_templates(templates: Templates) -> Self {
+    pub(crate) fn with_templates(templates: Templates) -> Self {
         Self {
             inner: Arc::new(RwLock::new(State {
                 templates,
@@ -295,7 +329,7 @@ impl Registry {
     #[cfg(feature = "yaml")]
     #[cfg_attr(docsrs, doc(cfg(feature = "yaml")))]
     pub fn from_yaml(text: &str) -> Result<Self, LoadError> {
-        Self::yaml(text, false)
+        Loader::new().from_yaml(text)
     }
 
     /// As [`from_yaml`](Self::from_yaml), but what cannot be carried over is an error, not a
@@ -324,14 +358,7 @@ impl Registry {
     #[cfg(feature = "yaml")]
     #[cfg_attr(docsrs, doc(cfg(feature = "yaml")))]
     pub fn from_yaml_strict(text: &str) -> Result<Self, LoadError> {
-        Self::yaml(text, true)
-    }
-
-    #[cfg(feature = "yaml")]
-    fn yaml(text: &str, strict: bool) -> Result<Self, LoadError> {
-        let documents =
-            tree::yaml::parse(text).map_err(|e| LoadError::syntax("YAML", e.line, e.message))?;
-        Self::loaded(&documents, strict)
+        Loader::new().strict(true).from_yaml(text)
     }
 
     /// Reads a TOML file's `circuitbreaker` (or `resilience4j.circuitbreaker`) table (feature
@@ -345,7 +372,7 @@ impl Registry {
     #[cfg(feature = "toml")]
     #[cfg_attr(docsrs, doc(cfg(feature = "toml")))]
     pub fn from_toml(text: &str) -> Result<Self, LoadError> {
-        Self::toml(text, false)
+        Loader::new().from_toml(text)
     }
 
     /// As [`from_toml`](Self::from_toml), but what cannot be carried over is an error.
@@ -356,26 +383,15 @@ impl Registry {
     #[cfg(feature = "toml")]
     #[cfg_attr(docsrs, doc(cfg(feature = "toml")))]
     pub fn from_toml_strict(text: &str) -> Result<Self, LoadError> {
-        Self::toml(text, true)
+        Loader::new().strict(true).from_toml(text)
     }
 
-    #[cfg(feature = "toml")]
-    fn toml(text: &str, strict: bool) -> Result<Self, LoadError> {
-        let root =
-            tree::toml::parse(text).map_err(|e| LoadError::syntax("TOML", e.line, e.message))?;
-        Self::loaded(&[root], strict)
-    }
-
-    /// The registry of a file's documents; its warnings logged once.
+    /// A [`Loader`]: what the program says the file's Java names mean
+    /// ([`Loader::bind`]), then the file.
     #[cfg(any(feature = "yaml", feature = "toml"))]
-    fn loaded(roots: &[tree::Node], strict: bool) -> Result<Self, LoadError> {
-        let mut load = warning::Load::new(strict);
-        let mut templates = document::templates(roots, &mut load)?;
-        for warning in &load.warnings {
-            tracing::warn!(%warning, "breakwater registry: a setting could not be carried over");
-        }
-        templates.warnings = load.warnings;
-        Ok(Self::with_templates(templates))
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
+    pub fn loader() -> Loader {
+        Loader::new()
     }
 
     /// Reads a file, YAML or TOML by its extension (`.yml`, `.yaml`, `.toml`; each needs its
@@ -389,7 +405,7 @@ impl Registry {
     #[cfg(any(feature = "yaml", feature = "toml"))]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
     pub fn from_path(path: impl AsRef<std::path::Path>) -> Result<Self, LoadError> {
-        Self::path(path.as_ref(), false)
+        Loader::new().from_path(path)
     }
 
     /// As [`from_path`](Self::from_path), but what cannot be carried over is an error.
@@ -400,24 +416,7 @@ impl Registry {
     #[cfg(any(feature = "yaml", feature = "toml"))]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
     pub fn from_path_strict(path: impl AsRef<std::path::Path>) -> Result<Self, LoadError> {
-        Self::path(path.as_ref(), true)
-    }
-
-    #[cfg(any(feature = "yaml", feature = "toml"))]
-    fn path(path: &std::path::Path, strict: bool) -> Result<Self, LoadError> {
-        let extension = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        let parse: fn(&str, bool) -> Result<Self, LoadError> = match extension.as_deref() {
-            #[cfg(feature = "yaml")]
-            Some("yml" | "yaml") => Self::yaml,
-            #[cfg(feature = "toml")]
-            Some("toml") => Self::toml,
-            _ => return Err(LoadError::format(path.into())),
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| LoadError::io(path.into(), e))?;
-        parse(&text, strict)
+        Loader::new().strict(true).from_path(path)
     }
 
     /// What the file asked that could not be carried over (empty without a file, or for a
@@ -442,7 +441,7 @@ impl Registry {
     ///     registry.warnings()[0].to_string(),
     ///     "resilience4j.circuitbreaker.configs.default.ignoreExceptions[0] (line 6): \
     ///      \"io.github.robwin.exception.BusinessException\" is not an exception class \
-    ///      breakwater understands: ignored (no rule for it)"
+    ///      breakwater understands: ignored (no rule for it: bind the name with `Loader::bind`)"
     /// );
     /// # Ok::<(), breakwater::registry::LoadError>(())
     /// ```
@@ -547,6 +546,183 @@ impl Registry {
     /// A layer for `name`'s breaker, classifying `http::Response`s as its configuration says.
     pub fn layer(&self, name: &str) -> CircuitBreakerLayer<HttpClassifier> {
         self.circuit_breaker(name).layer_with(self.classifier(name))
+    }
+
+    /// The time limiter's timeout for `name` (`resilience4j.timelimiter`): its instance's
+    /// `timeout-duration`, or `configs.default`'s for a name the section does not list
+    /// (resilience4j's default, one second, when a config leaves it out). `None` when the
+    /// section has neither (or the registry has no file).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[cfg(feature = "yaml")] {
+    /// use std::time::Duration;
+    /// use breakwater::Registry;
+    ///
+    /// let registry = Registry::from_yaml(
+    ///     "
+    /// resilience4j.timelimiter:
+    ///   configs:
+    ///     default: { timeoutDuration: 2s }
+    ///   instances:
+    ///     backendB: { timeoutDuration: 500ms }
+    /// ",
+    /// )?;
+    /// assert_eq!(registry.timeout("backendA"), Some(Duration::from_secs(2)));
+    /// assert_eq!(registry.timeout("backendB"), Some(Duration::from_millis(500)));
+    /// # }
+    /// # Ok::<(), breakwater::registry::LoadError>(())
+    /// ```
+    pub fn timeout(&self, name: &str) -> Option<std::time::Duration> {
+        #[cfg(any(feature = "yaml", feature = "toml"))]
+        {
+            self.read().templates.limiters.time_limits.of(name).copied()
+        }
+        #[cfg(not(any(feature = "yaml", feature = "toml")))]
+        {
+            let _ = name;
+            None
+        }
+    }
+
+    /// A layer bounding calls by `name`'s [`timeout`](Self::timeout) (no bound while it is
+    /// `None`), through a [`SharedTimeout`] kept per name: a [`reload`](Self::reload) that
+    /// changes the timeout reaches the services already built, for the calls they start after
+    /// it. Put it inside the breaker ([`layer`](Self::layer)) so that the breaker counts its
+    /// timeouts, or use [`stack`](Self::stack).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[cfg(feature = "yaml")] {
+    /// use breakwater::Registry;
+    /// use tower::ServiceBuilder;
+    ///
+    /// let registry = Registry::from_yaml(
+    ///     "
+    /// resilience4j.timelimiter:
+    ///   configs:
+    ///     default: { timeoutDuration: 2s }
+    /// ",
+    /// )?;
+    /// let client = ServiceBuilder::new()
+    ///     .layer(registry.layer("pg"))
+    ///     .layer(registry.timeout_layer("pg"))
+    ///     .service_fn(|_: http::Request<()>| async {
+    ///         Ok::<_, std::io::Error>(http::Response::new(()))
+    ///     });
+    /// # let _ = client;
+    /// # }
+    /// # Ok::<(), breakwater::registry::LoadError>(())
+    /// ```
+    pub fn timeout_layer(
+        &self,
+        name: &str,
+    ) -> TimeoutLayer<crate::timeout::CallOnly, crate::timeout::FromRequest, SharedTimeout> {
+        TimeoutLayer::shared(self.shared_timeout(name))
+    }
+
+    /// The one [`SharedTimeout`] of `name`.
+    fn shared_timeout(&self, name: &str) -> SharedTimeout {
+        if let Some(timeout) = self.read().timeouts.get(name) {
+            return timeout.clone();
+        }
+        let timeout = self.timeout(name);
+        self.write()
+            .timeouts
+            .entry(name.to_owned())
+            .or_insert_with(|| SharedTimeout::new(timeout))
+            .clone()
+    }
+
+    /// `name`'s retry (`resilience4j.retry`: its instance, or `configs.default`) as a
+    /// [`tower::retry::Policy`]: see [`RetryPolicy`]. `None` when the section has neither.
+    /// Every policy of a name spends one retry budget. A reload reaches the policies handed
+    /// out after it (tower's `Retry` keeps the policy it was built with).
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
+    pub fn retry_policy(&self, name: &str) -> Option<RetryPolicy> {
+        let settings = self.read().templates.limiters.retries.of(name).cloned()?;
+        Some(RetryPolicy::new(settings, self.budget(name)))
+    }
+
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    fn budget(&self, name: &str) -> Arc<tower::retry::budget::TpsBudget> {
+        self.write()
+            .budgets
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// `name`'s bulkhead (`resilience4j.bulkhead`: `max-concurrent-calls` of its instance, or
+    /// of `configs.default`) as tower's own concurrency limit, one semaphore per name: every
+    /// service made from every layer handed out for the name shares the limit, as
+    /// resilience4j's bulkhead of a name does. `None` when the section has neither. A reload
+    /// that changes the limit gives the layers handed out after it a new semaphore; those in
+    /// use keep theirs (tower's limit is fixed once built).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[cfg(feature = "yaml")] {
+    /// use breakwater::Registry;
+    ///
+    /// let registry = Registry::from_yaml(
+    ///     "
+    /// resilience4j.bulkhead:
+    ///   configs:
+    ///     default: { maxConcurrentCalls: 100 }
+    /// ",
+    /// )?;
+    /// assert!(registry.bulkhead("pg").is_some());
+    /// # }
+    /// # Ok::<(), breakwater::registry::LoadError>(())
+    /// ```
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
+    pub fn bulkhead(&self, name: &str) -> Option<tower::limit::GlobalConcurrencyLimitLayer> {
+        let mut state = self.write();
+        let limit = *state.templates.limiters.bulkheads.of(name)?;
+        let semaphore = match state.bulkheads.get(name) {
+            Some((size, semaphore)) if *size == limit => semaphore.clone(),
+            _ => {
+                // At most tokio's maximum of permits.
+                let permits = usize::try_from(limit)
+                    .unwrap_or(usize::MAX)
+                    .min(tokio::sync::Semaphore::MAX_PERMITS);
+                let semaphore = Arc::new(tokio::sync::Semaphore::new(permits));
+                state
+                    .bulkheads
+                    .insert(name.to_owned(), (limit, semaphore.clone()));
+                semaphore
+            }
+        };
+        Some(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
+            semaphore,
+        ))
+    }
+
+    /// `name`'s whole stack in resilience4j's order, on tower's own layers: retry, breaker,
+    /// time limiter, bulkhead (see [`Stack`]). Unlike [`layer`](Self::layer) (the breaker
+    /// alone), it needs requests that can be cloned.
+    #[cfg(any(feature = "yaml", feature = "toml"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
+    pub fn stack(&self, name: &str) -> Stack {
+        let retry = self
+            .retry_policy(name)
+            .unwrap_or_else(|| retry::none(self.budget(name)));
+        let bulkhead = match self.bulkhead(name) {
+            Some(layer) => tower::util::Either::Left(layer),
+            None => tower::util::Either::Right(tower_layer::Identity::new()),
+        };
+        Stack {
+            retry: tower::retry::RetryLayer::new(retry),
+            breaker: self.layer(name),
+            timeout: self.timeout_layer(name).without_override(),
+            bulkhead,
+        }
     }
 
     /// A [keyed layer](crate::circuit_breaker::keyed) whose breakers (one per downstream) get
@@ -694,6 +870,16 @@ impl Registry {
                 reconfigured.push(name.clone());
             }
         }
+        #[cfg(any(feature = "yaml", feature = "toml"))]
+        for (name, timeout) in &state.timeouts {
+            let new = templates.limiters.time_limits.of(name).copied();
+            if timeout.get() != new {
+                timeout.set(new);
+                if !reconfigured.contains(name) {
+                    reconfigured.push(name.clone());
+                }
+            }
+        }
         state.templates = templates;
         reconfigured
     }
@@ -728,7 +914,13 @@ impl Registry {
             entries.extend(layer.health().breakers);
         }
         entries.sort_by(|a, b| (&a.name, &a.key).cmp(&(&b.name, &b.key)));
-        HealthReport::from_entries(entries)
+        #[allow(unused_mut)]
+        let mut report = HealthReport::from_entries(entries);
+        #[cfg(any(feature = "yaml", feature = "toml"))]
+        {
+            report.warnings = self.warnings().iter().map(ToString::to_string).collect();
+        }
+        report
     }
 }
 

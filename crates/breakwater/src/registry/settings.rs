@@ -27,6 +27,10 @@ pub(crate) struct Set<T> {
 }
 
 impl<T> Set<T> {
+    pub(crate) fn new(value: T, origin: Origin) -> Self {
+        Self { value, origin }
+    }
+
     pub(crate) fn value(&self) -> &T {
         &self.value
     }
@@ -63,6 +67,30 @@ pub(crate) struct Spec {
     randomized_factor: Option<Set<f64>>,
     record: Option<Set<Vec<Target>>>,
     ignore: Option<Set<Vec<Target>>>,
+    /// Bound predicates: `record-failure-predicate`, `record-result-predicate`,
+    /// `ignore-exception-predicate`.
+    record_predicate: Option<Set<Target>>,
+    result_predicate: Option<Set<Target>>,
+    ignore_predicate: Option<Set<Target>>,
+}
+
+/// A configuration that may inherit another's settings through `base-config`.
+pub(crate) trait Inherits: Clone {
+    /// Its `base-config`, if it has one.
+    fn base(&self) -> Option<&Set<String>>;
+    /// Its settings, with `base`'s filling in what it leaves out.
+    #[must_use]
+    fn over(&self, base: &Self) -> Self;
+}
+
+impl Inherits for Spec {
+    fn base(&self) -> Option<&Set<String>> {
+        self.base.as_ref()
+    }
+
+    fn over(&self, base: &Self) -> Self {
+        self.over_base(base)
+    }
 }
 
 /// The keys a configuration accepts, as resilience4j's Spring Boot properties name them.
@@ -85,6 +113,9 @@ pub(crate) const KEYS: &[&str] = &[
     "randomized-wait-factor",
     "record-exceptions",
     "ignore-exceptions",
+    "record-failure-predicate",
+    "record-result-predicate",
+    "ignore-exception-predicate",
     "register-health-indicator",
     "allow-health-indicator-to-fail",
     "event-consumer-buffer-size",
@@ -107,7 +138,7 @@ const BOOLEAN: &str = "true or false";
 
 impl Spec {
     /// Reads the settings of the map at `path`.
-    pub(crate) fn parse(path: &str, node: &Node, load: &mut Load) -> Result<Self, LoadError> {
+    pub(crate) fn parse(path: &str, node: &Node, load: &mut Load<'_>) -> Result<Self, LoadError> {
         let Value::Map(entries) = &node.value else {
             return Err(LoadError::bad_value(
                 path,
@@ -192,23 +223,18 @@ impl Spec {
                 "eventconsumerbuffersize" => {
                     whole()?;
                 }
-                "recordfailurepredicate"
+                predicate @ ("recordfailurepredicate"
                 | "ignoreexceptionpredicate"
                 | "recordresultpredicate"
-                | "ignoreclassbindingexceptions" => {
-                    let problem = if load.is_strict() {
-                        "names Java code, which cannot run here: classify outcomes with \
-                         `CircuitBreaker::layer_with` instead"
-                            .to_owned()
-                    } else {
-                        format!("{} names Java code, which cannot run here", value.value)
+                | "ignoreclassbindingexceptions") => {
+                    let target = java_code(&key_path, value, load)?;
+                    let slot = match predicate {
+                        "recordfailurepredicate" => &mut spec.record_predicate,
+                        "recordresultpredicate" => &mut spec.result_predicate,
+                        "ignoreexceptionpredicate" => &mut spec.ignore_predicate,
+                        _ => continue,
                     };
-                    load.cannot(
-                        &key_path,
-                        value.line,
-                        problem,
-                        "ignored (classify outcomes with `CircuitBreaker::layer_with`)",
-                    )?;
+                    *slot = target.and_then(|target| set(target, &origin));
                 }
                 _ => {
                     return Err(LoadError::key(
@@ -227,7 +253,7 @@ impl Spec {
     }
 
     /// These settings, with `base`'s filling in what they leave out.
-    pub(crate) fn over(&self, base: &Spec) -> Spec {
+    fn over_base(&self, base: &Spec) -> Spec {
         fn or<T: Clone>(mine: &Option<Set<T>>, base: &Option<Set<T>>) -> Option<Set<T>> {
             mine.clone().or_else(|| base.clone())
         }
@@ -250,6 +276,9 @@ impl Spec {
             randomized_factor: or(&self.randomized_factor, &base.randomized_factor),
             record: or(&self.record, &base.record),
             ignore: or(&self.ignore, &base.ignore),
+            record_predicate: or(&self.record_predicate, &base.record_predicate),
+            result_predicate: or(&self.result_predicate, &base.result_predicate),
+            ignore_predicate: or(&self.ignore_predicate, &base.ignore_predicate),
         }
     }
 
@@ -334,9 +363,19 @@ impl Spec {
         if let Err(error) = builder.check() {
             return Err(self.located(&error, path));
         }
-        let record = self.record.as_ref().map_or(&[][..], |s| &s.value[..]);
-        let ignore = self.ignore.as_ref().map_or(&[][..], |s| &s.value[..]);
-        Ok((builder, exceptions::classifier(record, ignore)))
+        let with = |list: &Option<Set<Vec<Target>>>, predicate: &Option<Set<Target>>| {
+            let mut targets = list.as_ref().map(|s| s.value.clone()).unwrap_or_default();
+            targets.extend(predicate.as_ref().map(|s| s.value.clone()));
+            targets
+        };
+        let record = with(&self.record, &self.record_predicate);
+        let ignore = with(&self.ignore, &self.ignore_predicate);
+        let results: Vec<Target> = self
+            .result_predicate
+            .iter()
+            .map(|s| s.value.clone())
+            .collect();
+        Ok((builder, exceptions::classifier(&record, &results, &ignore)))
     }
 
     /// A builder's error, placed at the key that set the value at fault.
@@ -462,11 +501,11 @@ pub(super) fn boolean(path: &str, node: &Node) -> Result<bool, LoadError> {
 /// What the file names and breakwater has no rule for is an error when loading strictly, and
 /// otherwise a warning, the class left out; `record` says whether these are
 /// `record-exceptions` (with none left, breakwater's default applies, and a warning says so).
-fn classes(
+pub(super) fn classes(
     path: &str,
     node: &Node,
     record: bool,
-    load: &mut Load,
+    load: &mut Load<'_>,
 ) -> Result<Vec<Target>, LoadError> {
     let names: Vec<(String, &Node, String)> = match &node.value {
         Value::List(items) => items
@@ -498,8 +537,12 @@ fn classes(
     let given = names.len();
     let mut targets = Vec::with_capacity(given);
     for (name, item, item_path) in names {
+        if let Some(binding) = load.bound(&name) {
+            targets.push(Target::Bound(binding));
+            continue;
+        }
         match exceptions::target(&name) {
-            Some(target) => targets.push(target),
+            Some(rule) => targets.push(Target::Known(rule)),
             None if load.is_strict() => {
                 return Err(LoadError::key(
                     &item_path,
@@ -515,7 +558,7 @@ fn classes(
                 &item_path,
                 item.line,
                 format!("{name:?} is not an exception class breakwater understands"),
-                "ignored (no rule for it)",
+                "ignored (no rule for it: bind the name with `Loader::bind`)",
             )?,
         }
     }
@@ -529,4 +572,33 @@ fn classes(
         )?;
     }
     Ok(targets)
+}
+
+/// A setting naming Java code (a predicate class): what the program bound the name to, or,
+/// unbound, a warning (an error when strict) and `None`.
+pub(super) fn java_code(
+    path: &str,
+    node: &Node,
+    load: &mut Load<'_>,
+) -> Result<Option<Target>, LoadError> {
+    if let Value::Text(name) = &node.value {
+        if let Some(binding) = load.bound(name) {
+            return Ok(Some(Target::Bound(binding)));
+        }
+    }
+    let problem = if load.is_strict() {
+        "names Java code, which cannot run here: classify outcomes with \
+         `CircuitBreaker::layer_with` instead, or bind the name (`Loader::bind`)"
+            .to_owned()
+    } else {
+        format!("{} names Java code, which cannot run here", node.value)
+    };
+    load.cannot(
+        path,
+        node.line,
+        problem,
+        "ignored (bind the name with `Loader::bind`, or classify outcomes with \
+         `CircuitBreaker::layer_with`)",
+    )?;
+    Ok(None)
 }

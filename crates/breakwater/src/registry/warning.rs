@@ -4,9 +4,12 @@
 //!
 //! [`Registry::warnings`]: super::Registry::warnings
 
+use std::collections::BTreeMap;
 use std::fmt;
 
+use super::binding::Binding;
 use super::error::LoadError;
+use super::exceptions::simple_of;
 
 /// A setting of the file that breakwater read and could not carry over: where it is, what it
 /// says, and what happens instead. Its `Display` is one line.
@@ -32,7 +35,8 @@ use super::error::LoadError;
 ///     warning.to_string(),
 ///     "resilience4j.circuitbreaker.instances.backendB.recordFailurePredicate (line 5): \
 ///      \"io.github.robwin.exception.RecordFailurePredicate\" names Java code, which cannot run \
-///      here: ignored (classify outcomes with `CircuitBreaker::layer_with`)"
+///      here: ignored (bind the name with `Loader::bind`, or classify outcomes with \
+///      `CircuitBreaker::layer_with`)"
 /// );
 /// # }
 /// # Ok::<(), breakwater::registry::LoadError>(())
@@ -70,21 +74,52 @@ impl fmt::Display for Warning {
 /// How a file is being loaded: strictly (what cannot be carried over is an error) or not (a
 /// warning), and the warnings so far.
 #[derive(Debug, Default)]
-pub(crate) struct Load {
+pub(crate) struct Load<'a> {
     strict: bool,
+    /// What the program bound Java names to, by the names it gave.
+    bindings: Option<&'a BTreeMap<String, Binding>>,
     pub(crate) warnings: Vec<Warning>,
 }
 
-impl Load {
+impl<'a> Load<'a> {
     pub(crate) fn is_strict(&self) -> bool {
         self.strict
     }
 
-    pub(crate) fn new(strict: bool) -> Self {
+    pub(crate) fn new(strict: bool, bindings: &'a BTreeMap<String, Binding>) -> Self {
         Self {
             strict,
+            bindings: Some(bindings),
             warnings: Vec::new(),
         }
+    }
+
+    /// What the program bound the Java name `name` to: the binding of that name, or of a
+    /// name with the same last segment when one side is not qualified
+    /// (`BusinessException` and `io.github.robwin.exception.BusinessException` are one).
+    pub(crate) fn bound(&self, name: &str) -> Option<Binding> {
+        let bindings = self.bindings?;
+        let name = name.trim();
+        if let Some(binding) = bindings.get(name) {
+            return Some(binding.clone());
+        }
+        let simple = simple_of(name);
+        bindings
+            .iter()
+            .find(|(bound, _)| {
+                simple_of(bound) == simple && (!bound.contains('.') || !name.contains('.'))
+            })
+            .map(|(_, binding)| binding.clone())
+    }
+
+    /// A setting read and not carried over that is not Java code (a key with no counterpart
+    /// here, a section): a warning, strict or not.
+    pub(crate) fn note(&mut self, path: &str, line: usize, message: String) {
+        self.warnings.push(Warning {
+            path: path.to_owned(),
+            line,
+            message,
+        });
     }
 
     /// A setting that cannot be carried over: `problem` says why, `instead` what happens

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::{CallOnly, CoveringBody, FromRequest, NoOverride, Respond504, Timeout};
+use super::{
+    CallOnly, CoveringBody, FromRequest, NoOverride, Respond504, SharedTimeout, Timeout,
+    TimeoutSource,
+};
 
 /// Bounds each call of a service by a timeout: see the [module docs](super).
 ///
@@ -26,8 +29,8 @@ use super::{CallOnly, CoveringBody, FromRequest, NoOverride, Respond504, Timeout
 /// # let _ = client;
 /// # Ok::<(), breakwater::ConfigError>(())
 /// ```
-pub struct TimeoutLayer<M = CallOnly, O = FromRequest> {
-    timeout: Duration,
+pub struct TimeoutLayer<M = CallOnly, O = FromRequest, D = Duration> {
+    timeout: D,
     mode: PhantomData<fn() -> (M, O)>,
 }
 
@@ -41,6 +44,62 @@ impl TimeoutLayer {
             timeout,
             mode: PhantomData,
         }
+    }
+}
+
+impl TimeoutLayer<CallOnly, FromRequest, SharedTimeout> {
+    /// Calls must finish within what `timeout` says when they start: change it and the
+    /// services already built follow (see [`SharedTimeout`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use breakwater::TimeoutLayer;
+    /// use breakwater::timeout::SharedTimeout;
+    ///
+    /// let timeout = SharedTimeout::new(Some(Duration::from_secs(2)));
+    /// let layer = TimeoutLayer::shared(timeout.clone()).covering_body();
+    /// # let _ = layer;
+    /// ```
+    pub const fn shared(timeout: SharedTimeout) -> Self {
+        Self {
+            timeout,
+            mode: PhantomData,
+        }
+    }
+}
+
+impl<M, O> TimeoutLayer<M, O, SharedTimeout> {
+    /// Where its calls read their timeout.
+    pub const fn source(&self) -> &SharedTimeout {
+        &self.timeout
+    }
+
+    fn remode<M2, O2>(self) -> TimeoutLayer<M2, O2, SharedTimeout> {
+        TimeoutLayer {
+            timeout: self.timeout,
+            mode: PhantomData,
+        }
+    }
+}
+
+impl<M> TimeoutLayer<M, FromRequest, SharedTimeout> {
+    /// As [`TimeoutLayer::without_override`], for a shared timeout.
+    pub fn without_override(self) -> TimeoutLayer<M, NoOverride, SharedTimeout> {
+        self.remode()
+    }
+}
+
+impl<O> TimeoutLayer<CallOnly, O, SharedTimeout> {
+    /// As [`TimeoutLayer::covering_body`], for a shared timeout.
+    pub fn covering_body(self) -> TimeoutLayer<CoveringBody, O, SharedTimeout> {
+        self.remode()
+    }
+
+    /// As [`TimeoutLayer::respond_504`], for a shared timeout.
+    pub fn respond_504(self) -> TimeoutLayer<Respond504, O, SharedTimeout> {
+        self.remode()
     }
 }
 
@@ -96,23 +155,26 @@ impl<M, O> TimeoutLayer<M, O> {
     }
 }
 
-impl<S, M, O> Layer<S> for TimeoutLayer<M, O> {
-    type Service = Timeout<S, M, O>;
+impl<S, M, O, D: TimeoutSource> Layer<S> for TimeoutLayer<M, O, D> {
+    type Service = Timeout<S, M, O, D>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout::with_mode(inner, self.timeout)
+        Timeout::with_mode(inner, self.timeout.clone())
     }
 }
 
-impl<M, O> Clone for TimeoutLayer<M, O> {
+impl<M, O, D: Clone> Clone for TimeoutLayer<M, O, D> {
     fn clone(&self) -> Self {
-        *self
+        Self {
+            timeout: self.timeout.clone(),
+            mode: PhantomData,
+        }
     }
 }
 
-impl<M, O> Copy for TimeoutLayer<M, O> {}
+impl<M, O, D: Copy> Copy for TimeoutLayer<M, O, D> {}
 
-impl<M, O> fmt::Debug for TimeoutLayer<M, O> {
+impl<M, O, D: fmt::Debug> fmt::Debug for TimeoutLayer<M, O, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TimeoutLayer")
             .field("timeout", &self.timeout)

@@ -40,6 +40,7 @@ mod body;
 mod error;
 pub mod future;
 mod layer;
+mod shared;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -52,6 +53,7 @@ use tower_service::Service;
 pub use self::body::DeadlineBody;
 pub use self::error::Elapsed;
 pub use self::layer::TimeoutLayer;
+pub use self::shared::{SharedTimeout, TimeoutSource};
 use crate::BoxError;
 use crate::sealed::Sealed;
 
@@ -259,9 +261,9 @@ impl<B: Default, E> TimeoutMode<Response<B>, E> for Respond504 {
 ///
 /// The timeout runs from `call` (not from `poll_ready`), on tokio's timer: it needs a tokio
 /// runtime with timers enabled. See the [module docs](self) for the modes.
-pub struct Timeout<S, M = CallOnly, O = FromRequest> {
+pub struct Timeout<S, M = CallOnly, O = FromRequest, D = Duration> {
     inner: S,
-    timeout: Duration,
+    timeout: D,
     mode: PhantomData<fn() -> (M, O)>,
 }
 
@@ -272,18 +274,13 @@ impl<S> Timeout<S> {
     }
 }
 
-impl<S, M, O> Timeout<S, M, O> {
-    pub(crate) const fn with_mode(inner: S, timeout: Duration) -> Self {
+impl<S, M, O, D> Timeout<S, M, O, D> {
+    pub(crate) const fn with_mode(inner: S, timeout: D) -> Self {
         Self {
             inner,
             timeout,
             mode: PhantomData,
         }
-    }
-
-    /// The timeout of a call without an override.
-    pub const fn timeout(&self) -> Duration {
-        self.timeout
     }
 
     /// The inner service.
@@ -302,9 +299,24 @@ impl<S, M, O> Timeout<S, M, O> {
     }
 }
 
-impl<S, M, O, Request> Service<Request> for Timeout<S, M, O>
+impl<S, M, O> Timeout<S, M, O> {
+    /// The timeout of a call without an override.
+    pub const fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl<S, M, O> Timeout<S, M, O, SharedTimeout> {
+    /// Where its calls read their timeout.
+    pub const fn source(&self) -> &SharedTimeout {
+        &self.timeout
+    }
+}
+
+impl<S, M, O, D, Request> Service<Request> for Timeout<S, M, O, D>
 where
     S: Service<Request>,
+    D: TimeoutSource,
     M: TimeoutMode<S::Response, S::Error>,
     O: ReadOverride<Request>,
 {
@@ -319,7 +331,7 @@ where
 
     #[inline]
     fn call(&mut self, request: Request) -> Self::Future {
-        let timeout = O::read(&request).unwrap_or(self.timeout);
+        let timeout = O::read(&request).unwrap_or_else(|| self.timeout.current());
         // The request moves straight into the inner service (a move through a helper would
         // copy it once more).
         let future = self.inner.call(request);
@@ -327,13 +339,13 @@ where
     }
 }
 
-impl<S: Clone, M, O> Clone for Timeout<S, M, O> {
+impl<S: Clone, M, O, D: Clone> Clone for Timeout<S, M, O, D> {
     fn clone(&self) -> Self {
-        Self::with_mode(self.inner.clone(), self.timeout)
+        Self::with_mode(self.inner.clone(), self.timeout.clone())
     }
 }
 
-impl<S: fmt::Debug, M, O> fmt::Debug for Timeout<S, M, O> {
+impl<S: fmt::Debug, M, O, D: fmt::Debug> fmt::Debug for Timeout<S, M, O, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Timeout")
             .field("inner", &self.inner)

@@ -1,0 +1,88 @@
+//! One name's whole resilience4j stack, in resilience4j's order, on tower's own layers.
+
+use tower::limit::{ConcurrencyLimit, GlobalConcurrencyLimitLayer};
+use tower::retry::{Retry, RetryLayer};
+use tower::util::Either;
+use tower_layer::{Identity, Layer};
+
+use super::retry::RetryPolicy;
+use crate::circuit_breaker::{CircuitBreakerLayer, CircuitBreakerService};
+use crate::classify::http::HttpClassifier;
+use crate::timeout::{CallOnly, NoOverride, SharedTimeout, Timeout, TimeoutLayer};
+
+/// The service a [`Stack`] makes of `S`: tower's `Retry` around the breaker, around the time
+/// limiter, around the bulkhead (tower's `ConcurrencyLimit`, or nothing for a name without
+/// one), around `S`.
+pub type StackService<S> = Retry<
+    RetryPolicy,
+    CircuitBreakerService<
+        Timeout<Either<ConcurrencyLimit<S>, S>, CallOnly, NoOverride, SharedTimeout>,
+        HttpClassifier,
+    >,
+>;
+
+/// A name's resilience4j stack ([`Registry::stack`](crate::Registry::stack)), in
+/// resilience4j's order: retry outside the breaker, the breaker outside the time limiter, the
+/// time limiter outside the bulkhead. So a retry is a new call through the breaker (an open
+/// breaker's refusal is not retried), and the breaker counts the time limiter's timeouts.
+///
+/// - Retry: the name's [`RetryPolicy`] in tower's `Retry`; a name without a retry gets a
+///   policy of one attempt (no request is copied then).
+/// - Breaker: [`Registry::layer`](crate::Registry::layer).
+/// - Time limiter: [`Registry::timeout_layer`](crate::Registry::timeout_layer), without
+///   per-request overrides (any request type goes); a name without a time limiter gets no
+///   limit (a timer is still armed per call, far in the future), and a reload can give it one.
+/// - Bulkhead: tower's `ConcurrencyLimit`, its semaphore shared by every stack made for the
+///   name ([`Registry::bulkhead`](crate::Registry::bulkhead)); a name without one gets none.
+///   A call waits for its permit in `poll_ready`, before the time limiter's clock starts.
+///
+/// Tower's `Retry` needs the inner service and the request to be `Clone`.
+///
+/// # Example
+///
+/// ```
+/// # #[cfg(feature = "yaml")] {
+/// use breakwater::Registry;
+/// use tower::ServiceBuilder;
+///
+/// let registry = Registry::from_yaml(
+///     "
+/// resilience4j:
+///   retry:
+///     configs:
+///       default: { maxAttempts: 3, waitDuration: 100 }
+///   bulkhead:
+///     configs:
+///       default: { maxConcurrentCalls: 100 }
+///   timelimiter:
+///     configs:
+///       default: { timeoutDuration: 2s }
+/// ",
+/// )?;
+/// let client = ServiceBuilder::new()
+///     .layer(registry.stack("backendA"))
+///     .service_fn(|order: u32| async move {
+///         Ok::<_, std::io::Error>(http::Response::new(order))
+///     });
+/// # let _ = client;
+/// # }
+/// # Ok::<(), breakwater::registry::LoadError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub(crate) retry: RetryLayer<RetryPolicy>,
+    pub(crate) breaker: CircuitBreakerLayer<HttpClassifier>,
+    pub(crate) timeout: TimeoutLayer<CallOnly, NoOverride, SharedTimeout>,
+    pub(crate) bulkhead: Either<GlobalConcurrencyLimitLayer, Identity>,
+}
+
+impl<S> Layer<S> for Stack {
+    type Service = StackService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.retry.layer(
+            self.breaker
+                .layer(self.timeout.layer(self.bulkhead.layer(inner))),
+        )
+    }
+}

@@ -1,0 +1,603 @@
+//! resilience4j's own demo configuration as users bring it: Java names reported or bound, the
+//! time limiter, retry and bulkhead on tower's layers, the composed stack, reloading.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use breakwater::classify::http::HttpClassifier;
+use breakwater::classify::{Classify, Outcome};
+use breakwater::registry::{Binding, HealthStatus};
+use breakwater::{CircuitOpen, CircuitState, Elapsed, Registry};
+use http::{Response, StatusCode};
+use tower::retry::budget::TpsBudget;
+use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
+
+const DEMO: &str = include_str!("fixtures/resilience4j-demo.yml");
+
+const BUSINESS: &str = "io.github.robwin.exception.BusinessException";
+
+#[derive(Debug)]
+struct BusinessError;
+
+impl fmt::Display for BusinessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("refused by the business rules")
+    }
+}
+
+impl std::error::Error for BusinessError {}
+
+#[derive(Debug)]
+struct Unreachable;
+
+impl fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the payment gateway cannot be reached")
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
+fn warnings(registry: &Registry) -> Vec<String> {
+    registry
+        .warnings()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn classify_error(classifier: &HttpClassifier, error: impl Into<BoxError>) -> Outcome {
+    let error: BoxError = error.into();
+    Classify::<Response<()>, BoxError>::classify(classifier, Err(&error))
+}
+
+fn classify_status(classifier: &HttpClassifier, code: u16) -> Outcome {
+    let response = Response::builder().status(code).body(()).unwrap();
+    Classify::<Response<()>, BoxError>::classify(classifier, Ok(&response))
+}
+
+#[test]
+fn the_demo_configuration_loads_unchanged_with_its_warnings() {
+    let registry = Registry::from_yaml(DEMO).unwrap();
+    assert_eq!(
+        warnings(&registry),
+        [
+            "resilience4j.circuitbreaker.configs.default.ignoreExceptions[0] (line 19): \
+             \"io.github.robwin.exception.BusinessException\" is not an exception class \
+             breakwater understands: ignored (no rule for it: bind the name with `Loader::bind`)",
+            "resilience4j.circuitbreaker.instances.backendB.recordFailurePredicate (line 28): \
+             \"io.github.robwin.exception.RecordFailurePredicate\" names Java code, which cannot \
+             run here: ignored (bind the name with `Loader::bind`, or classify outcomes with \
+             `CircuitBreaker::layer_with`)",
+            "resilience4j.timelimiter.configs.default.cancelRunningFuture (line 41): false: read \
+             as true: a call that runs out of time is dropped, and so cancelled, in Rust",
+        ]
+    );
+    // Every section's configs.default reaches a name the file does not list.
+    for name in ["backendA", "backendB", "unlisted"] {
+        assert_eq!(
+            registry.timeout(name),
+            Some(Duration::from_secs(2)),
+            "{name}"
+        );
+        let retry = registry.retry_policy(name).expect("configs.default");
+        assert_eq!(retry.max_attempts(), 3, "{name}");
+        assert_eq!(retry.wait_before(1), Duration::from_millis(100));
+        assert_eq!(
+            retry.wait_before(2),
+            Duration::from_millis(100),
+            "no backoff"
+        );
+        assert!(registry.bulkhead(name).is_some(), "{name}");
+    }
+    // The breakers: configs.default's window of 100 with a minimum of 10 for an unlisted name.
+    let unlisted = registry.circuit_breaker("unlisted");
+    for _ in 0..9 {
+        unlisted.try_acquire().unwrap().record(Outcome::Failure);
+    }
+    assert_eq!(unlisted.state(), CircuitState::Closed);
+    unlisted.try_acquire().unwrap().record(Outcome::Failure);
+    assert_eq!(unlisted.state(), CircuitState::Open);
+    // recordExceptions: 5xx and I/O errors fail, 4xx succeeds (it is not recorded), and the
+    // unbound BusinessException is left out: a business error is an error like any other.
+    let a = registry.classifier("backendA");
+    assert_eq!(classify_status(&a, 503), Outcome::Failure);
+    assert_eq!(classify_status(&a, 404), Outcome::Success);
+    assert_eq!(classify_error(&a, BusinessError), Outcome::Failure);
+    // health() lists the warnings (they do not change its status: `unlisted` is open).
+    let health = registry.health();
+    assert_eq!(health.status, HealthStatus::Down);
+    assert_eq!(
+        Registry::from_yaml(DEMO).unwrap().health().status,
+        HealthStatus::Up
+    );
+    assert_eq!(health.warnings, warnings(&registry));
+    let json = serde_json::to_value(&health).unwrap();
+    assert_eq!(json["warnings"].as_array().map(Vec::len), Some(3));
+    // Strict: the first Java name is an error.
+    assert_eq!(
+        Registry::from_yaml_strict(DEMO).unwrap_err().key_path(),
+        Some("resilience4j.circuitbreaker.configs.default.ignoreExceptions[0]")
+    );
+}
+
+#[test]
+fn bound_names_are_not_warnings_and_change_the_classification() {
+    let loader = Registry::loader()
+        .bind(
+            BUSINESS,
+            Binding::errors(<dyn std::error::Error>::is::<BusinessError>),
+        )
+        .bind(
+            // A simple name binds the class of any package.
+            "RecordFailurePredicate",
+            Binding::errors(<dyn std::error::Error>::is::<Unreachable>)
+                .or(Binding::statuses(500..=599)),
+        );
+    let registry = loader.from_yaml(DEMO).unwrap();
+    assert_eq!(
+        warnings(&registry),
+        [
+            "resilience4j.timelimiter.configs.default.cancelRunningFuture (line 41): false: read \
+          as true: a call that runs out of time is dropped, and so cancelled, in Rust"
+        ]
+    );
+    // ignoreExceptions: a business error is now ignored, other errors still fail.
+    let a = registry.classifier("backendA");
+    assert_eq!(classify_error(&a, BusinessError), Outcome::Ignored);
+    assert_eq!(classify_error(&a, Unreachable), Outcome::Failure);
+    assert_eq!(classify_status(&a, 503), Outcome::Failure);
+    // Through the breaker: ignored calls are not counted.
+    let layered = registry.layer("backendA");
+    let breaker = registry.circuit_breaker("backendA");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut service = layered.layer(tower::service_fn(|_: ()| async {
+            Err::<Response<()>, BoxError>(BusinessError.into())
+        }));
+        for _ in 0..20 {
+            assert!(service.ready().await.unwrap().call(()).await.is_err());
+        }
+    });
+    assert_eq!(
+        breaker.metrics().buffered_calls,
+        0,
+        "business errors are ignored"
+    );
+    assert_eq!(breaker.state(), CircuitState::Closed);
+    // recordFailurePredicate, bound: what it matches fails, and nothing else does (as in
+    // resilience4j, a record rule makes the rest successes); backendB inherits configs.default's
+    // ignoreExceptions too.
+    let b = registry.classifier("backendB");
+    assert_eq!(classify_error(&b, Unreachable), Outcome::Failure);
+    assert_eq!(classify_status(&b, 502), Outcome::Failure);
+    assert_eq!(classify_error(&b, BusinessError), Outcome::Ignored);
+    assert_eq!(
+        classify_error(&b, "anything else"),
+        Outcome::Failure,
+        "IOException: errors"
+    );
+    assert_eq!(classify_status(&b, 404), Outcome::Success);
+    // Unbound, the same file classifies otherwise.
+    let unbound = Registry::from_yaml(DEMO).unwrap();
+    assert_eq!(
+        classify_error(&unbound.classifier("backendB"), BusinessError),
+        Outcome::Failure
+    );
+    // Strict loading with every Java name bound loads (the time limiter's note stays a
+    // warning); without the bindings it refuses.
+    assert!(loader.clone().strict(true).from_yaml(DEMO).is_ok());
+    assert_eq!(
+        Registry::loader()
+            .bind(BUSINESS, Binding::statuses(409))
+            .strict(true)
+            .from_yaml(DEMO)
+            .unwrap_err()
+            .key_path(),
+        Some("resilience4j.circuitbreaker.instances.backendB.recordFailurePredicate")
+    );
+}
+
+#[test]
+fn a_status_binding_and_a_result_predicate_shape_responses() {
+    let registry = Registry::loader()
+        .bind("com.acme.ConflictException", Binding::statuses(409))
+        .bind(
+            "com.acme.ErrorHeader",
+            Binding::responses(|_, headers| headers.contains_key("x-error")),
+        )
+        .from_yaml(
+            "
+resilience4j.circuitbreaker:
+  instances:
+    pg:
+      recordExceptions: [com.acme.ConflictException]
+    search:
+      recordResultPredicate: com.acme.ErrorHeader
+",
+        )
+        .unwrap();
+    assert!(registry.warnings().is_empty(), "{:?}", registry.warnings());
+    let pg = registry.classifier("pg");
+    assert_eq!(classify_status(&pg, 409), Outcome::Failure);
+    assert_eq!(
+        classify_status(&pg, 500),
+        Outcome::Success,
+        "only what is recorded fails"
+    );
+    let search = registry.classifier("search");
+    let flagged = Response::builder().header("x-error", "1").body(()).unwrap();
+    assert_eq!(
+        Classify::<Response<()>, BoxError>::classify(&search, Ok(&flagged)),
+        Outcome::Failure
+    );
+    assert_eq!(classify_status(&search, 200), Outcome::Success);
+    assert_eq!(
+        classify_status(&search, 500),
+        Outcome::Failure,
+        "the default stays"
+    );
+}
+
+/// A service that answers `status` after `delay`, counting its calls.
+fn answering(
+    calls: &Arc<AtomicUsize>,
+    status: u16,
+    delay: Duration,
+) -> impl Service<u32, Response = Response<()>, Error = BoxError, Future = impl Send> + Clone {
+    let calls = calls.clone();
+    tower::service_fn(move |_: u32| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(delay).await;
+            Ok::<_, BoxError>(Response::builder().status(status).body(()).unwrap())
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_time_limiter_fires_through_the_registry_and_follows_a_reload() {
+    let registry = Registry::from_yaml(DEMO).unwrap();
+    let mut service = ServiceBuilder::new()
+        .layer(registry.layer("backendA"))
+        .layer(registry.timeout_layer("backendA"))
+        .service_fn(|_: http::Request<()>| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Ok::<_, BoxError>(Response::new(()))
+        });
+    let started = tokio::time::Instant::now();
+    let error = service
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.downcast_ref::<Elapsed>().map(Elapsed::timeout),
+        Some(Duration::from_secs(2))
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    let breaker = registry.circuit_breaker("backendA");
+    assert_eq!(
+        breaker.metrics().failed_calls,
+        1,
+        "the breaker counts the timeout"
+    );
+
+    // A reload with a longer timeout reaches the service already built.
+    let longer = DEMO.replace("timeoutDuration: 2s", "timeoutDuration: 5s");
+    let changed = registry.reload(&Registry::from_yaml(&longer).unwrap());
+    assert_eq!(changed, ["backendA"]);
+    assert_eq!(registry.timeout("backendA"), Some(Duration::from_secs(5)));
+    let answer = service
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await;
+    assert!(answer.is_ok(), "3 s is within 5 s");
+    // A reload without a time limiter lifts the limit.
+    let none = Registry::from_yaml("resilience4j.circuitbreaker: {}").unwrap();
+    registry.reload(&none);
+    assert_eq!(registry.timeout("backendA"), None);
+    assert_eq!(registry.timeout_layer("backendA").source().get(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_stack_retries_5xx_up_to_max_attempts_and_never_4xx_nor_an_open_breaker() {
+    let registry = Registry::from_yaml(DEMO).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+
+    // 5xx: three calls in all, 100 ms apart; the last answer is returned.
+    let mut failing = registry
+        .stack("backendA")
+        .layer(answering(&calls, 503, Duration::ZERO));
+    let started = tokio::time::Instant::now();
+    let answer = failing.ready().await.unwrap().call(7).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(started.elapsed(), Duration::from_millis(200));
+    let breaker = registry.circuit_breaker("backendA");
+    assert_eq!(
+        breaker.metrics().failed_calls,
+        3,
+        "each attempt went through the breaker"
+    );
+
+    // 4xx: one call.
+    calls.store(0, Ordering::SeqCst);
+    let mut refused = registry
+        .stack("backendA")
+        .layer(answering(&calls, 404, Duration::ZERO));
+    let answer = refused.ready().await.unwrap().call(7).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // A timeout from the time limiter is a failure, and retried.
+    calls.store(0, Ordering::SeqCst);
+    let mut slow = registry
+        .stack("backendB")
+        .layer(answering(&calls, 200, Duration::from_secs(3)));
+    let started = tokio::time::Instant::now();
+    let error = slow.ready().await.unwrap().call(7).await.unwrap_err();
+    assert!(error.is::<Elapsed>(), "{error}");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(3 * 2_000 + 2 * 100)
+    );
+
+    // An open breaker: refused once, never retried, the inner service never called.
+    calls.store(0, Ordering::SeqCst);
+    breaker.force_open();
+    let mut open = registry
+        .stack("backendA")
+        .layer(answering(&calls, 200, Duration::ZERO));
+    let error = open.ready().await.unwrap().call(7).await.unwrap_err();
+    assert!(error.is::<CircuitOpen>(), "{error}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        breaker.metrics().not_permitted_calls,
+        1,
+        "one refusal: no retry"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_and_spend_the_budget() {
+    let registry = Registry::from_yaml(
+        "
+resilience4j.retry:
+  instances:
+    pg:
+      maxAttempts: 4
+      waitDuration: 100ms
+      enableExponentialBackoff: true
+      exponentialBackoffMultiplier: 2
+      exponentialMaxWaitDuration: 300ms
+",
+    )
+    .unwrap();
+    let policy = registry.retry_policy("pg").unwrap();
+    let waits: Vec<Duration> = (1..=3).map(|n| policy.wait_before(n)).collect();
+    assert_eq!(
+        waits,
+        [100, 200, 300].map(Duration::from_millis),
+        "doubling, capped at 300 ms"
+    );
+    assert!(
+        registry.retry_policy("other").is_none(),
+        "no configs.default"
+    );
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut service =
+        tower::retry::RetryLayer::new(policy.clone()).layer(answering(&calls, 500, Duration::ZERO));
+    let started = tokio::time::Instant::now();
+    service.ready().await.unwrap().call(7).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(started.elapsed(), Duration::from_millis(600));
+
+    // An empty budget: no retry.
+    calls.store(0, Ordering::SeqCst);
+    let empty = Arc::new(TpsBudget::new(Duration::from_secs(1), 0, 0.0));
+    let mut service = tower::retry::RetryLayer::new(policy.with_budget(empty)).layer(answering(
+        &calls,
+        500,
+        Duration::ZERO,
+    ));
+    service.ready().await.unwrap().call(7).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_bulkhead_limits_concurrency_across_every_stack_of_the_name() {
+    let registry = Registry::from_yaml(
+        "
+resilience4j.bulkhead:
+  instances:
+    db: { maxConcurrentCalls: 2 }
+",
+    )
+    .unwrap();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let inner = {
+        let (in_flight, most) = (in_flight.clone(), most.clone());
+        tower::service_fn(move |_: u32| {
+            let (in_flight, most) = (in_flight.clone(), most.clone());
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, BoxError>(Response::new(()))
+            }
+        })
+    };
+    // Two stacks made apart, as two routers would: one limit.
+    let first = registry.stack("db").layer(inner.clone());
+    let second = registry.stack("db").layer(inner);
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let service = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tasks.push(tokio::spawn(service.oneshot(7)));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(3),
+        "five calls, two at a time"
+    );
+    assert!(registry.bulkhead("other").is_none());
+}
+
+#[test]
+fn unknown_keys_and_sections_without_a_counterpart_are_warnings() {
+    let yaml = "
+resilience4j:
+  ratelimiter:
+    instances:
+      pg: { limitForPeriod: 10 }
+  thread-pool-bulkhead:
+    instances:
+      pg: { maxThreadPoolSize: 4 }
+  retry:
+    instances:
+      pg:
+        maxAttempts: 2
+        intervalBiFunction: com.acme.Backoff
+        retryExceptionPredicate: com.acme.RetryOn
+  bulkhead:
+    instances:
+      pg: { maxConcurrentCalls: 10, maxWaitDuration: 0 }
+";
+    let registry = Registry::from_yaml(yaml).unwrap();
+    assert_eq!(
+        warnings(&registry),
+        [
+            "resilience4j.ratelimiter (line 4): resilience4j's ratelimiter has no counterpart \
+             in breakwater or tower here: ignored (breakwater reads circuitbreaker, \
+             timelimiter, retry, bulkhead)",
+            "resilience4j.thread-pool-bulkhead (line 7): resilience4j's thread-pool-bulkhead \
+             has no counterpart in breakwater or tower here: ignored (breakwater reads \
+             circuitbreaker, timelimiter, retry, bulkhead)",
+            "resilience4j.retry.instances.pg.intervalBiFunction (line 13): not a setting of \
+             resilience4j's retry that breakwater reads: ignored (it reads base-config, \
+             max-attempts, wait-duration, enable-exponential-backoff, \
+             exponential-backoff-multiplier, exponential-max-wait-duration, retry-exceptions, \
+             ignore-exceptions, retry-exception-predicate, result-predicate, \
+             enable-randomized-wait, randomized-wait-factor, fail-after-max-attempts, \
+             event-consumer-buffer-size)",
+            "resilience4j.retry.instances.pg.retryExceptionPredicate (line 14): \"com.acme.RetryOn\" \
+             names Java code, which cannot run here: ignored (bind the name with \
+             `Loader::bind`, or classify outcomes with `CircuitBreaker::layer_with`)",
+            "resilience4j.bulkhead.instances.pg.maxWaitDuration (line 17): 0: ignored: tower's \
+             ConcurrencyLimit makes a call wait in `poll_ready` until a call ends, without a \
+             bound (bound it with a timeout or a load-shed layer outside the stack)",
+        ]
+    );
+    assert_eq!(registry.retry_policy("pg").unwrap().max_attempts(), 2);
+    // Unknown keys stay warnings when loading strictly; Java names do not.
+    let strict = Registry::from_yaml_strict(yaml).unwrap_err();
+    assert_eq!(
+        strict.key_path(),
+        Some("resilience4j.retry.instances.pg.retryExceptionPredicate")
+    );
+    let without_java = yaml.replace("        retryExceptionPredicate: com.acme.RetryOn\n", "");
+    assert_eq!(
+        Registry::from_yaml_strict(&without_java)
+            .unwrap()
+            .warnings()
+            .len(),
+        4
+    );
+}
+
+#[test]
+fn bad_values_in_the_new_sections_are_errors_naming_the_setting() {
+    for (yaml, expected) in [
+        (
+            "resilience4j.retry.instances.pg.maxAttempts: 0",
+            "write this setting nested under `resilience4j.retry`",
+        ),
+        (
+            "resilience4j:\n  retry:\n    instances:\n      pg: { maxAttempts: 0 }\n",
+            "resilience4j.retry.instances.pg.maxAttempts (line 4): 0 is not allowed: it must \
+             be a whole number from 1 to 4294967295",
+        ),
+        (
+            "resilience4j:\n  timelimiter:\n    configs:\n      default: { timeoutDuration: soon }\n",
+            "resilience4j.timelimiter.configs.default.timeoutDuration (line 4): \"soon\" is not \
+             allowed",
+        ),
+        (
+            "resilience4j:\n  bulkhead:\n    instances:\n      db: { baseConfig: shared }\n",
+            "resilience4j.bulkhead.instances.db.baseConfig (line 4): base-config \"shared\" names \
+             no config; the configs are: none",
+        ),
+        (
+            "resilience4j:\n  retry:\n    instances:\n      pg: { exponentialBackoffMultiplier: 0.5 }\n",
+            "resilience4j.retry.instances.pg.exponentialBackoffMultiplier (line 4): 0.5 is not \
+             allowed: it must be a number from 1",
+        ),
+    ] {
+        let error = Registry::from_yaml(yaml).unwrap_err().to_string();
+        assert!(error.contains(expected), "for:\n{yaml}\n{error}");
+    }
+}
+
+#[test]
+fn toml_reads_the_same_sections() {
+    let registry = Registry::from_toml(
+        r#"
+[timelimiter.configs.default]
+timeout-duration = "750ms"
+
+[retry.instances.pg]
+max-attempts = 5
+
+[bulkhead.instances.pg]
+max-concurrent-calls = 8
+"#,
+    )
+    .unwrap();
+    assert_eq!(registry.timeout("pg"), Some(Duration::from_millis(750)));
+    assert_eq!(registry.retry_policy("pg").unwrap().max_attempts(), 5);
+    assert!(registry.bulkhead("pg").is_some());
+    assert!(registry.warnings().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_and_bulkhead_settings_reach_the_stacks_made_after_a_reload() {
+    let registry = Registry::from_yaml(DEMO).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut before = registry
+        .stack("backendA")
+        .layer(answering(&calls, 500, Duration::ZERO));
+    let five = DEMO.replace("maxAttempts: 3", "maxAttempts: 5");
+    registry.reload(&Registry::from_yaml(&five).unwrap());
+    before.ready().await.unwrap().call(7).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "a stack keeps its policy");
+    calls.store(0, Ordering::SeqCst);
+    registry.circuit_breaker("backendA").reset();
+    let mut after = registry
+        .stack("backendA")
+        .layer(answering(&calls, 500, Duration::ZERO));
+    after.ready().await.unwrap().call(7).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+}
