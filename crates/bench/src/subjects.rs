@@ -351,12 +351,17 @@ pub(crate) fn metrics() -> Vec<Entry> {
 }
 
 /// The timeout rows: first around a service that answers at once, then around one that waits
-/// once; in each half, the bare service, `breakwater::TimeoutLayer`, `tower::timeout` and
-/// `tower_http::timeout` (which answers `408` instead of failing). Needs a tokio runtime
+/// once; in each half, the bare service, `breakwater::TimeoutLayer`, `tower::timeout`,
+/// `tower_http::timeout` (which answers `408` instead of failing) and breakwater's over a
+/// `SharedTimeout` (a registry's time limiter, which a reload changes). Needs a tokio runtime
 /// entered.
 pub(crate) fn timeouts() -> Vec<Entry> {
     let timeout = Duration::from_secs(30);
     let breakwater = breakwater::TimeoutLayer::new(timeout).without_override();
+    let shared = breakwater::TimeoutLayer::shared(breakwater::timeout::SharedTimeout::new(Some(
+        timeout,
+    )))
+    .without_override();
     let tower = tower::timeout::TimeoutLayer::new(timeout);
     let tower_http =
         tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout);
@@ -368,6 +373,11 @@ pub(crate) fn timeouts() -> Vec<Entry> {
         Entry::new(
             "tower_http::timeout::TimeoutLayer",
             tower_http.layer(OK),
+            ok,
+        ),
+        Entry::new(
+            "breakwater::TimeoutLayer, shared (a registry's)",
+            shared.clone().layer(OK),
             ok,
         ),
         Entry::new("bare service, waits once", WaitsOnce, ok),
@@ -386,8 +396,13 @@ pub(crate) fn timeouts() -> Vec<Entry> {
             tower_http.layer(WaitsOnce),
             ok,
         ),
+        Entry::new(
+            "breakwater::TimeoutLayer, shared (a registry's), waits once",
+            shared.layer(WaitsOnce),
+            ok,
+        ),
     ]
 }
 
 /// How many rows each half of [`timeouts`] has.
-pub(crate) const TIMEOUT_HALF: usize = 4;
+pub(crate) const TIMEOUT_HALF: usize = 5;

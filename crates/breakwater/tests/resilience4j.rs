@@ -601,3 +601,29 @@ async fn retry_and_bulkhead_settings_reach_the_stacks_made_after_a_reload() {
     after.ready().await.unwrap().call(7).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 5);
 }
+
+/// The README's migration section: its file loads with the warnings it shows, and the two
+/// bindings it makes leave one.
+#[test]
+fn the_readmes_migration_example_says_what_the_code_does() {
+    let readme = include_str!("../../../README.md");
+    let section = &readme[readme.find("#### Moving from resilience4j").unwrap()..];
+    let block = |fence: &str| {
+        let start = section.find(fence).unwrap() + fence.len();
+        &section[start..start + section[start..].find("```").unwrap()]
+    };
+    let yaml = block("```yaml\n");
+    let shown: Vec<&str> = block("```text\n").lines().collect();
+    let registry = Registry::from_yaml(yaml).unwrap();
+    assert_eq!(warnings(&registry), shown);
+    let bound = Registry::loader()
+        .bind(BUSINESS, Binding::errors(<dyn std::error::Error>::is::<BusinessError>))
+        .bind(
+            "io.github.robwin.exception.RecordFailurePredicate",
+            Binding::statuses(500..=599),
+        )
+        .from_yaml(yaml)
+        .unwrap();
+    assert_eq!(warnings(&bound), shown[2..]);
+    assert_eq!(bound.timeout("backendA"), Some(Duration::from_secs(2)));
+}

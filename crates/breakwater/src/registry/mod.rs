@@ -8,7 +8,10 @@
 //! # The file
 //!
 //! A resilience4j Spring Boot `application.yml` loads unchanged: the registry reads
-//! `resilience4j.circuitbreaker` and ignores every other top-level key.
+//! `resilience4j.circuitbreaker`, and `timelimiter`, `retry` and `bulkhead` (see
+//! [below](#time-limiter-retry-and-bulkhead)); another resilience4j section (`ratelimiter`,
+//! `thread-pool-bulkhead`) is a `Warning`; every other top-level key belongs to someone else
+//! and is ignored.
 //!
 //! ```yaml
 //! resilience4j:
@@ -59,8 +62,9 @@
 //!   `HttpServerErrorException`: `5xx`; `TimeoutException`, `SocketTimeoutException`:
 //!   timeouts; `IOException`, `ResourceAccessException`: transport errors and timeouts;
 //!   `ConnectException`, `UnknownHostException`: transport errors; `Exception`: everything);
-//!   any other class (the application's own, say) is left out with a `Warning` (a strict
-//!   load, `Registry::from_yaml_strict`, refuses it, listing those understood). They shape the
+//!   a name the program bound ([below](#binding-java-names)) means what it was bound to; any
+//!   other class (the application's own, say) is left out with a `Warning` (a strict load,
+//!   `Registry::from_yaml_strict`, refuses it, listing those understood). They shape the
 //!   [`HttpClassifier`] of [`Registry::classifier`] and [`Registry::layer`] as resilience4j
 //!   applies them: without `record-exceptions`, breakwater's default (`5xx` and errors fail,
 //!   `4xx` is ignored — resilience4j would count a client's exception for a `4xx` as a
@@ -68,16 +72,56 @@
 //!   names is ignored, whatever `record-exceptions` says.
 //! - `register-health-indicator`, `allow-health-indicator-to-fail`,
 //!   `event-consumer-buffer-size` and `writable-stack-trace-enabled` are accepted and have no
-//!   effect ([`Registry::health`] reports every breaker). Predicates (`record-failure-predicate`
-//!   and the like) name Java code: each is left out with a `Warning` (refused by a strict
-//!   load); classify with [`CircuitBreaker::layer_with`] instead.
+//!   effect ([`Registry::health`] reports every breaker). Predicates
+//!   (`record-failure-predicate`, `record-result-predicate`, `ignore-exception-predicate`)
+//!   name Java code: a bound name means what it was bound to (a record predicate's matches
+//!   fail, an ignore predicate's are ignored, a result predicate's responses fail); an unbound
+//!   one is left out with a `Warning` (refused by a strict load); or classify with
+//!   [`CircuitBreaker::layer_with`] instead.
 //! - `Registry::warnings` lists what was left out, each with its key path, line, value and
 //!   what happens instead; they are logged once, at `warn`, when the file is read.
 //! - Defaults are breakwater's (see [`Builder`]), which are resilience4j's except that
 //!   slow-call detection is off until one of its settings is given.
 //!
-//! A YAML file may hold several documents; one of them may have the breakers' section (Spring
+//! A YAML file may hold several documents; each section may appear in one of them (Spring
 //! profiles are not followed).
+//!
+//! # Binding Java names
+//!
+//! A file names the application's own exception classes (`ignoreExceptions:
+//! [com.acme.BusinessException]`) and predicate classes. `Registry::loader` says what they
+//! mean before the file is read, with a `Binding` (feature `yaml` or `toml`): an HTTP status
+//! range, a predicate over the call's errors (`|e| e.is::<BusinessError>()`, asked of each error
+//! of the `source()` chain), a predicate over its responses, or several. A bound name is no
+//! longer a warning, and takes part in classification as the names breakwater knows do, in
+//! every section that names it (`record-exceptions`, `ignore-exceptions`, the predicates, a
+//! retry's `retry-exceptions`). A qualified name also matches its simple name written alone,
+//! and a simple name binds that class in any package. See `Loader` for an example.
+//!
+//! # Time limiter, retry and bulkhead
+//!
+//! Each has `configs` (with `default`), `instances` and `base-config` as the breakers' section
+//! has them; a name a section does not list gets its `configs.default`, if it has one.
+//! Values out of range are errors that name the key; a key breakwater does not read is a
+//! `Warning` (also when loading strictly), as is each key read and not carried over.
+//!
+//! | section | read | reported (a warning: what happens instead) |
+//! |---|---|---|
+//! | `timelimiter` | `timeout-duration` (1 s if a config leaves it out) | `cancel-running-future: false` (a call that runs out of time is dropped, so cancelled) |
+//! | `retry` | `max-attempts` (3; counts the first call), `wait-duration` (500 ms), `enable-exponential-backoff`, `exponential-backoff-multiplier` (1.5), `exponential-max-wait-duration`, `retry-exceptions`, `ignore-exceptions`, `retry-exception-predicate`, `result-predicate` (bound names) | `enable-randomized-wait: true` and `randomized-wait-factor` (waits are not randomized), `fail-after-max-attempts: true` (the last answer is returned as it is) |
+//! | `bulkhead` | `max-concurrent-calls` (25) | `max-wait-duration` (tower's limit waits in `poll_ready` without a bound) |
+//!
+//! `event-consumer-buffer-size`, and `writable-stack-trace-enabled` and
+//! `fair-call-handling-strategy-enabled` for a bulkhead, are accepted without effect.
+//!
+//! - [`Registry::timeout`] gives a name's timeout and [`Registry::timeout_layer`] a
+//!   [`TimeoutLayer`] whose timeout a reload changes, for the calls that start after it.
+//! - `Registry::retry_policy` gives a `tower::retry::Policy` (a `RetryPolicy`: never a `4xx`
+//!   nor a call the breaker refused, spending tower's retry budget), and `Registry::bulkhead`
+//!   tower's own concurrency limit, one semaphore per name.
+//! - `Registry::stack` composes them in resilience4j's order: retry outside the breaker, the
+//!   breaker outside the time limiter, the time limiter outside the bulkhead.
+//!   [`Registry::layer`] stays the breaker alone.
 //!
 //! # Chaos
 //!
@@ -111,6 +155,9 @@
 //! window starts afresh. [`Registry::reconfigure`] does the same for one instance, from code.
 //! The classification from `record-exceptions`/`ignore-exceptions` is copied into a layer
 //! when the layer is made: layers made before a reload keep the classification they had.
+//! Time limiters in use follow a reload (their [`SharedTimeout`] changes); retries and
+//! bulkheads take effect in the stacks and layers made after it, since tower's layers are
+//! fixed once built.
 //!
 //! # Example
 //!
@@ -590,7 +637,7 @@ impl Registry {
     /// `None`), through a [`SharedTimeout`] kept per name: a [`reload`](Self::reload) that
     /// changes the timeout reaches the services already built, for the calls they start after
     /// it. Put it inside the breaker ([`layer`](Self::layer)) so that the breaker counts its
-    /// timeouts, or use [`stack`](Self::stack).
+    /// timeouts, or use `stack` (features `yaml`, `toml`).
     ///
     /// # Example
     ///
@@ -826,9 +873,12 @@ impl Registry {
     }
 
     /// Takes every configuration of `from` (a file read again, say) in place of this
-    /// registry's, and reconfigures each breaker already made whose configuration changed, and
+    /// registry's, and reconfigures each breaker already made whose configuration changed,
     /// each [`Chaos`] already handed out whose settings changed (one the file no longer lists
-    /// is disabled). Returns the names of the breakers and chaos instances reconfigured.
+    /// is disabled), and each time limiter handed out ([`timeout_layer`](Self::timeout_layer))
+    /// whose timeout changed. Returns the names of those reconfigured, each once. Retries and
+    /// bulkheads take effect in what is handed out after it. Its warnings become this
+    /// registry's. Bindings are the loader's: read the file again with the same `Loader`.
     ///
     /// A change of `record-exceptions` or `ignore-exceptions` reaches the layers made after
     /// the reload ([`layer`](Self::layer), [`classifier`](Self::classifier)); layers in use
