@@ -12,7 +12,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 const NAMES: [&str; 5] = ["a", "b", "default", "backendA", "never-configured"];
 
 /// Uses everything a loaded registry gives out, by every name: breakers (driven through a full
-/// cycle of states), classifiers, keyed layers (built), chaos layers, health, reload. Any
+/// cycle of states), classifiers, keyed layers (built), chaos layers, time limiters, retry
+/// policies (every wait), bulkheads, stacks, health, reload. Any
 /// panic is a bug: the loader accepted what it cannot use. Everything built is dropped with
 /// the registry, and leak detection is on: a breaker that kept its memory would be reported.
 pub fn exercise(registry: &Registry) {
@@ -48,6 +49,15 @@ pub fn exercise(registry: &Registry) {
         breaker.reset();
         let _ = registry.keyed_layer(name);
         let _ = registry.layer(name);
+        let _ = registry.timeout(name);
+        let _ = registry.timeout_layer(name);
+        if let Some(policy) = registry.retry_policy(name) {
+            for n in [0, 1, 2, 64, u32::MAX] {
+                let _ = policy.wait_before(n);
+            }
+        }
+        let _ = registry.bulkhead(name);
+        let _ = registry.stack(name);
     }
     let _ = registry.health();
     let other = Registry::new();

@@ -358,10 +358,9 @@ pub(crate) fn metrics() -> Vec<Entry> {
 pub(crate) fn timeouts() -> Vec<Entry> {
     let timeout = Duration::from_secs(30);
     let breakwater = breakwater::TimeoutLayer::new(timeout).without_override();
-    let shared = breakwater::TimeoutLayer::shared(breakwater::timeout::SharedTimeout::new(Some(
-        timeout,
-    )))
-    .without_override();
+    let shared =
+        breakwater::TimeoutLayer::shared(breakwater::timeout::SharedTimeout::new(Some(timeout)))
+            .without_override();
     let tower = tower::timeout::TimeoutLayer::new(timeout);
     let tower_http =
         tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout);

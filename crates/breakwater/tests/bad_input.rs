@@ -495,28 +495,55 @@ fn every_configuration_key_takes_hostile_values_without_a_panic() {
         "\"TIME_BASED\"",
         "\"x\"",
     ];
+    // resilience4j's other sections: (section, key).
+    const LIMITER_KEYS: [(&str, &str); 13] = [
+        ("timelimiter", "timeout-duration"),
+        ("timelimiter", "cancel-running-future"),
+        ("retry", "max-attempts"),
+        ("retry", "wait-duration"),
+        ("retry", "enable-exponential-backoff"),
+        ("retry", "exponential-backoff-multiplier"),
+        ("retry", "exponential-max-wait-duration"),
+        ("retry", "retry-exceptions"),
+        ("retry", "ignore-exceptions"),
+        ("retry", "randomized-wait-factor"),
+        ("retry", "base-config"),
+        ("bulkhead", "max-concurrent-calls"),
+        ("bulkhead", "max-wait-duration"),
+    ];
     let mut refused = 0;
     let mut accepted = 0;
+    // Each key with the YAML path of its section and the TOML table.
+    let keys: Vec<(&str, String, String)> = KEYS
+        .iter()
+        .map(|k| {
+            (
+                *k,
+                "resilience4j:\n  circuitbreaker".to_owned(),
+                "circuitbreaker.instances.a".to_owned(),
+            )
+        })
+        .chain(CHAOS_KEYS.iter().map(|k| {
+            (
+                *k,
+                "breakwater:\n  chaos".to_owned(),
+                "breakwater.chaos.instances.a".to_owned(),
+            )
+        }))
+        .chain(LIMITER_KEYS.iter().map(|(section, k)| {
+            (
+                *k,
+                format!("resilience4j:\n  {section}"),
+                format!("{section}.instances.a"),
+            )
+        }))
+        .collect();
     for value in VALUES {
-        for (key, chaos) in KEYS
-            .iter()
-            .map(|k| (k, false))
-            .chain(CHAOS_KEYS.iter().map(|k| (k, true)))
-        {
+        for (key, yaml_section, toml_section) in &keys {
             let (yaml, toml_value) = (value, value.replace(".nan", "nan").replace("null", "\"\""));
-            let yaml_text = if chaos {
-                format!("breakwater:\n  chaos:\n    instances:\n      a:\n        {key}: {yaml}\n")
-            } else {
-                format!(
-                    "resilience4j:\n  circuitbreaker:\n    instances:\n      a:\n        {key}: {yaml}\n"
-                )
-            };
-            let section = if chaos {
-                "breakwater.chaos.instances.a"
-            } else {
-                "circuitbreaker.instances.a"
-            };
-            let toml_text = format!("[{section}]\n{key} = {toml_value}\n");
+            let yaml_text =
+                format!("{yaml_section}:\n    instances:\n      a:\n        {key}: {yaml}\n");
+            let toml_text = format!("[{toml_section}]\n{key} = {toml_value}\n");
             for loaded in [
                 Registry::from_yaml(&yaml_text),
                 Registry::from_toml(&toml_text),
@@ -533,6 +560,15 @@ fn every_configuration_key_takes_hostile_values_without_a_panic() {
                         );
                         let _ = registry.chaos("a");
                         let _ = registry.keyed_layer("a");
+                        let _ = registry.timeout("a");
+                        let _ = registry.timeout_layer("a");
+                        if let Some(policy) = registry.retry_policy("a") {
+                            for n in [0, 1, 2, 64, u32::MAX] {
+                                let _ = policy.wait_before(n);
+                            }
+                        }
+                        let _ = registry.bulkhead("a");
+                        let _ = registry.stack("a");
                     }
                     Err(error) => {
                         refused += 1;

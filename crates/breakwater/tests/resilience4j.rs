@@ -617,7 +617,10 @@ fn the_readmes_migration_example_says_what_the_code_does() {
     let registry = Registry::from_yaml(yaml).unwrap();
     assert_eq!(warnings(&registry), shown);
     let bound = Registry::loader()
-        .bind(BUSINESS, Binding::errors(<dyn std::error::Error>::is::<BusinessError>))
+        .bind(
+            BUSINESS,
+            Binding::errors(<dyn std::error::Error>::is::<BusinessError>),
+        )
         .bind(
             "io.github.robwin.exception.RecordFailurePredicate",
             Binding::statuses(500..=599),
