@@ -526,9 +526,9 @@ fn every_other_mistake_is_explained() {
     pg:
       record-failure-predicate: com.example.Failed
 ",
-            "resilience4j.circuitbreaker.instances.pg.record-failure-predicate (line 4): names \
-             Java code, which cannot run here: classify outcomes with \
-             `CircuitBreaker::layer_with` instead, or bind the name (`Loader::bind`)",
+            "resilience4j.circuitbreaker.instances.pg.record-failure-predicate (line 4): \
+             \"com.example.Failed\" names Java code, which cannot run here: bind the name with \
+             `Loader::bind`, or classify outcomes with `CircuitBreaker::layer_with`",
         ),
         (
             "resilience4j.circuitbreaker:

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use breakwater::classify::http::HttpClassifier;
 use breakwater::classify::{Classify, Outcome};
-use breakwater::registry::{Binding, HealthStatus};
+use breakwater::registry::{Binding, HealthStatus, StackService};
 use breakwater::{CircuitOpen, CircuitState, Elapsed, Registry};
 use http::{Response, StatusCode};
+use tower::load_shed::error::Overloaded;
 use tower::retry::budget::TpsBudget;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 
@@ -246,11 +247,10 @@ resilience4j.circuitbreaker:
 
 /// A service that answers `status` after `delay`, counting its calls.
 fn answering(
-    calls: &Arc<AtomicUsize>,
+    calls: Arc<AtomicUsize>,
     status: u16,
     delay: Duration,
 ) -> impl Service<u32, Response = Response<()>, Error = BoxError, Future = impl Send> + Clone {
-    let calls = calls.clone();
     tower::service_fn(move |_: u32| {
         calls.fetch_add(1, Ordering::SeqCst);
         async move {
@@ -315,9 +315,10 @@ async fn the_stack_retries_5xx_up_to_max_attempts_and_never_4xx_nor_an_open_brea
     let calls = Arc::new(AtomicUsize::new(0));
 
     // 5xx: three calls in all, 100 ms apart; the last answer is returned.
-    let mut failing = registry
-        .stack("backendA")
-        .layer(answering(&calls, 503, Duration::ZERO));
+    let mut failing =
+        registry
+            .stack("backendA")
+            .layer(answering(calls.clone(), 503, Duration::ZERO));
     let started = tokio::time::Instant::now();
     let answer = failing.ready().await.unwrap().call(7).await.unwrap();
     assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -332,18 +333,20 @@ async fn the_stack_retries_5xx_up_to_max_attempts_and_never_4xx_nor_an_open_brea
 
     // 4xx: one call.
     calls.store(0, Ordering::SeqCst);
-    let mut refused = registry
-        .stack("backendA")
-        .layer(answering(&calls, 404, Duration::ZERO));
+    let mut refused =
+        registry
+            .stack("backendA")
+            .layer(answering(calls.clone(), 404, Duration::ZERO));
     let answer = refused.ready().await.unwrap().call(7).await.unwrap();
     assert_eq!(answer.status(), StatusCode::NOT_FOUND);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
     // A timeout from the time limiter is a failure, and retried.
     calls.store(0, Ordering::SeqCst);
-    let mut slow = registry
-        .stack("backendB")
-        .layer(answering(&calls, 200, Duration::from_secs(3)));
+    let mut slow =
+        registry
+            .stack("backendB")
+            .layer(answering(calls.clone(), 200, Duration::from_secs(3)));
     let started = tokio::time::Instant::now();
     let error = slow.ready().await.unwrap().call(7).await.unwrap_err();
     assert!(error.is::<Elapsed>(), "{error}");
@@ -358,7 +361,7 @@ async fn the_stack_retries_5xx_up_to_max_attempts_and_never_4xx_nor_an_open_brea
     breaker.force_open();
     let mut open = registry
         .stack("backendA")
-        .layer(answering(&calls, 200, Duration::ZERO));
+        .layer(answering(calls.clone(), 200, Duration::ZERO));
     let error = open.ready().await.unwrap().call(7).await.unwrap_err();
     assert!(error.is::<CircuitOpen>(), "{error}");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -397,8 +400,11 @@ resilience4j.retry:
     );
 
     let calls = Arc::new(AtomicUsize::new(0));
-    let mut service =
-        tower::retry::RetryLayer::new(policy.clone()).layer(answering(&calls, 500, Duration::ZERO));
+    let mut service = tower::retry::RetryLayer::new(policy.clone()).layer(answering(
+        calls.clone(),
+        500,
+        Duration::ZERO,
+    ));
     let started = tokio::time::Instant::now();
     service.ready().await.unwrap().call(7).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 4);
@@ -408,7 +414,7 @@ resilience4j.retry:
     calls.store(0, Ordering::SeqCst);
     let empty = Arc::new(TpsBudget::new(Duration::from_secs(1), 0, 0.0));
     let mut service = tower::retry::RetryLayer::new(policy.with_budget(empty)).layer(answering(
-        &calls,
+        calls.clone(),
         500,
         Duration::ZERO,
     ));
@@ -417,15 +423,13 @@ resilience4j.retry:
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_bulkhead_limits_concurrency_across_every_stack_of_the_name() {
-    let registry = Registry::from_yaml(
-        "
+async fn the_bulkhead_refuses_calls_beyond_its_limit_across_every_stack_of_the_name() {
+    let yaml = "
 resilience4j.bulkhead:
   instances:
     db: { maxConcurrentCalls: 2 }
-",
-    )
-    .unwrap();
+";
+    let registry = Registry::from_yaml(yaml).unwrap();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
     let inner = {
@@ -441,29 +445,52 @@ resilience4j.bulkhead:
             }
         })
     };
-    // Two stacks made apart, as two routers would: one limit.
+    // Five calls at once through two stacks made apart, as two routers would: one limit of
+    // two, and the three beyond it refused at once, as resilience4j's bulkhead refuses them.
+    let burst = |first: &StackService<_>, second: &StackService<_>| {
+        let tasks: Vec<_> = (0..5)
+            .map(|i| {
+                let service = if i % 2 == 0 {
+                    first.clone()
+                } else {
+                    second.clone()
+                };
+                tokio::spawn(service.oneshot(7))
+            })
+            .collect();
+        async move {
+            let (mut served, mut refused) = (0, 0);
+            for task in tasks {
+                match task.await.unwrap() {
+                    Ok(_) => served += 1,
+                    Err(error) => {
+                        assert!(error.is::<Overloaded>(), "{error}");
+                        refused += 1;
+                    }
+                }
+            }
+            (served, refused)
+        }
+    };
     let first = registry.stack("db").layer(inner.clone());
-    let second = registry.stack("db").layer(inner);
+    let second = registry.stack("db").layer(inner.clone());
     let started = tokio::time::Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..5 {
-        let service = if i % 2 == 0 {
-            first.clone()
-        } else {
-            second.clone()
-        };
-        tasks.push(tokio::spawn(service.oneshot(7)));
-    }
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
+    assert_eq!(burst(&first, &second).await, (2, 3));
     assert_eq!(most.load(Ordering::SeqCst), 2);
-    assert_eq!(
-        started.elapsed(),
-        Duration::from_secs(3),
-        "five calls, two at a time"
-    );
+    assert_eq!(started.elapsed(), Duration::from_secs(1), "no call waited");
     assert!(registry.bulkhead("other").is_none());
+
+    // A reload to three: stacks made after it get three, those in use keep two.
+    registry.reload(&Registry::from_yaml(&yaml.replace("2 }", "3 }")).unwrap());
+    most.store(0, Ordering::SeqCst);
+    assert_eq!(
+        burst(&first, &second).await,
+        (2, 3),
+        "the old stacks keep two"
+    );
+    let third = registry.stack("db").layer(inner.clone());
+    let fourth = registry.stack("db").layer(inner);
+    assert_eq!(burst(&third, &fourth).await, (3, 2), "new stacks get three");
 }
 
 #[test]
@@ -477,6 +504,7 @@ resilience4j:
     instances:
       pg: { maxThreadPoolSize: 4 }
   retry:
+    retryAspectOrder: 399
     instances:
       pg:
         maxAttempts: 2
@@ -484,7 +512,10 @@ resilience4j:
         retryExceptionPredicate: com.acme.RetryOn
   bulkhead:
     instances:
-      pg: { maxConcurrentCalls: 10, maxWaitDuration: 0 }
+      pg: { maxConcurrentCalls: 10, maxWaitDuration: 500ms }
+      db: { maxConcurrentCalls: 10, maxWaitDuration: 0 }
+retry:
+  the-applications-own: true
 ";
     let registry = Registry::from_yaml(yaml).unwrap();
     assert_eq!(
@@ -496,19 +527,22 @@ resilience4j:
             "resilience4j.thread-pool-bulkhead (line 7): resilience4j's thread-pool-bulkhead \
              has no counterpart in breakwater or tower here: ignored (breakwater reads \
              circuitbreaker, timelimiter, retry, bulkhead)",
-            "resilience4j.retry.instances.pg.intervalBiFunction (line 13): not a setting of \
+            "resilience4j.retry.retryAspectOrder (line 10): 399: ignored: the order of a stack \
+             is fixed (`Registry::stack`: retry, circuit breaker, time limiter, bulkhead, from \
+             the outside in)",
+            "resilience4j.retry.instances.pg.intervalBiFunction (line 14): not a setting of \
              resilience4j's retry that breakwater reads: ignored (it reads base-config, \
              max-attempts, wait-duration, enable-exponential-backoff, \
              exponential-backoff-multiplier, exponential-max-wait-duration, retry-exceptions, \
              ignore-exceptions, retry-exception-predicate, result-predicate, \
              enable-randomized-wait, randomized-wait-factor, fail-after-max-attempts, \
              event-consumer-buffer-size)",
-            "resilience4j.retry.instances.pg.retryExceptionPredicate (line 14): \"com.acme.RetryOn\" \
-             names Java code, which cannot run here: ignored (bind the name with \
-             `Loader::bind`, or classify outcomes with `CircuitBreaker::layer_with`)",
-            "resilience4j.bulkhead.instances.pg.maxWaitDuration (line 17): 0: ignored: tower's \
-             ConcurrencyLimit makes a call wait in `poll_ready` until a call ends, without a \
-             bound (bound it with a timeout or a load-shed layer outside the stack)",
+            "resilience4j.retry.instances.pg.retryExceptionPredicate (line 15): \"com.acme.RetryOn\" \
+             names Java code, which cannot run here: no error is retried (bind the name with \
+             `Loader::bind`)",
+            "resilience4j.bulkhead.instances.pg.maxWaitDuration (line 18): \"500ms\": read as 0: a \
+             call beyond max-concurrent-calls is refused at once (tower's LoadShed over its \
+             ConcurrencyLimit), where resilience4j would let it wait that long for a permit",
         ]
     );
     assert_eq!(registry.retry_policy("pg").unwrap().max_attempts(), 2);
@@ -524,7 +558,7 @@ resilience4j:
             .unwrap()
             .warnings()
             .len(),
-        4
+        5
     );
 }
 
@@ -586,9 +620,10 @@ max-concurrent-calls = 8
 async fn retry_and_bulkhead_settings_reach_the_stacks_made_after_a_reload() {
     let registry = Registry::from_yaml(DEMO).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
-    let mut before = registry
-        .stack("backendA")
-        .layer(answering(&calls, 500, Duration::ZERO));
+    let mut before =
+        registry
+            .stack("backendA")
+            .layer(answering(calls.clone(), 500, Duration::ZERO));
     let five = DEMO.replace("maxAttempts: 3", "maxAttempts: 5");
     registry.reload(&Registry::from_yaml(&five).unwrap());
     before.ready().await.unwrap().call(7).await.unwrap();
@@ -597,7 +632,7 @@ async fn retry_and_bulkhead_settings_reach_the_stacks_made_after_a_reload() {
     registry.circuit_breaker("backendA").reset();
     let mut after = registry
         .stack("backendA")
-        .layer(answering(&calls, 500, Duration::ZERO));
+        .layer(answering(calls.clone(), 500, Duration::ZERO));
     after.ready().await.unwrap().call(7).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 5);
 }
@@ -629,4 +664,205 @@ fn the_readmes_migration_example_says_what_the_code_does() {
         .unwrap();
     assert_eq!(warnings(&bound), shown[2..]);
     assert_eq!(bound.timeout("backendA"), Some(Duration::from_secs(2)));
+}
+
+/// What `ignore-exceptions` names is ignored even when `record-exceptions` (or a retry's
+/// `retry-exceptions`) names a bound predicate, which is consulted before the status rules.
+#[tokio::test(start_paused = true)]
+async fn ignoring_wins_over_a_bound_record_or_retry_name() {
+    let registry = Registry::loader()
+        .bind(
+            "com.acme.Flaky",
+            Binding::errors(<dyn std::error::Error>::is::<Unreachable>),
+        )
+        .from_yaml(
+            "
+resilience4j:
+  circuitbreaker:
+    instances:
+      pg:
+        recordExceptions: [com.acme.Flaky]
+        ignoreExceptions: [java.io.IOException, HttpServerErrorException.ServiceUnavailable]
+  retry:
+    instances:
+      pg:
+        maxAttempts: 3
+        waitDuration: 10ms
+        retryExceptions: [com.acme.Flaky]
+        ignoreExceptions: [java.io.IOException]
+",
+        )
+        .unwrap();
+    assert!(registry.warnings().is_empty(), "{:?}", registry.warnings());
+    let pg = registry.classifier("pg");
+    assert_eq!(
+        classify_error(&pg, Unreachable),
+        Outcome::Ignored,
+        "IOException: errors"
+    );
+    assert_eq!(classify_error(&pg, BusinessError), Outcome::Ignored);
+    assert_eq!(classify_status(&pg, 503), Outcome::Ignored);
+    assert_eq!(classify_status(&pg, 502), Outcome::Success, "not recorded");
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let mut service = tower::retry::RetryLayer::new(registry.retry_policy("pg").unwrap()).layer(
+        tower::service_fn(move |_: u32| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Err::<Response<()>, BoxError>(Unreachable.into()) }
+        }),
+    );
+    assert!(service.ready().await.unwrap().call(7).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "ignored: not retried");
+}
+
+/// A retry list naming nothing breakwater can use retries no error (rather than every one),
+/// and one naming client errors is told that a 4xx is never retried.
+#[tokio::test(start_paused = true)]
+async fn retry_lists_retry_only_what_they_name() {
+    let registry = Registry::from_yaml(
+        "
+resilience4j.retry:
+  instances:
+    unknown:
+      retryExceptions: [com.acme.PaymentException]
+    throttled:
+      retryExceptions:
+        - org.springframework.web.client.HttpClientErrorException$TooManyRequests
+        - org.springframework.web.client.HttpServerErrorException
+",
+    )
+    .unwrap();
+    assert_eq!(
+        warnings(&registry),
+        [
+            "resilience4j.retry.instances.unknown.retryExceptions[0] (line 5): \
+             \"com.acme.PaymentException\" is not an exception class breakwater understands: \
+             ignored (no rule for it: bind the name with `Loader::bind`)",
+            "resilience4j.retry.instances.unknown.retryExceptions (line 5): no class left that \
+             breakwater understands: no error is retried",
+            "resilience4j.retry.instances.throttled.retryExceptions (line 8): names client \
+             errors (4xx): a 4xx is never retried (the request is at fault), whatever the file \
+             says",
+        ]
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    let attempts = |name: &str, status: u16| {
+        let calls = calls.clone();
+        let mut service = tower::retry::RetryLayer::new(registry.retry_policy(name).unwrap())
+            .layer(answering(calls.clone(), status, Duration::ZERO));
+        async move {
+            calls.store(0, Ordering::SeqCst);
+            service.ready().await.unwrap().call(7).await.unwrap();
+            calls.load(Ordering::SeqCst)
+        }
+    };
+    assert_eq!(attempts("unknown", 503).await, 1);
+    assert_eq!(attempts("throttled", 429).await, 1);
+    assert_eq!(attempts("throttled", 503).await, 3);
+}
+
+/// Each request deposits into the retry budget once, and every policy of a name spends the
+/// same budget.
+#[tokio::test(start_paused = true)]
+async fn the_retry_budget_is_paid_once_per_request_and_shared_by_the_name() {
+    let yaml = "
+resilience4j.retry:
+  instances:
+    pg: { maxAttempts: 2, waitDuration: 0 }
+";
+    let registry = Registry::from_yaml(yaml).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let run = |policy, requests: usize| {
+        let calls = calls.clone();
+        let mut service = tower::retry::RetryLayer::new(policy).layer(answering(
+            calls.clone(),
+            500,
+            Duration::ZERO,
+        ));
+        async move {
+            calls.store(0, Ordering::SeqCst);
+            for _ in 0..requests {
+                service.ready().await.unwrap().call(7).await.unwrap();
+            }
+            calls.load(Ordering::SeqCst)
+        }
+    };
+    // One retry for two requests (a deposit of 1 each, a withdrawal of 2), nothing in reserve:
+    // four requests make six calls; a deposit per attempt would make seven.
+    let half = Arc::new(TpsBudget::new(Duration::from_secs(10), 0, 0.5));
+    let policy = registry.retry_policy("pg").unwrap().with_budget(half);
+    assert_eq!(run(policy, 4).await, 6);
+
+    // tower's default budget: a reserve of 100 retries (10 a second for 10 seconds, 5 units
+    // each) and a unit per request. 125 failing requests spend it all, retried each...
+    assert_eq!(run(registry.retry_policy("pg").unwrap(), 125).await, 250);
+    // ...and a policy handed out later for the name finds it spent.
+    assert_eq!(run(registry.retry_policy("pg").unwrap(), 1).await, 1);
+    // Another registry, another budget.
+    let other = Registry::from_yaml(yaml).unwrap();
+    assert_eq!(run(other.retry_policy("pg").unwrap(), 1).await, 2);
+}
+
+/// A breaker answering `503` for its refusals (`respond_503`) is not retried either.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_answered_503_is_not_retried() {
+    let registry = Registry::from_yaml(
+        "
+resilience4j.retry:
+  instances:
+    pg: { maxAttempts: 3, waitDuration: 10ms }
+",
+    )
+    .unwrap();
+    let breaker = registry.circuit_breaker("pg");
+    breaker.force_open();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut service = ServiceBuilder::new()
+        .layer(tower::retry::RetryLayer::new(
+            registry.retry_policy("pg").unwrap(),
+        ))
+        .layer(registry.layer("pg").respond_503())
+        .service(answering(calls.clone(), 200, Duration::ZERO));
+    let answer = service.ready().await.unwrap().call(7).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        breaker.metrics().not_permitted_calls,
+        1,
+        "refused once, not retried"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+/// A reload whose only change is the classification (or bindings made anew by another
+/// loader) leaves the breakers as they are: their layers keep the classification they were
+/// made with.
+#[test]
+fn a_reload_that_changes_only_the_classification_resets_no_breaker() {
+    let loader = || {
+        Registry::loader().bind(
+            BUSINESS,
+            Binding::errors(<dyn std::error::Error>::is::<BusinessError>),
+        )
+    };
+    let registry = loader().from_yaml(DEMO).unwrap();
+    let breaker = registry.circuit_breaker("backendA");
+    breaker.force_open();
+    assert!(
+        registry
+            .reload(&loader().from_yaml(DEMO).unwrap())
+            .is_empty()
+    );
+    assert_eq!(breaker.state(), CircuitState::ForcedOpen);
+    let recorded = DEMO.replace(
+        "          - java.io.IOException\n",
+        "          - java.io.IOException\n          - java.net.SocketException\n",
+    );
+    assert_ne!(recorded, DEMO);
+    assert!(
+        registry
+            .reload(&loader().from_yaml(&recorded).unwrap())
+            .is_empty()
+    );
+    assert_eq!(breaker.state(), CircuitState::ForcedOpen);
 }

@@ -98,6 +98,16 @@ pub(crate) type ResponsePredicate = dyn Fn(StatusCode, &HeaderMap) -> bool + Sen
 pub(crate) enum Matcher {
     Error(Arc<ErrorPredicate>, Outcome),
     Response(Arc<ResponsePredicate>, Outcome),
+    /// Statuses from the first to the last, as a rule by predicate: ordered among them (a
+    /// registry's `ignore-exceptions` over a bound `record-exceptions`).
+    Statuses(u16, u16, Outcome),
+    /// Errors by kind, as a rule by predicate: timeouts (found through the chain), and the
+    /// other errors.
+    Errors {
+        timeouts: bool,
+        others: bool,
+        outcome: Outcome,
+    },
 }
 
 impl Matcher {
@@ -110,7 +120,24 @@ impl Matcher {
             (Matcher::Response(a, x), Matcher::Response(b, y)) => {
                 std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)) && x == y
             }
+            (Matcher::Statuses(..), Matcher::Statuses(..))
+            | (Matcher::Errors { .. }, Matcher::Errors { .. }) => {
+                self.kind_key() == other.kind_key()
+            }
             _ => false,
+        }
+    }
+
+    /// The statuses or kinds a rule by kind names, and its outcome.
+    fn kind_key(&self) -> Option<(u16, u16, bool, bool, Outcome)> {
+        match *self {
+            Matcher::Statuses(first, last, outcome) => Some((first, last, false, false, outcome)),
+            Matcher::Errors {
+                timeouts,
+                others,
+                outcome,
+            } => Some((0, 0, timeouts, others, outcome)),
+            _ => None,
         }
     }
 }
@@ -296,35 +323,48 @@ impl HttpClassifier {
     /// The outcome of the latest rule by predicate that matches a response.
     #[inline]
     fn matched_response(&self, status: StatusCode, headers: &HeaderMap) -> Option<Outcome> {
+        let code = status.as_u16();
         self.matchers
             .as_deref()?
             .0
             .iter()
             .rev()
-            .find_map(|m| match m {
-                Matcher::Response(predicate, outcome) if predicate(status, headers) => {
-                    Some(*outcome)
+            .find_map(|m| match *m {
+                Matcher::Response(ref predicate, outcome) if predicate(status, headers) => {
+                    Some(outcome)
+                }
+                Matcher::Statuses(first, last, outcome) if (first..=last).contains(&code) => {
+                    Some(outcome)
                 }
                 _ => None,
             })
     }
 
-    /// The outcome of the latest rule by predicate that matches an error of `error`'s chain.
+    /// The outcome of the latest rule by predicate that matches `error` (a predicate is asked
+    /// of each error of its chain; a rule by kind asks whether it is a timeout).
     fn matched_error(&self, error: Option<&(dyn Error + 'static)>) -> Option<Outcome> {
         let matchers = self.matchers.as_deref()?;
         let error = error?;
-        matchers.0.iter().rev().find_map(|m| match m {
-            Matcher::Error(predicate, outcome) => {
+        matchers.0.iter().rev().find_map(|m| match *m {
+            Matcher::Error(ref predicate, outcome) => {
                 let mut current = Some(error);
                 while let Some(e) = current {
                     if predicate(e) {
-                        return Some(*outcome);
+                        return Some(outcome);
                     }
                     current = e.source();
                 }
                 None
             }
-            Matcher::Response(..) => None,
+            Matcher::Errors {
+                timeouts,
+                others,
+                outcome,
+            } => {
+                let matched = if is_timeout(error) { timeouts } else { others };
+                matched.then_some(outcome)
+            }
+            Matcher::Response(..) | Matcher::Statuses(..) => None,
         })
     }
 

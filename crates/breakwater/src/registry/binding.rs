@@ -17,9 +17,13 @@ use crate::classify::http::{ErrorPredicate, HttpClassifier, Matcher, ResponsePre
 /// A bound name takes part in classification as the names breakwater knows do: named in
 /// `record-exceptions` (or bound to `record-failure-predicate`, `record-result-predicate`),
 /// what it matches is a failure; in `ignore-exceptions` (or `ignore-exception-predicate`),
-/// it is ignored; in a retry's `retry-exceptions`, it is retried. Error predicates are asked
-/// about each error of the error's `source()` chain (see
-/// [`HttpClassifier::error_when`]).
+/// it is ignored; in a retry's `retry-exceptions`, it is retried. What `ignore-exceptions`
+/// names wins over what the others name, bound or not. Error predicates are asked about each
+/// error of the error's `source()` chain (see [`HttpClassifier::error_when`]), for the error
+/// types that can be looked into: a `Box<dyn Error>` (what tower's layers, and the breaker's
+/// own error mode, hand on), an `std::io::Error`, and the timeout errors. Over a service with
+/// another error type of its own, put a layer that boxes its errors (`MapErr` into
+/// `tower::BoxError`) inside the breaker, or the predicates see nothing.
 ///
 /// # Example
 ///
@@ -85,6 +89,13 @@ impl Binding {
     pub fn or(mut self, other: Binding) -> Self {
         self.parts.extend(other.parts);
         self
+    }
+
+    /// Whether it names client errors (`4xx`) by status.
+    pub(crate) fn names_client_errors(&self) -> bool {
+        self.parts.iter().any(
+            |part| matches!(part, Part::Statuses(first, last) if *first <= 499 && *last >= 400),
+        )
     }
 
     /// `classifier` with what this binding matches given `outcome`.

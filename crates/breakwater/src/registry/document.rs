@@ -101,13 +101,17 @@ fn sections(root: &Node) -> Result<Vec<(String, Section<'_>)>, LoadError> {
                     },
                 ));
             }
-            [name] if read(name) => found.push((
-                name.clone(),
-                Section {
-                    path: key.clone(),
-                    node,
-                },
-            )),
+            // At the top, `circuitbreaker` (TOML's shape), and the others only when they have
+            // resilience4j's shape: a top-level `retry` may be the application's own.
+            [name] if name == "circuitbreaker" || (read(name) && has_configs(node)) => {
+                found.push((
+                    name.clone(),
+                    Section {
+                        path: key.clone(),
+                        node,
+                    },
+                ));
+            }
             [r] if r == "resilience4j" => {
                 if let Value::Map(inner) = &node.value {
                     for (inner_key, inner_node) in inner {
@@ -134,13 +138,24 @@ fn sections(root: &Node) -> Result<Vec<(String, Section<'_>)>, LoadError> {
     Ok(found)
 }
 
+/// Whether a section's node holds `configs`, `instances` or `backends`.
+fn has_configs(node: &Node) -> bool {
+    matches!(&node.value, Value::Map(entries)
+    if entries.iter().any(|(key, _)| {
+        matches!(canonical(key).as_str(), "configs" | "instances" | "backends")
+    }))
+}
+
 /// The `configs` and `instances` of a section at `path`, each parsed by `parse`, with the key
-/// path of each.
+/// path of each. Another key of the section is an error for the breakers' section (a typo
+/// would lose every setting), a warning for the others; resilience4j's aspect orders are
+/// warnings everywhere.
 pub(crate) type Configs<T> = BTreeMap<String, (String, T)>;
 
 pub(crate) fn named<T>(
     path: &str,
     node: &Node,
+    strict_keys: bool,
     parse: impl Fn(&str, &Node, &mut Load<'_>) -> Result<T, LoadError>,
     load: &mut Load<'_>,
 ) -> Result<(Configs<T>, Configs<T>), LoadError> {
@@ -154,6 +169,29 @@ pub(crate) fn named<T>(
                     "configs" => &mut configs,
                     // `backends` is resilience4j's older name for `instances`.
                     "instances" | "backends" => &mut instances,
+                    other if other.ends_with("aspectorder") => {
+                        load.note(
+                            &path,
+                            node.line,
+                            format!(
+                                "{}: ignored: the order of a stack is fixed (`Registry::stack`: \
+                                 retry, circuit breaker, time limiter, bulkhead, from the \
+                                 outside in)",
+                                node.value
+                            ),
+                        );
+                        continue;
+                    }
+                    _ if !strict_keys => {
+                        load.note(
+                            &path,
+                            node.line,
+                            "not a key breakwater reads: ignored (a resilience4j section holds \
+                             `configs` and `instances`)"
+                                .to_owned(),
+                        );
+                        continue;
+                    }
                     _ => {
                         return Err(LoadError::key(
                             &path,
@@ -199,7 +237,7 @@ pub(crate) fn named<T>(
 
 /// Every configuration of the section, resolved through `base-config`.
 fn resolve(section: &Section<'_>, load: &mut Load<'_>) -> Result<Templates, LoadError> {
-    let (configs, instances) = named(&section.path, section.node, Spec::parse, load)?;
+    let (configs, instances) = named(&section.path, section.node, true, Spec::parse, load)?;
 
     // `config`: the name of a shared config being resolved; `None` for an instance.
     let resolved = |name: &str, own: &(String, Spec), config: Option<&str>| {

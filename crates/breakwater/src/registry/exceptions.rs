@@ -3,7 +3,7 @@
 
 use super::binding::Binding;
 use crate::classify::Outcome;
-use crate::classify::http::HttpClassifier;
+use crate::classify::http::{HttpClassifier, Matcher};
 
 /// What one exception class (or predicate) named in a file stands for: a class breakwater
 /// knows, or a name the program bound.
@@ -208,10 +208,55 @@ pub(crate) fn classifier(
     for target in results {
         classifier = apply(classifier, target, Outcome::Failure);
     }
+    // A bound name's predicates are consulted before the status and error rules: what
+    // `ignore` names must then be a rule of the same kind, after them, to win over them.
+    let bound = record
+        .iter()
+        .chain(results)
+        .any(|t| matches!(t, Target::Bound(_)));
     for target in ignore {
         classifier = apply(classifier, target, Outcome::Ignored);
+        if let (true, Target::Known(rule)) = (bound, target) {
+            classifier = rule.as_matchers(classifier, Outcome::Ignored);
+        }
     }
     classifier
+}
+
+impl Target {
+    /// Whether it names client errors (`4xx`) by status.
+    pub(crate) fn names_client_errors(&self) -> bool {
+        match self {
+            Target::Known(rule) => rule.names_client_errors(),
+            Target::Bound(binding) => binding.names_client_errors(),
+        }
+    }
+}
+
+impl Rule {
+    /// `classifier` with this rule as rules by kind, consulted with (and after) the
+    /// predicates.
+    fn as_matchers(&self, mut classifier: HttpClassifier, outcome: Outcome) -> HttpClassifier {
+        for (first, last) in [self.statuses, self.more_statuses].into_iter().flatten() {
+            classifier = classifier.matching(Matcher::Statuses(first, last, outcome));
+        }
+        if self.errors || self.timeouts {
+            classifier = classifier.matching(Matcher::Errors {
+                timeouts: self.timeouts,
+                others: self.errors,
+                outcome,
+            });
+        }
+        classifier
+    }
+
+    /// Whether it names client errors (`4xx`).
+    fn names_client_errors(&self) -> bool {
+        [self.statuses, self.more_statuses]
+            .into_iter()
+            .flatten()
+            .any(|(first, last)| first <= 499 && last >= 400)
+    }
 }
 
 fn apply(classifier: HttpClassifier, target: &Target, outcome: Outcome) -> HttpClassifier {

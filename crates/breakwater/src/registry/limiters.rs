@@ -10,10 +10,11 @@ use super::duration;
 use super::error::LoadError;
 use super::exceptions::{self, Target};
 use super::settings::{
-    Inherits, Origin, Set, boolean, canonical, classes, java_code, number, whole,
+    Inherits, Lists, Origin, Set, boolean, canonical, classes, java_code, number, whole,
 };
 use super::tree::{Node, Value};
 use super::warning::Load;
+use crate::classify::Outcome;
 use crate::classify::http::HttpClassifier;
 
 /// A setting per name: the instances the file lists, and `configs.default` for the others.
@@ -78,12 +79,22 @@ enum Kind {
     JavaCode,
 }
 
+/// Which values of a key read and not carried over are reported.
+#[derive(Debug, Clone, Copy)]
+enum When {
+    Always,
+    /// This boolean.
+    Is(bool),
+    /// A duration other than zero.
+    NotZero,
+}
+
 /// One key a section reads: its kebab-case name, its kind, and, for a key read and not
-/// carried over, what happens instead (`when`: for booleans, the value that is reported).
+/// carried over, which values are reported and what happens instead.
 struct Key {
     name: &'static str,
     kind: Kind,
-    report: Option<(Option<bool>, &'static str)>,
+    report: Option<(When, &'static str)>,
 }
 
 const fn key(name: &'static str, kind: Kind) -> Key {
@@ -94,12 +105,7 @@ const fn key(name: &'static str, kind: Kind) -> Key {
     }
 }
 
-const fn reported(
-    name: &'static str,
-    kind: Kind,
-    when: Option<bool>,
-    instead: &'static str,
-) -> Key {
+const fn reported(name: &'static str, kind: Kind, when: When, instead: &'static str) -> Key {
     Key {
         name,
         kind,
@@ -115,10 +121,15 @@ const TIME_LIMITER: &[Key] = &[
     reported(
         "cancel-running-future",
         Kind::Bool,
-        Some(false),
+        When::Is(false),
         "read as true: a call that runs out of time is dropped, and so cancelled, in Rust",
     ),
-    reported("event-consumer-buffer-size", Kind::Whole(0), None, ACCEPTED),
+    reported(
+        "event-consumer-buffer-size",
+        Kind::Whole(0),
+        When::Always,
+        ACCEPTED,
+    ),
 ];
 
 const RETRY: &[Key] = &[
@@ -134,22 +145,27 @@ const RETRY: &[Key] = &[
     reported(
         "enable-randomized-wait",
         Kind::Bool,
-        Some(true),
+        When::Is(true),
         "ignored: the waits are not randomized",
     ),
     reported(
         "randomized-wait-factor",
         Kind::Number(0.0),
-        None,
+        When::Always,
         "ignored: the waits are not randomized",
     ),
     reported(
         "fail-after-max-attempts",
         Kind::Bool,
-        Some(true),
+        When::Is(true),
         "ignored: after the last attempt its answer is returned as it is",
     ),
-    reported("event-consumer-buffer-size", Kind::Whole(0), None, ACCEPTED),
+    reported(
+        "event-consumer-buffer-size",
+        Kind::Whole(0),
+        When::Always,
+        ACCEPTED,
+    ),
 ];
 
 const BULKHEAD: &[Key] = &[
@@ -157,18 +173,29 @@ const BULKHEAD: &[Key] = &[
     reported(
         "max-wait-duration",
         Kind::Duration,
-        None,
-        "ignored: tower's ConcurrencyLimit makes a call wait in `poll_ready` until a call \
-         ends, without a bound (bound it with a timeout or a load-shed layer outside the stack)",
+        When::NotZero,
+        "read as 0: a call beyond max-concurrent-calls is refused at once (tower's LoadShed \
+         over its ConcurrencyLimit), where resilience4j would let it wait that long for a \
+         permit",
     ),
     reported(
         "fair-call-handling-strategy-enabled",
         Kind::Bool,
-        None,
+        When::Always,
         ACCEPTED,
     ),
-    reported("event-consumer-buffer-size", Kind::Whole(0), None, ACCEPTED),
-    reported("writable-stack-trace-enabled", Kind::Bool, None, ACCEPTED),
+    reported(
+        "event-consumer-buffer-size",
+        Kind::Whole(0),
+        When::Always,
+        ACCEPTED,
+    ),
+    reported(
+        "writable-stack-trace-enabled",
+        Kind::Bool,
+        When::Always,
+        ACCEPTED,
+    ),
 ];
 
 /// A value read.
@@ -266,15 +293,15 @@ impl Raw {
                     })?)
                 }
                 Kind::Whole(min) => {
-                    let n = whole(&key_path, value)?;
-                    if n < min {
+                    let n = whole(&key_path, value).ok().filter(|n| *n >= min);
+                    let Some(n) = n else {
                         return Err(LoadError::bad_value(
                             &key_path,
                             value.line,
-                            origin.text,
+                            origin.text.clone(),
                             &format!("a whole number from {min} to {}", u32::MAX),
                         ));
-                    }
+                    };
                     Read::Whole(n)
                 }
                 Kind::Number(min) => {
@@ -290,14 +317,44 @@ impl Raw {
                     Read::Number(x)
                 }
                 Kind::Bool => Read::Bool(boolean(&key_path, value)?),
-                Kind::Classes => Read::Targets(classes(&key_path, value, false, load)?),
+                Kind::Classes => {
+                    let targets = classes(&key_path, value, Lists::of(section, key.name), load)?;
+                    if key.name == "retry-exceptions"
+                        && targets.iter().any(Target::names_client_errors)
+                    {
+                        load.note(
+                            &key_path,
+                            value.line,
+                            "names client errors (4xx): a 4xx is never retried (the request is \
+                             at fault), whatever the file says"
+                                .to_owned(),
+                        );
+                    }
+                    Read::Targets(targets)
+                }
                 Kind::JavaCode => {
-                    Read::Targets(java_code(&key_path, value, load)?.into_iter().collect())
+                    let instead = if key.name == "retry-exception-predicate" {
+                        (
+                            "no error is retried (bind the name with `Loader::bind`)",
+                            "bind the name with `Loader::bind`",
+                        )
+                    } else {
+                        (
+                            "ignored (bind the name with `Loader::bind`)",
+                            "bind the name with `Loader::bind`",
+                        )
+                    };
+                    Read::Targets(
+                        java_code(&key_path, value, instead, load)?
+                            .into_iter()
+                            .collect(),
+                    )
                 }
             };
             if let Some((when, instead)) = key.report {
                 let applies = match (when, &read) {
-                    (Some(when), Read::Bool(b)) => *b == when,
+                    (When::Is(when), Read::Bool(b)) => *b == when,
+                    (When::NotZero, Read::Duration(d)) => !d.is_zero(),
                     _ => true,
                 };
                 if applies && !instead.is_empty() {
@@ -356,6 +413,27 @@ impl Raw {
         let exponential = self.boolean("enable-exponential-backoff").unwrap_or(false);
         let mut retry = self.targets("retry-exceptions");
         retry.extend(self.targets("retry-exception-predicate"));
+        // Named, with nothing breakwater can use: retry no error (a warning said so), rather
+        // than every one.
+        let named = ["retry-exceptions", "retry-exception-predicate"]
+            .iter()
+            .any(|k| self.values.contains_key(k));
+        let classifier = if named && retry.is_empty() {
+            exceptions::classifier(
+                &[],
+                &self.targets("result-predicate"),
+                &self.targets("ignore-exceptions"),
+            )
+            .on_error(Outcome::Success)
+            .on_timeout(Outcome::Success)
+            .success(500..=599)
+        } else {
+            exceptions::classifier(
+                &retry,
+                &self.targets("result-predicate"),
+                &self.targets("ignore-exceptions"),
+            )
+        };
         RetrySettings {
             max_attempts: self.whole("max-attempts").unwrap_or(3),
             wait: self
@@ -366,11 +444,7 @@ impl Raw {
             max_wait: self
                 .duration("exponential-max-wait-duration")
                 .unwrap_or(Duration::MAX),
-            classifier: exceptions::classifier(
-                &retry,
-                &self.targets("result-predicate"),
-                &self.targets("ignore-exceptions"),
-            ),
+            classifier,
         }
     }
 
@@ -400,6 +474,7 @@ pub(crate) fn read(
     let (configs, instances) = super::document::named(
         path,
         node,
+        false,
         |path, node, load| Raw::parse(section, keys, path, node, load),
         load,
     )?;

@@ -109,7 +109,7 @@
 //! |---|---|---|
 //! | `timelimiter` | `timeout-duration` (1 s if a config leaves it out) | `cancel-running-future: false` (a call that runs out of time is dropped, so cancelled) |
 //! | `retry` | `max-attempts` (3; counts the first call), `wait-duration` (500 ms), `enable-exponential-backoff`, `exponential-backoff-multiplier` (1.5), `exponential-max-wait-duration`, `retry-exceptions`, `ignore-exceptions`, `retry-exception-predicate`, `result-predicate` (bound names) | `enable-randomized-wait: true` and `randomized-wait-factor` (waits are not randomized), `fail-after-max-attempts: true` (the last answer is returned as it is) |
-//! | `bulkhead` | `max-concurrent-calls` (25) | `max-wait-duration` (tower's limit waits in `poll_ready` without a bound) |
+//! | `bulkhead` | `max-concurrent-calls` (25), `max-wait-duration` (0) | `max-wait-duration` other than 0 (read as 0: a call beyond the limit is refused at once) |
 //!
 //! `event-consumer-buffer-size`, and `writable-stack-trace-enabled` and
 //! `fair-call-handling-strategy-enabled` for a bulkhead, are accepted without effect.
@@ -118,7 +118,13 @@
 //!   [`TimeoutLayer`] whose timeout a reload changes, for the calls that start after it.
 //! - `Registry::retry_policy` gives a `tower::retry::Policy` (a `RetryPolicy`: never a `4xx`
 //!   nor a call the breaker refused, spending tower's retry budget), and `Registry::bulkhead`
-//!   tower's own concurrency limit, one semaphore per name.
+//!   tower's own concurrency limit under tower's load shedding (a call beyond the limit is
+//!   refused at once, as resilience4j's bulkhead refuses it), one semaphore per name.
+//! - A section's own keys other than `configs` and `instances` are warnings
+//!   (`retryAspectOrder` and the like: the order of a stack is fixed), except in the breakers'
+//!   section, where an unknown key is an error. A top-level `timelimiter`, `retry` or
+//!   `bulkhead` (TOML's shape) is read only when it holds `configs` or `instances`: otherwise
+//!   it is the application's own.
 //! - `Registry::stack` composes them in resilience4j's order: retry outside the breaker, the
 //!   breaker outside the time limiter, the time limiter outside the bulkhead.
 //!   [`Registry::layer`] stays the breaker alone.
@@ -233,7 +239,7 @@ pub use self::retry::RetryPolicy;
 pub use self::section::{Entry, Section};
 #[cfg(any(feature = "yaml", feature = "toml"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
-pub use self::stack::{Stack, StackService};
+pub use self::stack::{BulkheadLayer, Stack, StackService};
 #[cfg(any(feature = "yaml", feature = "toml"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
 pub use self::warning::Warning;
@@ -332,10 +338,10 @@ impl Template {
         Self::new(CircuitBreaker::builder("default"), HttpClassifier::new())
     }
 
-    /// Whether a breaker built from `self` would behave as one built from `other`.
-    fn same_as(&self, other: &Template) -> bool {
-        self.classifier == other.classifier
-            && matches!((self.builder.check(), other.builder.check()), (Ok(a), Ok(b)) if a == b)
+    /// Whether a breaker built from `self` would behave as one built from `other` (its
+    /// classification aside: that belongs to the layers).
+    fn builds_as(&self, other: &Template) -> bool {
+        matches!((self.builder.check(), other.builder.check()), (Ok(a), Ok(b)) if a == b)
     }
 }
 
@@ -675,8 +681,14 @@ impl Registry {
         if let Some(timeout) = self.read().timeouts.get(name) {
             return timeout.clone();
         }
-        let timeout = self.timeout(name);
-        self.write()
+        let mut state = self.write();
+        // Read under the lock that a reload takes: the value and the timeout it lands in are
+        // one file's.
+        #[cfg(any(feature = "yaml", feature = "toml"))]
+        let timeout = state.templates.limiters.time_limits.of(name).copied();
+        #[cfg(not(any(feature = "yaml", feature = "toml")))]
+        let timeout = None;
+        state
             .timeouts
             .entry(name.to_owned())
             .or_insert_with(|| SharedTimeout::new(timeout))
@@ -704,11 +716,14 @@ impl Registry {
     }
 
     /// `name`'s bulkhead (`resilience4j.bulkhead`: `max-concurrent-calls` of its instance, or
-    /// of `configs.default`) as tower's own concurrency limit, one semaphore per name: every
-    /// service made from every layer handed out for the name shares the limit, as
-    /// resilience4j's bulkhead of a name does. `None` when the section has neither. A reload
-    /// that changes the limit gives the layers handed out after it a new semaphore; those in
-    /// use keep theirs (tower's limit is fixed once built).
+    /// of `configs.default`): tower's own concurrency limit under tower's load shedding (see
+    /// [`BulkheadLayer`]), one semaphore per name, so that every service made from every
+    /// layer handed out for the name shares the limit, as resilience4j's bulkhead of a name
+    /// does, and a call beyond it is refused at once. `None` when the section has neither.
+    ///
+    /// A reload that changes the limit gives the layers handed out after it a new semaphore;
+    /// those in use keep theirs (tower's limit is fixed once built), so until they are gone,
+    /// calls through the old and the new layers together may reach both limits added up.
     ///
     /// # Example
     ///
@@ -729,7 +744,7 @@ impl Registry {
     /// ```
     #[cfg(any(feature = "yaml", feature = "toml"))]
     #[cfg_attr(docsrs, doc(cfg(any(feature = "yaml", feature = "toml"))))]
-    pub fn bulkhead(&self, name: &str) -> Option<tower::limit::GlobalConcurrencyLimitLayer> {
+    pub fn bulkhead(&self, name: &str) -> Option<BulkheadLayer> {
         let mut state = self.write();
         let limit = *state.templates.limiters.bulkheads.of(name)?;
         let semaphore = match state.bulkheads.get(name) {
@@ -746,8 +761,9 @@ impl Registry {
                 semaphore
             }
         };
-        Some(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
-            semaphore,
+        Some(tower::layer::util::Stack::new(
+            tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(semaphore),
+            tower::load_shed::LoadShedLayer::new(),
         ))
     }
 
@@ -760,15 +776,11 @@ impl Registry {
         let retry = self
             .retry_policy(name)
             .unwrap_or_else(|| retry::none(self.budget(name)));
-        let bulkhead = match self.bulkhead(name) {
-            Some(layer) => tower::util::Either::Left(layer),
-            None => tower::util::Either::Right(tower_layer::Identity::new()),
-        };
         Stack {
             retry: tower::retry::RetryLayer::new(retry),
             breaker: self.layer(name),
             timeout: self.timeout_layer(name).without_override(),
-            bulkhead,
+            bulkhead: self.bulkhead(name),
         }
     }
 
@@ -905,7 +917,9 @@ impl Registry {
         let mut reconfigured = Vec::new();
         for (name, breaker) in &state.breakers {
             let (old, new) = (state.templates.of(name), templates.of(name));
-            if old.same_as(new) {
+            // Only the breaker's settings: a layer keeps the classification it was made with,
+            // so a change of classification alone (or bindings made anew) resets nothing.
+            if old.builds_as(new) {
                 continue;
             }
             let builder = new.builder.clone().named(name);
@@ -916,7 +930,10 @@ impl Registry {
         }
         for (name, chaos) in &state.chaos {
             let builder = templates.chaos.get(name).cloned().unwrap_or_default();
-            if chaos.settings() != builder && chaos.reconfigure(&builder).is_ok() {
+            if chaos.settings() != builder
+                && chaos.reconfigure(&builder).is_ok()
+                && !reconfigured.contains(name)
+            {
                 reconfigured.push(name.clone());
             }
         }

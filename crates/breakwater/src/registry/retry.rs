@@ -23,8 +23,11 @@ use crate::classify::http::HttpClassifier;
 ///   `retry-exceptions`, a `5xx` or an error (a timeout included); with it, what it names
 ///   (classes breakwater knows, or names bound with `Loader::bind`); never what
 ///   `ignore-exceptions` names. Whatever the file says, a `4xx` (the request is at fault) and
-///   a call the breaker refused ([`CircuitOpen`], anywhere in the error's `source()` chain)
-///   are never retried.
+///   a call the breaker refused ([`CircuitOpen`], anywhere in the error's `source()` chain,
+///   or in the extensions of a `503` answered by a breaker in its `respond_503` mode) are never
+///   retried; a `retry-exceptions` naming client errors says so with a warning. A
+///   `retry-exceptions` (or `retry-exception-predicate`) naming nothing breakwater can use
+///   retries no error, rather than every one.
 /// - Between attempts it waits `wait-duration` (500 ms by default), or, with
 ///   `enable-exponential-backoff`, `wait-duration × multiplier^(n-1)` before retry `n` (1.5 by
 ///   default), at most `exponential-max-wait-duration`. The waits are on tokio's timer.
@@ -33,6 +36,14 @@ use crate::classify::http::HttpClassifier;
 ///   and beyond that retries up to 20 % of the requests (each request deposits once). A retry
 ///   the budget cannot pay is not made: the answer at hand is returned. Another budget:
 ///   [`with_budget`](Self::with_budget).
+///
+/// Classes mean here what they mean to a breaker (see the [registry's
+/// docs](crate::registry)): `java.net.ConnectException`, say, stands for every error that is
+/// not a timeout, since breakwater cannot tell, for every client, a connection refused from an
+/// error after the request was sent. Retry only requests that may arrive twice.
+///
+/// tower's `TpsBudget` takes a lock (a `Mutex`) on every deposit and withdrawal: one per
+/// request, one per retry.
 ///
 /// Requests must be `Clone` (tower retries a copy); `http::Request` is not, so put the policy
 /// around a service of a request type that is (a client's own request struct, say, or
@@ -101,7 +112,10 @@ impl RetryPolicy {
     /// Whether `result` is worth another attempt.
     fn retries<B, E: 'static>(&self, result: &Result<Response<B>, E>) -> bool {
         if let Ok(response) = result {
-            if response.status().is_client_error() {
+            // A client error, or a breaker's refusal answered `503` (`respond_503`).
+            if response.status().is_client_error()
+                || response.extensions().get::<CircuitOpen>().is_some()
+            {
                 return false;
             }
         }

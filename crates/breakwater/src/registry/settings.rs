@@ -120,6 +120,7 @@ pub(crate) const KEYS: &[&str] = &[
     "allow-health-indicator-to-fail",
     "event-consumer-buffer-size",
     "writable-stack-trace-enabled",
+    "ignore-class-binding-exceptions",
 ];
 
 /// A key in kebab-case, camelCase or snake_case, reduced to one form: lower case, no
@@ -208,16 +209,17 @@ impl Spec {
                 "enablerandomizedwait" => spec.randomized = set(boolean()?, &origin),
                 "randomizedwaitfactor" => spec.randomized_factor = set(number()?, &origin),
                 "recordexceptions" => {
-                    spec.record = set(classes(&key_path, value, true, load)?, &origin);
+                    spec.record = set(classes(&key_path, value, Lists::Record, load)?, &origin);
                 }
                 "ignoreexceptions" => {
-                    spec.ignore = set(classes(&key_path, value, false, load)?, &origin);
+                    spec.ignore = set(classes(&key_path, value, Lists::Ignore, load)?, &origin);
                 }
                 // Spring Boot actuator and Java runtime settings: nothing to do here (the
                 // registry's health report covers every breaker), but the value is checked.
                 "registerhealthindicator"
                 | "allowhealthindicatortofail"
-                | "writablestacktraceenabled" => {
+                | "writablestacktraceenabled"
+                | "ignoreclassbindingexceptions" => {
                     boolean()?;
                 }
                 "eventconsumerbuffersize" => {
@@ -225,14 +227,22 @@ impl Spec {
                 }
                 predicate @ ("recordfailurepredicate"
                 | "ignoreexceptionpredicate"
-                | "recordresultpredicate"
-                | "ignoreclassbindingexceptions") => {
-                    let target = java_code(&key_path, value, load)?;
+                | "recordresultpredicate") => {
+                    let target = java_code(
+                        &key_path,
+                        value,
+                        (
+                            "ignored (bind the name with `Loader::bind`, or classify outcomes \
+                             with `CircuitBreaker::layer_with`)",
+                            "bind the name with `Loader::bind`, or classify outcomes with \
+                             `CircuitBreaker::layer_with`",
+                        ),
+                        load,
+                    )?;
                     let slot = match predicate {
                         "recordfailurepredicate" => &mut spec.record_predicate,
                         "recordresultpredicate" => &mut spec.result_predicate,
-                        "ignoreexceptionpredicate" => &mut spec.ignore_predicate,
-                        _ => continue,
+                        _ => &mut spec.ignore_predicate,
                     };
                     *slot = target.and_then(|target| set(target, &origin));
                 }
@@ -501,10 +511,33 @@ pub(super) fn boolean(path: &str, node: &Node) -> Result<bool, LoadError> {
 /// What the file names and breakwater has no rule for is an error when loading strictly, and
 /// otherwise a warning, the class left out; `record` says whether these are
 /// `record-exceptions` (with none left, breakwater's default applies, and a warning says so).
+/// Which list of exception classes is read: what it means when none is left that breakwater
+/// can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lists {
+    /// A breaker's `record-exceptions`: breakwater's default classification applies.
+    Record,
+    /// A retry's `retry-exceptions`: no error is retried.
+    Retry,
+    /// An `ignore-exceptions`: nothing more is ignored.
+    Ignore,
+}
+
+impl Lists {
+    /// The list `key` (kebab-case) of the section `section`.
+    pub(crate) fn of(section: &str, key: &str) -> Self {
+        match (section, key) {
+            (_, "ignore-exceptions") => Lists::Ignore,
+            ("retry", _) => Lists::Retry,
+            _ => Lists::Record,
+        }
+    }
+}
+
 pub(super) fn classes(
     path: &str,
     node: &Node,
-    record: bool,
+    list: Lists,
     load: &mut Load<'_>,
 ) -> Result<Vec<Target>, LoadError> {
     let names: Vec<(String, &Node, String)> = match &node.value {
@@ -562,23 +595,31 @@ pub(super) fn classes(
             )?,
         }
     }
-    if record && given > 0 && targets.is_empty() {
+    let instead = match list {
+        Lists::Record => {
+            "breakwater's default classification applies (5xx and errors fail, 4xx is ignored)"
+        }
+        Lists::Retry => "no error is retried",
+        Lists::Ignore => return Ok(targets),
+    };
+    if given > 0 && targets.is_empty() {
         load.cannot(
             path,
             node.line,
             "no class left that breakwater understands".to_owned(),
-            "breakwater's default classification applies (5xx and errors fail, 4xx is \
-             ignored)",
+            instead,
         )?;
     }
     Ok(targets)
 }
 
 /// A setting naming Java code (a predicate class): what the program bound the name to, or,
-/// unbound, a warning (an error when strict) and `None`.
+/// unbound, a warning saying what happens `instead` and `None`; when strict, an error
+/// giving the `remedy`.
 pub(super) fn java_code(
     path: &str,
     node: &Node,
+    (instead, remedy): (&str, &str),
     load: &mut Load<'_>,
 ) -> Result<Option<Target>, LoadError> {
     if let Value::Text(name) = &node.value {
@@ -586,19 +627,14 @@ pub(super) fn java_code(
             return Ok(Some(Target::Bound(binding)));
         }
     }
-    let problem = if load.is_strict() {
-        "names Java code, which cannot run here: classify outcomes with \
-         `CircuitBreaker::layer_with` instead, or bind the name (`Loader::bind`)"
-            .to_owned()
-    } else {
-        format!("{} names Java code, which cannot run here", node.value)
-    };
-    load.cannot(
-        path,
-        node.line,
-        problem,
-        "ignored (bind the name with `Loader::bind`, or classify outcomes with \
-         `CircuitBreaker::layer_with`)",
-    )?;
+    let problem = format!("{} names Java code, which cannot run here", node.value);
+    if load.is_strict() {
+        return Err(LoadError::key(
+            path,
+            node.line,
+            format!("{problem}: {remedy}"),
+        ));
+    }
+    load.cannot(path, node.line, problem, instead)?;
     Ok(None)
 }

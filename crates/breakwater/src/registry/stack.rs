@@ -1,22 +1,33 @@
 //! One name's whole resilience4j stack, in resilience4j's order, on tower's own layers.
 
+use tower::layer::util::Stack as Composed;
 use tower::limit::{ConcurrencyLimit, GlobalConcurrencyLimitLayer};
+use tower::load_shed::{LoadShed, LoadShedLayer};
 use tower::retry::{Retry, RetryLayer};
 use tower::util::Either;
-use tower_layer::{Identity, Layer};
+use tower_layer::Layer;
 
 use super::retry::RetryPolicy;
 use crate::circuit_breaker::{CircuitBreakerLayer, CircuitBreakerService};
 use crate::classify::http::HttpClassifier;
 use crate::timeout::{CallOnly, NoOverride, SharedTimeout, Timeout, TimeoutLayer};
 
+/// A name's bulkhead ([`Registry::bulkhead`](crate::Registry::bulkhead)): tower's
+/// `ConcurrencyLimit` on the name's semaphore, under tower's `LoadShed`, so that a call beyond
+/// the limit is refused at once (`tower::load_shed::error::Overloaded`), as resilience4j's
+/// bulkhead refuses one (`BulkheadFullException`) when its wait is 0, its default.
+pub type BulkheadLayer = Composed<GlobalConcurrencyLimitLayer, LoadShedLayer>;
+
+/// The time limiter of a [`Stack`].
+type TimeLimit<S> = Timeout<S, CallOnly, NoOverride, SharedTimeout>;
+
 /// The service a [`Stack`] makes of `S`: tower's `Retry` around the breaker, around the time
-/// limiter, around the bulkhead (tower's `ConcurrencyLimit`, or nothing for a name without
-/// one), around `S`.
+/// limiter, around the bulkhead (tower's `LoadShed` over its `ConcurrencyLimit`, or nothing
+/// for a name without one), around `S`.
 pub type StackService<S> = Retry<
     RetryPolicy,
     CircuitBreakerService<
-        Timeout<Either<ConcurrencyLimit<S>, S>, CallOnly, NoOverride, SharedTimeout>,
+        Either<TimeLimit<LoadShed<ConcurrencyLimit<S>>>, TimeLimit<S>>,
         HttpClassifier,
     >,
 >;
@@ -32,9 +43,11 @@ pub type StackService<S> = Retry<
 /// - Time limiter: [`Registry::timeout_layer`](crate::Registry::timeout_layer), without
 ///   per-request overrides (any request type goes); a name without a time limiter gets no
 ///   limit (a timer is still armed per call, far in the future), and a reload can give it one.
-/// - Bulkhead: tower's `ConcurrencyLimit`, its semaphore shared by every stack made for the
-///   name ([`Registry::bulkhead`](crate::Registry::bulkhead)); a name without one gets none.
-///   A call waits for its permit in `poll_ready`, before the time limiter's clock starts.
+/// - Bulkhead: [`BulkheadLayer`], its semaphore shared by every stack made for the name
+///   ([`Registry::bulkhead`](crate::Registry::bulkhead)); a name without one gets none. A call
+///   beyond the limit is refused at once with tower's `Overloaded` error, which the breaker
+///   counts as a failure and the retry may retry, as resilience4j's `BulkheadFullException`
+///   is.
 ///
 /// Tower's `Retry` needs the inner service and the request to be `Clone`.
 ///
@@ -73,16 +86,17 @@ pub struct Stack {
     pub(crate) retry: RetryLayer<RetryPolicy>,
     pub(crate) breaker: CircuitBreakerLayer<HttpClassifier>,
     pub(crate) timeout: TimeoutLayer<CallOnly, NoOverride, SharedTimeout>,
-    pub(crate) bulkhead: Either<GlobalConcurrencyLimitLayer, Identity>,
+    pub(crate) bulkhead: Option<BulkheadLayer>,
 }
 
 impl<S> Layer<S> for Stack {
     type Service = StackService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.retry.layer(
-            self.breaker
-                .layer(self.timeout.layer(self.bulkhead.layer(inner))),
-        )
+        let limited = match &self.bulkhead {
+            Some(bulkhead) => Either::Left(self.timeout.clone().layer(bulkhead.layer(inner))),
+            None => Either::Right(self.timeout.clone().layer(inner)),
+        };
+        self.retry.layer(self.breaker.layer(limited))
     }
 }
