@@ -10,7 +10,7 @@ use super::duration;
 use super::error::LoadError;
 use super::exceptions::{self, Target};
 use super::settings::{
-    Inherits, Lists, Origin, Set, boolean, canonical, classes, java_code, number, whole,
+    Inherits, Lists, Set, boolean, canonical, classes, entries, java_code, number, whole,
 };
 use super::tree::{Node, Value};
 use super::warning::Load;
@@ -208,6 +208,16 @@ enum Read {
     Targets(Vec<Target>),
 }
 
+/// The value of `key` in `raw`, if it was read as `variant`.
+macro_rules! read_as {
+    ($raw:expr, $key:expr, $variant:ident) => {
+        match $raw.values.get($key).map(Set::value) {
+            Some(Read::$variant(value)) => Some(value.clone()),
+            _ => None,
+        }
+    };
+}
+
 /// One configuration of a section as written: its `base-config`, and each key read.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Raw {
@@ -239,22 +249,9 @@ impl Raw {
         node: &Node,
         load: &mut Load<'_>,
     ) -> Result<Self, LoadError> {
-        let Value::Map(entries) = &node.value else {
-            return Err(LoadError::bad_value(
-                path,
-                node.line,
-                node.value.to_string(),
-                "a map of settings",
-            ));
-        };
         let mut raw = Raw::default();
-        for (name, value) in entries {
-            let key_path = format!("{path}.{name}");
-            let origin = Origin {
-                path: key_path.clone(),
-                line: value.line,
-                text: value.value.to_string(),
-            };
+        for (name, value, origin) in entries(path, node)? {
+            let key_path = origin.path.clone();
             let canonical_key = canonical(name);
             if canonical_key == "baseconfig" {
                 let Value::Text(base) = &value.value else {
@@ -367,38 +364,23 @@ impl Raw {
     }
 
     fn duration(&self, key: &str) -> Option<Duration> {
-        match self.values.get(key).map(Set::value) {
-            Some(Read::Duration(d)) => Some(*d),
-            _ => None,
-        }
+        read_as!(self, key, Duration)
     }
 
     fn whole(&self, key: &str) -> Option<u32> {
-        match self.values.get(key).map(Set::value) {
-            Some(Read::Whole(n)) => Some(*n),
-            _ => None,
-        }
+        read_as!(self, key, Whole)
     }
 
     fn number(&self, key: &str) -> Option<f64> {
-        match self.values.get(key).map(Set::value) {
-            Some(Read::Number(x)) => Some(*x),
-            _ => None,
-        }
+        read_as!(self, key, Number)
     }
 
     fn boolean(&self, key: &str) -> Option<bool> {
-        match self.values.get(key).map(Set::value) {
-            Some(Read::Bool(b)) => Some(*b),
-            _ => None,
-        }
+        read_as!(self, key, Bool)
     }
 
     fn targets(&self, key: &str) -> Vec<Target> {
-        match self.values.get(key).map(Set::value) {
-            Some(Read::Targets(t)) => t.clone(),
-            _ => Vec::new(),
-        }
+        read_as!(self, key, Targets).unwrap_or_default()
     }
 
     /// The time limiter's timeout: resilience4j's default is one second.

@@ -133,6 +133,31 @@ pub(crate) fn canonical(key: &str) -> String {
         .collect()
 }
 
+/// The settings of the map at `path`: each key as written, its value, and where it was
+/// written.
+pub(super) fn entries<'a>(
+    path: &str,
+    node: &'a Node,
+) -> Result<impl Iterator<Item = (&'a String, &'a Node, Origin)>, LoadError> {
+    let Value::Map(entries) = &node.value else {
+        return Err(LoadError::bad_value(
+            path,
+            node.line,
+            node.value.to_string(),
+            "a map of settings",
+        ));
+    };
+    let path = path.to_owned();
+    Ok(entries.iter().map(move |(key, value)| {
+        let origin = Origin {
+            path: format!("{path}.{key}"),
+            line: value.line,
+            text: value.value.to_string(),
+        };
+        (key, value, origin)
+    }))
+}
+
 const WHOLE: &str = "a whole number";
 const NUMBER: &str = "a number";
 const BOOLEAN: &str = "true or false";
@@ -140,22 +165,9 @@ const BOOLEAN: &str = "true or false";
 impl Spec {
     /// Reads the settings of the map at `path`.
     pub(crate) fn parse(path: &str, node: &Node, load: &mut Load<'_>) -> Result<Self, LoadError> {
-        let Value::Map(entries) = &node.value else {
-            return Err(LoadError::bad_value(
-                path,
-                node.line,
-                node.value.to_string(),
-                "a map of settings",
-            ));
-        };
         let mut spec = Spec::default();
-        for (key, value) in entries {
-            let key_path = format!("{path}.{key}");
-            let origin = Origin {
-                path: key_path.clone(),
-                line: value.line,
-                text: value.value.to_string(),
-            };
+        for (key, value, origin) in entries(path, node)? {
+            let key_path = origin.path.clone();
             let whole = || whole(&key_path, value);
             let number = || number(&key_path, value);
             let duration = || {
