@@ -538,8 +538,8 @@ retry:
              enable-randomized-wait, randomized-wait-factor, fail-after-max-attempts, \
              event-consumer-buffer-size)",
             "resilience4j.retry.instances.pg.retryExceptionPredicate (line 15): \"com.acme.RetryOn\" \
-             names Java code, which cannot run here: no error is retried (bind the name with \
-             `Loader::bind`)",
+             names Java code, which cannot run here: ignored (bind the name with \
+             `Loader::bind`); without a retry-exceptions breakwater can use, no error is retried",
             "resilience4j.bulkhead.instances.pg.maxWaitDuration (line 18): \"500ms\": read as 0: a \
              call beyond max-concurrent-calls is refused at once (tower's LoadShed over its \
              ConcurrencyLimit), where resilience4j would let it wait that long for a permit",
@@ -865,4 +865,84 @@ fn a_reload_that_changes_only_the_classification_resets_no_breaker() {
             .is_empty()
     );
     assert_eq!(breaker.state(), CircuitState::ForcedOpen);
+}
+
+/// A bound ignore name, and a known one, win over a bound result predicate too; and a retry
+/// that records nothing by class still retries what its bound result predicate names, while an
+/// empty list is the setting left out.
+#[tokio::test(start_paused = true)]
+async fn ignoring_wins_over_a_result_predicate_and_result_predicates_survive_an_empty_record() {
+    let registry = Registry::loader()
+        .bind(
+            "com.acme.Bad",
+            Binding::responses(|status, _| status.is_client_error() || status.is_server_error()),
+        )
+        .bind("com.acme.Conflict", Binding::statuses(409))
+        .bind("com.acme.Unavailable", Binding::statuses(503))
+        .from_yaml(
+            "
+resilience4j:
+  circuitbreaker:
+    instances:
+      search:
+        recordResultPredicate: com.acme.Bad
+        ignoreExceptions: [HttpServerErrorException.ServiceUnavailable, com.acme.Conflict]
+  retry:
+    instances:
+      results:
+        waitDuration: 10ms
+        retryExceptions: [com.acme.PaymentException]
+        resultPredicate: com.acme.Unavailable
+      empty:
+        waitDuration: 10ms
+        retryExceptions: []
+",
+        )
+        .unwrap();
+    let search = registry.classifier("search");
+    assert_eq!(
+        classify_status(&search, 503),
+        Outcome::Ignored,
+        "a known ignore name"
+    );
+    assert_eq!(
+        classify_status(&search, 409),
+        Outcome::Ignored,
+        "a bound ignore name"
+    );
+    assert_eq!(classify_status(&search, 500), Outcome::Failure);
+    assert_eq!(classify_status(&search, 404), Outcome::Failure);
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let attempts = |name: &str, status: u16| {
+        let calls = calls.clone();
+        let mut service = tower::retry::RetryLayer::new(registry.retry_policy(name).unwrap())
+            .layer(answering(calls.clone(), status, Duration::ZERO));
+        async move {
+            calls.store(0, Ordering::SeqCst);
+            service.ready().await.unwrap().call(7).await.unwrap();
+            calls.load(Ordering::SeqCst)
+        }
+    };
+    assert_eq!(
+        attempts("results", 503).await,
+        3,
+        "the result predicate retries"
+    );
+    assert_eq!(attempts("results", 500).await, 1, "nothing else");
+    assert_eq!(
+        attempts("empty", 500).await,
+        3,
+        "an empty list: every 5xx, as by default"
+    );
+    assert_eq!(
+        warnings(&registry),
+        [
+            "resilience4j.retry.instances.results.retryExceptions[0] (line 12): \
+          \"com.acme.PaymentException\" is not an exception class breakwater understands: \
+          ignored (no rule for it: bind the name with `Loader::bind`)",
+            "resilience4j.retry.instances.results.retryExceptions (line 12): no class left that \
+          breakwater understands: no error is retried"
+        ]
+    );
 }

@@ -98,6 +98,21 @@ impl Binding {
         )
     }
 
+    /// `classifier` with this binding's statuses as rules by kind, consulted with (and after)
+    /// the predicates.
+    pub(crate) fn statuses_as_matchers(
+        &self,
+        mut classifier: HttpClassifier,
+        outcome: Outcome,
+    ) -> HttpClassifier {
+        for part in &self.parts {
+            if let Part::Statuses(first, last) = part {
+                classifier = classifier.matching(Matcher::Statuses(*first, *last, outcome));
+            }
+        }
+        classifier
+    }
+
     /// `classifier` with what this binding matches given `outcome`.
     pub(crate) fn apply(&self, mut classifier: HttpClassifier, outcome: Outcome) -> HttpClassifier {
         for part in &self.parts {

@@ -216,12 +216,26 @@ pub(crate) fn classifier(
         .any(|t| matches!(t, Target::Bound(_)));
     for target in ignore {
         classifier = apply(classifier, target, Outcome::Ignored);
-        if let (true, Target::Known(rule)) = (bound, target) {
-            classifier = rule.as_matchers(classifier, Outcome::Ignored);
+        if bound {
+            classifier = match target {
+                Target::Known(rule) => rule.as_matchers(classifier, Outcome::Ignored),
+                Target::Bound(binding) => {
+                    binding.statuses_as_matchers(classifier, Outcome::Ignored)
+                }
+            };
         }
     }
     classifier
 }
+
+/// A rule naming nothing: as a `record` list, "record nothing" (every status, error and
+/// timeout a success, before `results` and `ignore` apply).
+pub(crate) const NOTHING: Rule = Rule {
+    statuses: None,
+    more_statuses: None,
+    errors: false,
+    timeouts: false,
+};
 
 impl Target {
     /// Whether it names client errors (`4xx`) by status.

@@ -10,11 +10,10 @@ use super::duration;
 use super::error::LoadError;
 use super::exceptions::{self, Target};
 use super::settings::{
-    Inherits, Lists, Set, boolean, canonical, classes, entries, java_code, number, whole,
+    Inherits, Lists, Set, boolean, canonical, classes, entries, java_code, names_any, number, whole,
 };
 use super::tree::{Node, Value};
 use super::warning::Load;
-use crate::classify::Outcome;
 use crate::classify::http::HttpClassifier;
 
 /// A setting per name: the instances the file lists, and `configs.default` for the others.
@@ -327,12 +326,17 @@ impl Raw {
                                 .to_owned(),
                         );
                     }
+                    if !names_any(value) {
+                        // An empty list is the setting left out, as in resilience4j.
+                        continue;
+                    }
                     Read::Targets(targets)
                 }
                 Kind::JavaCode => {
                     let instead = if key.name == "retry-exception-predicate" {
                         (
-                            "no error is retried (bind the name with `Loader::bind`)",
+                            "ignored (bind the name with `Loader::bind`); without a \
+                             retry-exceptions breakwater can use, no error is retried",
                             "bind the name with `Loader::bind`",
                         )
                     } else {
@@ -400,22 +404,14 @@ impl Raw {
         let named = ["retry-exceptions", "retry-exception-predicate"]
             .iter()
             .any(|k| self.values.contains_key(k));
-        let classifier = if named && retry.is_empty() {
-            exceptions::classifier(
-                &[],
-                &self.targets("result-predicate"),
-                &self.targets("ignore-exceptions"),
-            )
-            .on_error(Outcome::Success)
-            .on_timeout(Outcome::Success)
-            .success(500..=599)
-        } else {
-            exceptions::classifier(
-                &retry,
-                &self.targets("result-predicate"),
-                &self.targets("ignore-exceptions"),
-            )
-        };
+        if named && retry.is_empty() {
+            retry.push(Target::Known(exceptions::NOTHING));
+        }
+        let classifier = exceptions::classifier(
+            &retry,
+            &self.targets("result-predicate"),
+            &self.targets("ignore-exceptions"),
+        );
         RetrySettings {
             max_attempts: self.whole("max-attempts").unwrap_or(3),
             wait: self

@@ -71,8 +71,8 @@
 //!   failure); with it, what it names fails and all else succeeds; what `ignore-exceptions`
 //!   names is ignored, whatever `record-exceptions` says.
 //! - `register-health-indicator`, `allow-health-indicator-to-fail`,
-//!   `event-consumer-buffer-size` and `writable-stack-trace-enabled` are accepted and have no
-//!   effect ([`Registry::health`] reports every breaker). Predicates
+//!   `event-consumer-buffer-size`, `writable-stack-trace-enabled` and
+//!   `ignore-class-binding-exceptions` are accepted and have no effect ([`Registry::health`] reports every breaker). Predicates
 //!   (`record-failure-predicate`, `record-result-predicate`, `ignore-exception-predicate`)
 //!   name Java code: a bound name means what it was bound to (a record predicate's matches
 //!   fail, an ignore predicate's are ignored, a result predicate's responses fail); an unbound

@@ -518,11 +518,6 @@ pub(super) fn boolean(path: &str, node: &Node) -> Result<bool, LoadError> {
     }
 }
 
-/// A list of Java exception class names (or one name, or a comma-separated string, as Spring
-/// Boot reads lists), each mapped to what it means here.
-/// What the file names and breakwater has no rule for is an error when loading strictly, and
-/// otherwise a warning, the class left out; `record` says whether these are
-/// `record-exceptions` (with none left, breakwater's default applies, and a warning says so).
 /// Which list of exception classes is read: what it means when none is left that breakwater
 /// can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -546,6 +541,21 @@ impl Lists {
     }
 }
 
+/// Whether a list of class names names any (an empty list, a null or an empty string does
+/// not: resilience4j reads those as the setting left out).
+pub(super) fn names_any(node: &Node) -> bool {
+    match &node.value {
+        Value::List(items) => !items.is_empty(),
+        Value::Text(text) => text.split(',').any(|name| !name.trim().is_empty()),
+        _ => false,
+    }
+}
+
+/// A list of Java exception class names (or one name, or a comma-separated string, as Spring
+/// Boot reads lists), each mapped to what it means here: a bound name to its binding, a class
+/// breakwater knows to its rule. What it has no rule for is an error when loading strictly,
+/// and otherwise a warning, the class left out; `list` says what a list left with none means
+/// (and its warning says so).
 pub(super) fn classes(
     path: &str,
     node: &Node,

@@ -16,6 +16,13 @@ use crate::timeout::{CallOnly, NoOverride, SharedTimeout, Timeout, TimeoutLayer}
 /// `ConcurrencyLimit` on the name's semaphore, under tower's `LoadShed`, so that a call beyond
 /// the limit is refused at once (`tower::load_shed::error::Overloaded`), as resilience4j's
 /// bulkhead refuses one (`BulkheadFullException`) when its wait is 0, its default.
+///
+/// One property of tower's pair to know: the limit takes its permit in `poll_ready`, and a
+/// service refused while the limit is full keeps its place in the semaphore's queue, so the
+/// next permit freed is reserved for that service until it is polled again or dropped. Drop a
+/// refused service, or clone one per request (as axum does; tower's `Retry` makes a request's
+/// retries through a copy it drops with the request), and the limit keeps its full width; a
+/// service kept idle after a refusal holds one permit of it until its next call.
 pub type BulkheadLayer = Composed<GlobalConcurrencyLimitLayer, LoadShedLayer>;
 
 /// The time limiter of a [`Stack`].
