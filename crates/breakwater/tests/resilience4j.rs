@@ -19,27 +19,24 @@ const DEMO: &str = include_str!("fixtures/resilience4j-demo.yml");
 
 const BUSINESS: &str = "io.github.robwin.exception.BusinessException";
 
-#[derive(Debug)]
-struct BusinessError;
+/// An error type of the application's, for bindings to recognise.
+macro_rules! error_type {
+    ($name:ident, $text:literal) => {
+        #[derive(Debug)]
+        struct $name;
 
-impl fmt::Display for BusinessError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("refused by the business rules")
-    }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str($text)
+            }
+        }
+
+        impl std::error::Error for $name {}
+    };
 }
 
-impl std::error::Error for BusinessError {}
-
-#[derive(Debug)]
-struct Unreachable;
-
-impl fmt::Display for Unreachable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the payment gateway cannot be reached")
-    }
-}
-
-impl std::error::Error for Unreachable {}
+error_type!(BusinessError, "refused by the business rules");
+error_type!(Unreachable, "the payment gateway cannot be reached");
 
 fn warnings(registry: &Registry) -> Vec<String> {
     registry
@@ -122,6 +119,39 @@ fn the_demo_configuration_loads_unchanged_with_its_warnings() {
         Registry::from_yaml_strict(DEMO).unwrap_err().key_path(),
         Some("resilience4j.circuitbreaker.configs.default.ignoreExceptions[0]")
     );
+    // A file with none has none.
+    assert!(
+        Registry::from_yaml("resilience4j.circuitbreaker: {}\n")
+            .unwrap()
+            .warnings()
+            .is_empty()
+    );
+}
+
+#[test]
+fn record_exceptions_with_no_class_left_keep_the_default_and_say_so() {
+    let registry = Registry::from_yaml(
+        "resilience4j.circuitbreaker:
+  instances:
+    pg:
+      recordExceptions:
+        - com.acme.PaymentGatewayException
+",
+    )
+    .unwrap();
+    assert_eq!(
+        warnings(&registry),
+        [
+            "resilience4j.circuitbreaker.instances.pg.recordExceptions[0] (line 5): \
+             \"com.acme.PaymentGatewayException\" is not an exception class breakwater \
+             understands: ignored (no rule for it: bind the name with `Loader::bind`)",
+            "resilience4j.circuitbreaker.instances.pg.recordExceptions (line 5): no class left \
+             that breakwater understands: breakwater's default classification applies (5xx and \
+             errors fail, 4xx is ignored)",
+        ]
+    );
+    // The default: a 5xx fails, a 4xx is ignored.
+    assert_eq!(registry.classifier("pg"), HttpClassifier::new());
 }
 
 #[test]
@@ -243,6 +273,16 @@ resilience4j.circuitbreaker:
         Outcome::Failure,
         "the default stays"
     );
+}
+
+/// How many calls one request makes through `name`'s retry policy to a service that answers
+/// `status` at once.
+async fn attempts(registry: &Registry, name: &str, status: u16) -> usize {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut service = tower::retry::RetryLayer::new(registry.retry_policy(name).unwrap())
+        .layer(answering(calls.clone(), status, Duration::ZERO));
+    service.ready().await.unwrap().call(7).await.unwrap();
+    calls.load(Ordering::SeqCst)
 }
 
 /// A service that answers `status` after `delay`, counting its calls.
@@ -617,7 +657,7 @@ max-concurrent-calls = 8
 }
 
 #[tokio::test(start_paused = true)]
-async fn retry_and_bulkhead_settings_reach_the_stacks_made_after_a_reload() {
+async fn retry_settings_reach_the_stacks_made_after_a_reload() {
     let registry = Registry::from_yaml(DEMO).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let mut before =
@@ -746,17 +786,7 @@ resilience4j.retry:
              says",
         ]
     );
-    let calls = Arc::new(AtomicUsize::new(0));
-    let attempts = |name: &str, status: u16| {
-        let calls = calls.clone();
-        let mut service = tower::retry::RetryLayer::new(registry.retry_policy(name).unwrap())
-            .layer(answering(calls.clone(), status, Duration::ZERO));
-        async move {
-            calls.store(0, Ordering::SeqCst);
-            service.ready().await.unwrap().call(7).await.unwrap();
-            calls.load(Ordering::SeqCst)
-        }
-    };
+    let attempts = |name, status| attempts(&registry, name, status);
     assert_eq!(attempts("unknown", 503).await, 1);
     assert_eq!(attempts("throttled", 429).await, 1);
     assert_eq!(attempts("throttled", 503).await, 3);
@@ -913,17 +943,7 @@ resilience4j:
     assert_eq!(classify_status(&search, 500), Outcome::Failure);
     assert_eq!(classify_status(&search, 404), Outcome::Failure);
 
-    let calls = Arc::new(AtomicUsize::new(0));
-    let attempts = |name: &str, status: u16| {
-        let calls = calls.clone();
-        let mut service = tower::retry::RetryLayer::new(registry.retry_policy(name).unwrap())
-            .layer(answering(calls.clone(), status, Duration::ZERO));
-        async move {
-            calls.store(0, Ordering::SeqCst);
-            service.ready().await.unwrap().call(7).await.unwrap();
-            calls.load(Ordering::SeqCst)
-        }
-    };
+    let attempts = |name, status| attempts(&registry, name, status);
     assert_eq!(
         attempts("results", 503).await,
         3,

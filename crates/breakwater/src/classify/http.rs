@@ -94,6 +94,8 @@ pub(crate) type ErrorPredicate = dyn Fn(&(dyn Error + 'static)) -> bool + Send +
 pub(crate) type ResponsePredicate = dyn Fn(StatusCode, &HeaderMap) -> bool + Send + Sync;
 
 /// One rule by predicate, and the outcome of what it matches.
+// The rules by kind are made by the registry's file loading only (features `yaml`, `toml`).
+#[cfg_attr(not(any(feature = "yaml", feature = "toml")), allow(dead_code))]
 #[derive(Clone)]
 pub(crate) enum Matcher {
     Error(Arc<ErrorPredicate>, Outcome),

@@ -317,6 +317,19 @@ impl Templates {
     fn of(&self, name: &str) -> &Template {
         self.instances.get(name).unwrap_or(&self.default)
     }
+
+    /// The time limiter's timeout of `name`, if the file gives one.
+    fn time_limit(&self, name: &str) -> Option<std::time::Duration> {
+        #[cfg(any(feature = "yaml", feature = "toml"))]
+        {
+            self.limiters.time_limits.of(name).copied()
+        }
+        #[cfg(not(any(feature = "yaml", feature = "toml")))]
+        {
+            let _ = name;
+            None
+        }
+    }
 }
 
 /// One resolved configuration: the breaker it builds (checked) and its classification.
@@ -628,15 +641,7 @@ impl Registry {
     /// # Ok::<(), breakwater::registry::LoadError>(())
     /// ```
     pub fn timeout(&self, name: &str) -> Option<std::time::Duration> {
-        #[cfg(any(feature = "yaml", feature = "toml"))]
-        {
-            self.read().templates.limiters.time_limits.of(name).copied()
-        }
-        #[cfg(not(any(feature = "yaml", feature = "toml")))]
-        {
-            let _ = name;
-            None
-        }
+        self.read().templates.time_limit(name)
     }
 
     /// A layer bounding calls by `name`'s [`timeout`](Self::timeout) (no bound while it is
@@ -684,10 +689,7 @@ impl Registry {
         let mut state = self.write();
         // Read under the lock that a reload takes: the value and the timeout it lands in are
         // one file's.
-        #[cfg(any(feature = "yaml", feature = "toml"))]
-        let timeout = state.templates.limiters.time_limits.of(name).copied();
-        #[cfg(not(any(feature = "yaml", feature = "toml")))]
-        let timeout = None;
+        let timeout = state.templates.time_limit(name);
         state
             .timeouts
             .entry(name.to_owned())
@@ -937,9 +939,8 @@ impl Registry {
                 reconfigured.push(name.clone());
             }
         }
-        #[cfg(any(feature = "yaml", feature = "toml"))]
         for (name, timeout) in &state.timeouts {
-            let new = templates.limiters.time_limits.of(name).copied();
+            let new = templates.time_limit(name);
             if timeout.get() != new {
                 timeout.set(new);
                 if !reconfigured.contains(name) {

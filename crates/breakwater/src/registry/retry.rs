@@ -162,11 +162,16 @@ impl<Req: Clone, B, E: 'static> Policy<Req, Response<B>, E> for RetryPolicy {
     }
 
     fn clone_request(&mut self, request: &Req) -> Option<Req> {
+        if self.attempts >= self.settings.max_attempts {
+            // No attempt left (or none ever, for a stack's name without a retry): no copy, and
+            // the budget (tower's takes a lock) is not touched.
+            return None;
+        }
         if self.attempts == 1 {
             // One deposit per request, before its first call.
             self.budget.deposit();
         }
-        (self.attempts < self.settings.max_attempts).then(|| request.clone())
+        Some(request.clone())
     }
 }
 

@@ -45,7 +45,7 @@ pub type StackService<S> = Retry<
 /// breaker's refusal is not retried), and the breaker counts the time limiter's timeouts.
 ///
 /// - Retry: the name's [`RetryPolicy`] in tower's `Retry`; a name without a retry gets a
-///   policy of one attempt (no request is copied then).
+///   policy of one attempt (no request is copied, no retry budget touched).
 /// - Breaker: [`Registry::layer`](crate::Registry::layer).
 /// - Time limiter: [`Registry::timeout_layer`](crate::Registry::timeout_layer), without
 ///   per-request overrides (any request type goes); a name without a time limiter gets no
